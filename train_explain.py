@@ -1,0 +1,718 @@
+"""Train a hybrid CNN -> BiLSTM -> multi-head-attention classifier on two CSV files, then explain it.
+
+    python train_explain.py                      # ./train_set.csv + ./test_set.csv -> ./outputs/
+    python train_explain.py --epochs=5 --output_dir=runs/a
+    python train_explain.py --help               # every constant, its default and its meaning
+
+The file reads in the order the pipeline runs: constants -> overrides -> model -> training ->
+evaluation -> SHAP -> Grad-CAM -> attention -> report -> main().
+`import train_explain` has no side effects; `load_model()` rebuilds a trained model from its file.
+"""
+import ast
+import sys
+
+# -----------------------------------------------------------------------------
+# Constants: edit here, or override any of them as --lower_case_name=VALUE
+# data and outputs
+TRAIN_CSV_PATH = "train_set.csv"  # training CSV: a label column and numeric feature columns
+TEST_CSV_PATH = "test_set.csv"  # test CSV with the same columns
+LABEL_COLUMN = "label"  # name of the class column in both CSVs
+OUTPUT_DIR = "outputs"  # every file of a run goes here; an earlier run's files stay whole until a run succeeds
+DEVICE = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
+SEED = 0  # seeds the split, initialisation, batch order and explanations
+TRAIN = True  # False: reuse OUTPUT_DIR's checkpoint, only evaluate and explain
+# model
+CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
+KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
+LSTM_HIDDEN_SIZE = 64  # hidden units per direction of the bidirectional LSTM
+LSTM_LAYERS = 1  # stacked LSTM layers
+ATTENTION_HEADS = 4  # heads of the self-attention; must divide 2 * LSTM_HIDDEN_SIZE
+DROPOUT = 0.1  # dropout before the classifier (and between LSTM layers)
+MIN_POOLED_LENGTH = 16  # a conv block halves the sequence only while it stays at least this long
+MAX_POOLED_LENGTH = 128  # longer series are pooled harder so the LSTM sees at most about this many steps
+# training
+EPOCHS = 100  # upper bound; early stopping usually ends sooner
+BATCH_SIZE = 32  # samples per optimisation step
+LEARNING_RATE = 3e-3  # peak learning rate of the warm-up + cosine schedule (AdamW)
+WEIGHT_DECAY = 1e-2  # AdamW decoupled weight decay
+WARMUP_EPOCHS = 5  # linear learning-rate warm-up before the cosine decay
+LABEL_SMOOTHING = 0.1  # cross-entropy label smoothing
+VAL_FRACTION = 0.2  # share of the training file held out (stratified) to choose the best epoch
+EARLY_STOPPING_PATIENCE = 30  # stop after this many epochs without a better validation score
+# explanations
+NUM_SHAP_BACKGROUND_SAMPLES = 100  # training rows that form the SHAP reference distribution
+NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM and attention
+SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
+SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
+SHAP_PERMUTATIONS = 10  # antithetic permutation pairs per explained sample (method "permutation")
+
+CONSTANT_NAMES = [name for name in list(globals()) if name.isupper() and name != "CONSTANT_NAMES"]
+
+
+# -----------------------------------------------------------------------------
+# Overrides from the command line (nanoGPT's configurator, checked against each default's type)
+class ConfigError(ValueError):
+    """A flag or constant that makes no sense; the message is one line."""
+
+
+def constant_help() -> str:
+    source = open(__file__, encoding="utf-8").read().splitlines()
+    lines = ["usage: python train_explain.py [--name=VALUE ...]", "", "constants (default, meaning):"]
+    for name in CONSTANT_NAMES:
+        comment = next((line.split("#", 1)[1].strip() for line in source if line.startswith(f"{name} = ")), "")
+        lines.append(f"  --{name.lower():<30} {globals()[name]!r:<16} {comment}")
+    return "\n".join(lines)
+
+
+def parse_value(name: str, text: str, default):
+    if isinstance(default, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"--{name.lower()}={text} is not a {type(default).__name__}; "
+                          f"give a value like --{name.lower()}={default!r}") from None
+    if isinstance(default, float) and type(value) is int:
+        value = float(value)
+    if type(value) is not type(default):
+        raise ConfigError(f"--{name.lower()}={text} is a {type(value).__name__}, "
+                          f"expected a {type(default).__name__} like {default!r}")
+    return value
+
+
+def config_from_args(argv: list[str]) -> dict:
+    """Defaults with the command line's overrides applied; keys are the UPPER_CASE names."""
+    config = {name: globals()[name] for name in CONSTANT_NAMES}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; constants are set as --name=VALUE (see --help)")
+        key, has_value, text = arg[2:].partition("=")
+        if not has_value:
+            if not args:
+                raise ConfigError(f"--{key} needs a value, e.g. --{key}=VALUE")
+            text = args.pop(0)
+        name = key.upper().replace("-", "_")
+        if name not in config:
+            raise ConfigError(f"unknown flag --{key}; run python train_explain.py --help for the constants")
+        config[name] = parse_value(name, text, config[name])
+    check_config(config)
+    return config
+
+
+def check_config(config: dict) -> None:
+    positive = ["EPOCHS", "BATCH_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
+                "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
+                "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "LEARNING_RATE",
+                "EARLY_STOPPING_PATIENCE"]
+    for name in positive:
+        if config[name] <= 0:
+            raise ConfigError(f"{name} is {config[name]}; it must be positive")
+    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING"]:
+        if config[name] < 0:
+            raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
+    for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
+        if not 0 <= config[name] < 1:
+            raise ConfigError(f"{name} is {config[name]}; it must lie in [0, 1)")
+    if config["KERNEL_SIZE"] % 2 == 0:
+        raise ConfigError(f"KERNEL_SIZE is {config['KERNEL_SIZE']}; use an odd width so the series keeps its length")
+    if (2 * config["LSTM_HIDDEN_SIZE"]) % config["ATTENTION_HEADS"]:
+        raise ConfigError(f"ATTENTION_HEADS={config['ATTENTION_HEADS']} does not divide the attention width "
+                          f"2 * LSTM_HIDDEN_SIZE = {2 * config['LSTM_HIDDEN_SIZE']}; pick a divisor")
+    if config["DEVICE"] not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"DEVICE is {config['DEVICE']!r}; use 'auto', 'cpu' or 'cuda'")
+    if config["SHAP_METHOD"] not in ("permutation", "exact", "deep", "all"):
+        raise ConfigError(f"SHAP_METHOD is {config['SHAP_METHOD']!r}; use 'permutation', 'exact', 'deep' or 'all'")
+
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    # Answered before torch is imported, which alone takes over a second.
+    print(constant_help())
+    sys.exit(0)
+
+import json  # noqa: E402  (below the --help fast path on purpose)
+import math  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from data_loader import CustomDataset, DataError, fit_normalization, normalize, read_train_test, stratified_split  # noqa: E402
+
+CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
+
+
+# -----------------------------------------------------------------------------
+# Model
+def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:
+    """Pool factor of each conv block: halve only while the sequence stays at least min_pooled_length
+    long (so a 4-step series keeps its 4 steps for attention), and pool harder when it would stay
+    above max_pooled_length (so a 1,500-step series reaches the LSTM as ~125 steps)."""
+    sizes = []
+    for remaining in range(blocks, 0, -1):
+        size = 2 if length // 2 >= min_pooled_length else 1
+        size = max(size, math.ceil((length / max_pooled_length) ** (1 / remaining)))
+        sizes.append(size)
+        length //= size
+    return sizes
+
+
+def conv_block(in_channels: int, out_channels: int, kernel_size: int, pool: int) -> nn.Sequential:
+    # Module layers only, each used once: shap.DeepExplainer attaches its rules to modules.
+    return nn.Sequential(
+        nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+        nn.BatchNorm1d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool1d(pool) if pool > 1 else nn.Identity(),
+    )
+
+
+class HybridCNNLSTMAttention(nn.Module):
+    """(N, C, L) normalized series -> (N, K) logits.
+
+    Two Conv1d blocks extract local shapes, a bidirectional LSTM reads them in order, multi-head
+    self-attention (weights kept per head, read by a forward hook) relates all steps, and the
+    classifier sees the time-averaged attention output beside the time-averaged conv features.
+    `gradcam_layer` is the last conv block, the layer Grad-CAM hooks."""
+
+    def __init__(self, input_channels, sequence_length, num_classes, cnn_channels=32, lstm_hidden_size=64,
+                 lstm_layers=1, attention_heads=4, dropout=0.1, kernel_size=7, min_pooled_length=16,
+                 max_pooled_length=128):
+        super().__init__()
+        pool1, pool2 = pooling_sizes(sequence_length, min_pooled_length, max_pooled_length)
+        self.conv1 = conv_block(input_channels, cnn_channels, kernel_size, pool1)
+        self.conv2 = conv_block(cnn_channels, 2 * cnn_channels, kernel_size, pool2)
+        self.lstm = nn.LSTM(2 * cnn_channels, lstm_hidden_size, lstm_layers, batch_first=True,
+                            bidirectional=True, dropout=dropout if lstm_layers > 1 else 0.0)
+        self.attention = nn.MultiheadAttention(2 * lstm_hidden_size, attention_heads, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * cnn_channels + 2 * lstm_hidden_size, num_classes)
+        self.pooled_length = sequence_length // pool1 // pool2
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.conv2
+
+    def forward(self, x):
+        features = self.conv2(self.conv1(x))  # (N, 2*cnn, T)
+        sequence, _ = self.lstm(features.transpose(1, 2))  # (N, T, 2*hidden)
+        attended, _ = self.attention(sequence, sequence, sequence, need_weights=True, average_attn_weights=False)
+        context = torch.cat([features.mean(dim=2), (sequence + attended).mean(dim=1)], dim=1)
+        return self.head(self.dropout(context))
+
+
+MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",
+              "lstm_layers", "attention_heads", "dropout", "kernel_size", "min_pooled_length", "max_pooled_length"]
+
+
+def build_model(hyperparameters: dict) -> HybridCNNLSTMAttention:
+    return HybridCNNLSTMAttention(**{name: hyperparameters[name] for name in MODEL_ARGS})
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line."""
+
+
+def load_model(path, device="cpu"):
+    """Rebuild the model from the checkpoint alone. Returns (model in eval mode, checkpoint dict)."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no checkpoint there; train first (TRAIN=True) or point OUTPUT_DIR at a run") from None
+    except Exception as exc:  # torch raises many types for a damaged file; each means the same here
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
+                              "it is damaged or truncated, train again") from None
+    missing = [k for k in ("model_state_dict", "hyperparameters", "class_names", "channel_names", "normalization")
+               if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of this program (lacks {', '.join(missing)}); train again")
+    model = build_model(checkpoint["hyperparameters"])
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model its hyperparameters describe "
+                              f"({str(exc).splitlines()[0]}); train again") from None
+    return model.to(device).eval(), checkpoint
+
+
+def checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_accuracy, val_loss) -> dict:
+    train = tables[0]
+    return {
+        "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "hyperparameters": hyperparameters,
+        "class_names": list(train.class_names),
+        "channel_names": list(train.channel_names),
+        "feature_columns": list(train.feature_columns),
+        "normalization": normalization,
+        "epoch": epoch,
+        "val_accuracy": val_accuracy,
+        "val_loss": val_loss,
+        "selected_on": "highest validation accuracy, ties broken by lower validation loss",
+    }
+
+
+# -----------------------------------------------------------------------------
+# Training
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("DEVICE is 'cuda' but no CUDA device is visible; use --device=auto or --device=cpu")
+    return torch.device(name)
+
+
+def batch_indices(n: int, batch_size: int, generator=None) -> list[torch.Tensor]:
+    """Shuffled (when a generator is given) index batches; a lone last sample joins the batch
+    before it, since BatchNorm cannot train on a batch of one."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Learning-rate factor per optimisation step: linear warm-up, then cosine decay to zero."""
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return factor
+
+
+@torch.inference_mode()
+def predict_logits(model, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(X[idx]) for idx in batch_indices(len(X), batch_size)]) if len(X) else X.new_zeros(0)
+
+
+def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress):
+    model.train()
+    total_loss = torch.zeros((), device=data.X.device)
+    correct = torch.zeros((), device=data.X.device, dtype=torch.long)
+    for idx in batch_indices(len(data), batch_size, generator):
+        x, y = data[idx.to(data.X.device)]
+        logits = model(x)
+        loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        # Accumulated on the device: no host sync per batch.
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        progress.update(len(y))
+    return total_loss.item() / len(data), correct.item() / len(data)
+
+
+def evaluate(model, data: CustomDataset) -> tuple[float, float]:
+    """(mean cross-entropy without smoothing, accuracy) on the data."""
+    logits = predict_logits(model, data.X)
+    loss = nn.functional.cross_entropy(logits, data.y).item()
+    return loss, (logits.argmax(1) == data.y).float().mean().item()
+
+
+def train_model(model, train_data, val_data, config, device, log=print):
+    """Train with AdamW, warm-up + cosine schedule and early stopping; return (history rows, best
+    state dict, best epoch, its validation accuracy and loss). With no validation split the last epoch is kept."""
+    from tqdm import tqdm
+
+    generator = torch.Generator().manual_seed(config["SEED"])
+    steps_per_epoch = len(batch_indices(len(train_data), config["BATCH_SIZE"]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["LEARNING_RATE"], weight_decay=config["WEIGHT_DECAY"])
+    total_steps = config["EPOCHS"] * steps_per_epoch
+    # A short run still reaches the peak rate: warm-up takes at most a fifth of it.
+    warmup_steps = min(config["WARMUP_EPOCHS"] * steps_per_epoch, total_steps // 5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config["LABEL_SMOOTHING"])
+    history, best, best_key, since_best = [], None, None, 0
+    for epoch in range(1, config["EPOCHS"] + 1):
+        start = time.perf_counter()
+        learning_rate = optimizer.param_groups[0]["lr"]
+        with tqdm(total=len(train_data), desc=f"epoch {epoch}/{config['EPOCHS']}", unit="sample",
+                  leave=False, disable=None, file=sys.stderr) as progress:
+            train_loss, train_acc = train_epoch(model, train_data, optimizer, scheduler, criterion,
+                                                config["BATCH_SIZE"], generator, progress)
+            if not math.isfinite(train_loss):
+                raise TrainingError(f"the training loss became {train_loss} in epoch {epoch}; the learning rate "
+                                    f"{config['LEARNING_RATE']} is likely too high (try --learning_rate="
+                                    f"{config['LEARNING_RATE'] / 10:g}) or the data hold extreme values")
+            val_loss, val_acc = evaluate(model, val_data) if len(val_data) else (float("nan"), float("nan"))
+            progress.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                        "val_accuracy": val_acc, "learning_rate": learning_rate,
+                        "seconds": time.perf_counter() - start})
+        key = (val_acc, -val_loss) if len(val_data) else (epoch, 0.0)
+        if best_key is None or key > best_key:
+            best_key, since_best = key, 0
+            best = (epoch, val_acc, val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        else:
+            since_best += 1
+        if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
+            log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
+                f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {learning_rate:.2e}")
+        if len(val_data) and since_best >= config["EARLY_STOPPING_PATIENCE"]:
+            log(f"early stop after epoch {epoch}: no better validation score for {since_best} epochs")
+            break
+    epoch, val_acc, val_loss, state = best
+    log(f"best epoch {epoch}: val acc {val_acc:.3f} loss {val_loss:.4f}")
+    return history, state, epoch, val_acc, val_loss
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss is no longer finite); the message is one line."""
+
+
+# -----------------------------------------------------------------------------
+# Output directory: every file is written into a staging folder and moved into OUTPUT_DIR only
+# when the whole run succeeded, so a failed or interrupted run leaves the earlier run's files whole.
+class StagedOutputs:
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+
+    def __enter__(self):
+        parent = os.path.dirname(os.path.abspath(self.output_dir))
+        os.makedirs(parent, exist_ok=True)
+        self.staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(self.output_dir))}-staging-",
+                                        dir=parent)
+        return self
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.staging, name)
+
+    def commit(self):
+        os.makedirs(self.output_dir, exist_ok=True)
+        for name in sorted(os.listdir(self.staging)):
+            os.replace(os.path.join(self.staging, name), os.path.join(self.output_dir, name))
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return False
+
+
+def save_json(data, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+
+
+# -----------------------------------------------------------------------------
+# Evaluation
+def evaluation_outputs(model, test_data, class_names, outputs) -> dict:
+    """Confusion matrix figure and classification report for the test set; returns the metrics."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+    import plots
+
+    logits = predict_logits(model, test_data.X)
+    y_true, y_pred = test_data.y.cpu().numpy(), logits.argmax(1).cpu().numpy()
+    labels = list(range(len(class_names)))
+    report = classification_report(y_true, y_pred, labels=labels, target_names=class_names, zero_division=0, digits=3)
+    with open(outputs.path("classification_report.txt"), "w", encoding="utf-8") as f:
+        f.write(report)
+    plots.confusion_matrix_figure(confusion_matrix(y_true, y_pred, labels=labels), class_names,
+                                  outputs.path("confusion_matrix.png"))
+    return {"test_accuracy": float(accuracy_score(y_true, y_pred)),
+            "test_macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "classification_report": report,
+            "probabilities": torch.softmax(logits, 1).cpu().numpy(), "predictions": y_pred}
+
+
+def samples_to_explain(y: np.ndarray, count: int) -> np.ndarray:
+    """Test rows to explain: round-robin over the true classes in file order, so every class is shown."""
+    by_class = [list(np.flatnonzero(y == k)) for k in np.unique(y)]
+    chosen = []
+    while len(chosen) < min(count, len(y)):
+        for rows in by_class:
+            if rows and len(chosen) < count:
+                chosen.append(rows.pop(0))
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+# -----------------------------------------------------------------------------
+# SHAP
+def shap_values_for(method, model, x, background, groups, config):
+    """(values (N, C, L, K), seconds) for one SHAP method."""
+    import shapley
+
+    start = time.perf_counter()
+    if method == "deep":
+        values = shapley.deep_shap(model, x, background)
+    else:
+        values = shapley.interventional_shap(model, x, background, groups, method=method,
+                                             num_permutations=config["SHAP_PERMUTATIONS"], seed=config["SEED"])
+    return values, time.perf_counter() - start
+
+
+def shap_outputs(model, x, background, sample_rows, tables, predictions, config, outputs) -> dict:
+    """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures."""
+    import plots
+    import shapley
+
+    train, test = tables
+    outputs_logits = predict_logits(model, x).cpu().numpy()
+    expected_value = predict_logits(model, background).cpu().numpy().mean(0)
+    groups = shapley.player_groups(x.shape[1], x.shape[2], config["SHAP_SEGMENTS_PER_CHANNEL"])
+    methods = [config["SHAP_METHOD"]]
+    if config["SHAP_METHOD"] == "all":
+        # Exact enumeration costs 2^players model calls per background row: only for few players.
+        methods = ["permutation", "exact", "deep"] if groups.max() + 1 <= 12 else ["permutation", "deep"]
+    comparison = []
+    for method in methods:
+        values, seconds = shap_values_for(method, model, x, background, groups, config)
+        errors = shapley.additivity_errors(values, outputs_logits, expected_value)
+        comparison.append({"method": method, "seconds": seconds, "additivity_rel_error_median": float(np.median(errors)),
+                           "additivity_rel_error_max": float(errors.max()), "values": values})
+    chosen = comparison[0]
+    values = chosen["values"]
+    np.savez(outputs.path("shap_values.npz"), values=values.astype(np.float32), inputs=x.cpu().numpy(),
+             background=background.cpu().numpy(), expected_value=expected_value, outputs=outputs_logits,
+             indices=test.row_indices[sample_rows], class_names=np.array(train.class_names))
+    plots.shap_figures(values, x.cpu().numpy(), test.y[sample_rows], predictions[sample_rows],
+                       train.class_names, train.channel_names, config["SHAP_SEGMENTS_PER_CHANNEL"], outputs.path)
+    summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
+               "num_explained": len(x), "segments_per_channel": config["SHAP_SEGMENTS_PER_CHANNEL"],
+               "permutations": config["SHAP_PERMUTATIONS"], "seconds": chosen["seconds"],
+               "additivity_rel_error_median": chosen["additivity_rel_error_median"],
+               "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
+    if len(comparison) > 1:
+        summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
+    return summary
+
+
+# -----------------------------------------------------------------------------
+# Grad-CAM
+class GradCAM:
+    """Grad-CAM on one layer (Selvaraju et al. 2017), in pytorch-grad-cam's shape: the object owns
+    its forward and full-backward hooks and removes them on exit.
+
+        with GradCAM(model, model.gradcam_layer) as cam:
+            maps = cam.attribute(x)          # (N, L): one map over time per sample, target = predicted class
+    """
+
+    def __init__(self, model, layer):
+        self.model, self.layer = model, layer
+
+    def __enter__(self):
+        self.activations = self.gradients = None
+        self.handles = [self.layer.register_forward_hook(self._keep_activations),
+                        self.layer.register_full_backward_hook(self._keep_gradients)]
+        return self
+
+    def _keep_activations(self, module, inputs, output):
+        self.activations = output.detach()
+
+    def _keep_gradients(self, module, grad_inputs, grad_outputs):
+        self.gradients = grad_outputs[0].detach()
+
+    def attribute(self, x, target=None):
+        """ReLU(sum_f mean_t(dy/dA_f) * A_f), stretched linearly from the layer's T steps to the input's L."""
+        self.model.eval()
+        x = x.detach().requires_grad_(True)  # so the full-backward hook fires even with frozen inputs
+        with torch.enable_grad():
+            logits = self.model(x)
+            target = logits.argmax(1) if target is None else torch.as_tensor(target, device=x.device)
+            self.model.zero_grad(set_to_none=True)
+            logits.gather(1, target.view(-1, 1)).sum().backward()
+        if self.activations is None or self.gradients is None:
+            raise RuntimeError("Grad-CAM hooks captured nothing: the layer is not on the path to the output")
+        weights = self.gradients.mean(dim=2, keepdim=True)
+        cam = torch.relu((weights * self.activations).sum(dim=1, keepdim=True))  # (N, 1, T)
+        cam = nn.functional.interpolate(cam, size=x.shape[2], mode="linear", align_corners=False)
+        return cam[:, 0]
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        return False
+
+
+# -----------------------------------------------------------------------------
+# Attention
+class AttentionRecorder:
+    """Forward hook on nn.MultiheadAttention that keeps its per-head weights (N, heads, T, T)."""
+
+    def __init__(self, attention: nn.MultiheadAttention):
+        self.attention = attention
+
+    def __enter__(self):
+        self.weights = None
+        self.handle = self.attention.register_forward_hook(self._keep)
+        return self
+
+    def _keep(self, module, inputs, output):
+        self.weights = output[1].detach()
+
+    def record(self, model, x) -> torch.Tensor:
+        predict_logits(model, x)
+        if self.weights is None:
+            raise RuntimeError("the attention hook captured nothing")
+        return self.weights
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+        return False
+
+
+def attention_statistics(weights: torch.Tensor) -> dict:
+    """Min, max and mean of the weights per head (seed 004's hook statistics), and how far each head's
+    rows are from uniform (1 = one-hot focus, 0 = uniform): a head near 0 attends to nothing in particular."""
+    n, heads, t, _ = weights.shape
+    entropy = -(weights.clamp_min(1e-12).log() * weights).sum(-1).mean(dim=(0, 2))
+    focus = 1 - entropy / math.log(t) if t > 1 else torch.zeros(heads)
+    return {"per_head": [{"head": h, "min": float(weights[:, h].min()), "max": float(weights[:, h].max()),
+                          "mean": float(weights[:, h].mean()), "focus": float(focus[h])} for h in range(heads)],
+            "sequence_steps": t}
+
+
+# -----------------------------------------------------------------------------
+# main
+def main(argv: list[str]) -> int:
+    try:
+        config = config_from_args(argv)
+        return run(config)
+    except (ConfigError, DataError, CheckpointError, TrainingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the output folder keeps the files of the last complete run", file=sys.stderr)
+        return 130
+
+
+def run(config: dict) -> int:
+    import plots
+    import report
+
+    timings = {}
+    started = clock = time.perf_counter()
+
+    def lap(phase):
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = now - clock
+        clock = now
+
+    overridden = {k: v for k, v in config.items() if v != globals()[k]}
+    print(f"overrides: {overridden}" if overridden else "no overrides: default constants")
+    device = resolve_device(config["DEVICE"])
+    torch.manual_seed(config["SEED"])
+    np.random.seed(config["SEED"])
+
+    # data
+    tables = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
+    train, test = tables
+    checkpoint_path = os.path.join(config["OUTPUT_DIR"], CHECKPOINT_NAME)
+    if config["TRAIN"]:
+        normalization = fit_normalization(train.X)
+    else:
+        model, checkpoint = load_model(checkpoint_path, device)
+        check_checkpoint_matches(checkpoint, train, checkpoint_path)
+        normalization = checkpoint["normalization"]
+    train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
+    test_data = CustomDataset(normalize(test.X, normalization), test.y)
+    test_data.X, test_data.y = test_data.X.to(device), test_data.y.to(device)
+    print(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
+          f"{train.X.shape[2]} steps, {len(train.class_names)} classes, device {device}")
+    lap("load")
+
+    with StagedOutputs(config["OUTPUT_DIR"]) as outputs:
+        # training
+        history = None
+        if config["TRAIN"]:
+            fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"])
+            fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx])
+            val_data = CustomDataset(train_x[val_idx], train.y[val_idx])
+            fit_data.y, val_data.y = fit_data.y.to(device), val_data.y.to(device)
+            hyperparameters = {name.lower(): value for name, value in config.items()}
+            hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
+                                   num_classes=len(train.class_names))
+            model = build_model(hyperparameters).to(device)
+            history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, device)
+            model.load_state_dict(state)
+            checkpoint = checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_acc, val_loss)
+            torch.save(checkpoint, outputs.path(CHECKPOINT_NAME))
+            write_history(history, outputs.path("train_results_hybrid_explained.csv"))
+            plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"))
+        model.eval()
+        lap("train")
+
+        # evaluation
+        evaluation = evaluation_outputs(model, test_data, train.class_names, outputs)
+        print(f"test accuracy {evaluation['test_accuracy']:.4f}, macro F1 {evaluation['test_macro_f1']:.4f}")
+        lap("evaluate")
+
+        # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
+        with torch.backends.cudnn.flags(enabled=False):
+            rows = samples_to_explain(test.y, config["NUM_SAMPLES_TO_EXPLAIN"])
+            generator = np.random.default_rng(config["SEED"])
+            background_rows = np.sort(generator.choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
+                                                                         len(train_x)), replace=False))
+            x = test_data.X[rows]
+            shap_summary = shap_outputs(model, x, train_x[background_rows], rows, tables,
+                                        evaluation["predictions"], config, outputs)
+            print(f"SHAP ({shap_summary['method']}): additivity error median "
+                  f"{shap_summary['additivity_rel_error_median']:.3g}, max {shap_summary['additivity_rel_error_max']:.3g}")
+            lap("shap")
+
+            with GradCAM(model, model.gradcam_layer) as cam:
+                gradcam_maps = cam.attribute(x).cpu().numpy()
+            plots.gradcam_figures(gradcam_maps, x.cpu().numpy(), test.y[rows], evaluation["predictions"][rows],
+                                  evaluation["probabilities"][rows], train.class_names, train.channel_names,
+                                  test.row_indices[rows], outputs.path)
+            lap("gradcam")
+
+            with AttentionRecorder(model.attention) as recorder:
+                attention = recorder.record(model, x).cpu().numpy()
+            attention_summary = attention_statistics(torch.from_numpy(attention))
+            plots.attention_figures(attention, train.X.shape[2], test.y[rows], evaluation["predictions"][rows],
+                                    train.class_names, test.row_indices[rows], outputs.path)
+            lap("attention")
+
+        metrics = {
+            "test_accuracy": evaluation["test_accuracy"], "test_macro_f1": evaluation["test_macro_f1"],
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
+            "device": str(device), "timings_s": timings, "shap": shap_summary, "attention": attention_summary,
+            "explained_rows": test.row_indices[rows].tolist(),
+        }
+        report_history = history if history is not None else read_history(config["OUTPUT_DIR"])
+        report.write_report(outputs.staging, metrics, config, evaluation["classification_report"], report_history,
+                            tables, outputs.path("report.html"))
+        lap("report")
+        timings["total"] = time.perf_counter() - started
+        save_json(metrics, outputs.path("metrics.json"))
+        outputs.commit()
+    print(f"outputs in {config['OUTPUT_DIR']}/ ({timings['total']:.1f} s)")
+    return 0
+
+
+def check_checkpoint_matches(checkpoint, train, path):
+    if checkpoint["class_names"] != list(train.class_names) or checkpoint["channel_names"] != list(train.channel_names) \
+            or checkpoint["hyperparameters"]["sequence_length"] != train.X.shape[2]:
+        raise CheckpointError(f"{path} was trained on other data (classes {checkpoint['class_names']}, channels "
+                              f"{checkpoint['channel_names']}); train again with --train=True or use that run's CSVs")
+
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+
+
+def write_history(history, path):
+    import pandas as pd
+
+    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(path, index=False)
+
+
+def read_history(output_dir):
+    import pandas as pd
+
+    path = os.path.join(output_dir, "train_results_hybrid_explained.csv")
+    return pd.read_csv(path).to_dict("records") if os.path.isfile(path) else None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
