@@ -1,0 +1,384 @@
+"""Reading and validating the train/test CSVs, normalization, and the torch Dataset.
+
+Every problem with the input raises DataError with a one-line message that names the file,
+the place (line, column) and the fix.
+"""
+
+import csv
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+SINGLE_CHANNEL_NAME = "value"
+
+_CHANNEL_STEP = re.compile(r"^(?P<channel>.+)_t(?P<step>\d+)$")
+# pandas' default missing-value strings; read_csv is told to ignore them so that a class
+# named "NA" or "None" stays a class, and a feature holding one is reported as missing.
+_MISSING_MARKERS = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+]
+_OTHER_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
+_SNIFF_BYTES = 65536
+_NAMES_SHOWN = 5
+
+
+class DataError(ValueError):
+    """Bad input. str(err) is ONE line: what is wrong, where (file, row or column), and how to fix it."""
+
+
+@dataclass
+class SeriesTable:
+    X: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    channel_names: list[str]
+    feature_columns: list[str]
+    row_indices: np.ndarray
+
+
+def read_train_test(train_path, test_path, label_column="label"):
+    """Read both CSVs as (N, C, L) series; layout and classes come from the training file."""
+    train_header = _header(train_path, label_column)
+    test_header = _header(test_path, label_column)
+    _check_same_columns(train_path, train_header, test_path, test_header)
+    features = [name for name in train_header if name != label_column]
+    channel_names, feature_columns = _channel_layout(train_path, features)
+
+    train_X, train_labels = _read_rows(train_path, train_header, label_column, feature_columns)
+    class_names = _class_names(train_path, train_labels)
+    test_X, test_labels = _read_rows(test_path, test_header, label_column, feature_columns)
+    test_y = _class_indices(test_labels, class_names)
+    if (test_y < 0).any():
+        raise DataError(_unseen_classes_message(test_path, train_path, test_labels, test_y))
+
+    def table(X, y):
+        return SeriesTable(
+            X=X.reshape(len(X), len(channel_names), -1),
+            y=y,
+            class_names=class_names,
+            channel_names=channel_names,
+            feature_columns=feature_columns,
+            row_indices=np.arange(len(X), dtype=np.int64),
+        )
+
+    return table(train_X, _class_indices(train_labels, class_names)), table(test_X, test_y)
+
+
+def fit_normalization(X):
+    """Per-channel mean and std over samples and steps, as plain lists for a weights_only checkpoint."""
+    mean = X.mean(axis=(0, 2), dtype=np.float64)
+    std = X.std(axis=(0, 2), dtype=np.float64)
+    # A constant channel would divide by zero; leaving it unscaled just centres it.
+    std = np.where(std < 1e-8, 1.0, std)
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def normalize(X, normalization):
+    """X scaled channel by channel with statistics from fit_normalization, as float32."""
+    mean = np.asarray(normalization["mean"], dtype=np.float32)[:, None]
+    std = np.asarray(normalization["std"], dtype=np.float32)[:, None]
+    if X.shape[1] != len(mean):
+        raise DataError(
+            f"the data has {X.shape[1]} channels but the normalization was fitted on {len(mean)}; "
+            "use data with the same columns as the training file"
+        )
+    return ((X - mean) / std).astype(np.float32, copy=False)
+
+
+def stratified_split(y, val_fraction, seed, class_names=None):
+    """(train indices, validation indices), every class in both parts, reproducible per seed."""
+    indices = np.arange(len(y), dtype=np.int64)
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"VAL_FRACTION is {val_fraction}; set --val_fraction to a value in [0, 1)")
+    if val_fraction == 0:
+        return indices, np.empty(0, dtype=np.int64)
+
+    classes, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        rare = classes[counts.argmin()]
+        name = class_names[rare] if class_names is not None else rare
+        raise DataError(
+            f"class {str(name)!r} has only 1 training sample, too few to put one in both the "
+            "training and the validation part; add samples of it or set --val_fraction=0"
+        )
+    val_size = math.ceil(val_fraction * len(y))
+    if val_size < len(classes):
+        raise DataError(
+            f"VAL_FRACTION={val_fraction} gives a validation part of size {val_size}, fewer "
+            f"than the {len(classes)} classes; raise --val_fraction or add samples"
+        )
+    if len(y) - val_size < len(classes):
+        raise DataError(
+            f"VAL_FRACTION={val_fraction} leaves a training part of size {len(y) - val_size}, fewer "
+            f"than the {len(classes)} classes; lower --val_fraction or add samples"
+        )
+    train_idx, val_idx = train_test_split(
+        indices, test_size=val_size, stratify=y, random_state=seed
+    )
+    return train_idx, val_idx
+
+
+class CustomDataset(torch.utils.data.Dataset):
+    """The whole data set as two tensors; indexing with an int, slice, or index tensor returns (x, y) batches without per-row Python work."""
+
+    def __init__(self, X, y):
+        self.X = torch.as_tensor(X, dtype=torch.float32)
+        self.y = torch.as_tensor(y, dtype=torch.long)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, idx):
+        return self.X[idx], self.y[idx]
+
+
+def _header(path, label_column):
+    """The stripped column names of a readable CSV that has a label and at least one feature."""
+    _check_is_text_file(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            header = next(csv.reader(file), [])
+    except UnicodeDecodeError as err:
+        raise DataError(_not_utf8_message(path, err)) from None
+
+    header = [name.strip() for name in header]
+    if not any(header):
+        raise DataError(f"{path}: line 1 is empty; the first line must be the header row")
+    if len(header) == 1:
+        for delimiter, word in _OTHER_DELIMITERS.items():
+            if delimiter in header[0]:
+                raise DataError(
+                    f"{path}: the header is separated by {word}, not commas; "
+                    "save the file as comma-separated CSV"
+                )
+    _check_column_names(path, header)
+    if label_column not in header:
+        raise DataError(
+            f"{path}: no column {label_column!r} (columns: {_few(header)}); "
+            f"rename the label column to {label_column!r} or set LABEL_COLUMN (--label_column=NAME)"
+        )
+    if len(header) == 1:
+        raise DataError(
+            f"{path}: the only column is the label {label_column!r}; add numeric feature columns"
+        )
+    return header
+
+
+def _check_is_text_file(path):
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path (--train_csv_path / --test_csv_path)")
+    if not path.is_file():
+        raise DataError(f"{path}: is a directory, not a file; give the path of a CSV file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: is empty (0 bytes); give a CSV with a header row and data rows")
+    try:
+        with open(path, "rb") as file:
+            start = file.read(_SNIFF_BYTES)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
+    if b"\x00" in start:
+        raise DataError(
+            f"{path}: contains NUL bytes, so it is binary or UTF-16, not a text CSV; "
+            "save it as UTF-8 comma-separated CSV"
+        )
+
+
+def _check_column_names(path, header):
+    for number, name in enumerate(header, start=1):
+        if not name:
+            raise DataError(
+                f"{path}: column {number} of the header has no name (an index column or a "
+                "trailing comma?); name it or remove it, e.g. DataFrame.to_csv(index=False)"
+            )
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"{path}: column {name!r} appears twice in the header; rename or remove one")
+        seen.add(name)
+
+
+def _check_same_columns(train_path, train_header, test_path, test_header):
+    test_names, train_names = set(test_header), set(train_header)
+    missing = [name for name in train_header if name not in test_names]
+    extra = [name for name in test_header if name not in train_names]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {_few(missing)}")
+        if extra:
+            parts.append(f"extra {_few(extra)}")
+        raise DataError(
+            f"{test_path}: columns differ from {train_path} ({'; '.join(parts)}); "
+            "give both files the same columns"
+        )
+
+
+def _channel_layout(path, features):
+    """(channel names, feature columns in channel-major, step-ascending order)."""
+    matches = [_CHANNEL_STEP.match(name) for name in features]
+    if not all(matches):
+        return [SINGLE_CHANNEL_NAME], list(features)
+
+    steps_by_channel = {}
+    for match in matches:
+        steps_by_channel.setdefault(match["channel"], []).append(match)
+    length = None
+    feature_columns = []
+    for channel, channel_matches in steps_by_channel.items():
+        channel_matches.sort(key=lambda match: int(match["step"]))
+        for expected, match in enumerate(channel_matches):
+            if int(match["step"]) != expected:
+                raise DataError(
+                    f"{path}: channel {channel!r} has no column {channel}_t{expected}; number "
+                    "the steps of every channel 0, 1, 2, … without gaps or repeats"
+                )
+        if length is None:
+            length, first_channel = len(channel_matches), channel
+        elif len(channel_matches) != length:
+            raise DataError(
+                f"{path}: channel {channel!r} has {len(channel_matches)} steps but channel "
+                f"{first_channel!r} has {length}; give every channel the same number of steps"
+            )
+        feature_columns.extend(match.string for match in channel_matches)
+    return list(steps_by_channel), feature_columns
+
+
+def _read_rows(path, header, label_column, feature_columns):
+    """(features as float32 (N, F) in feature_columns order, stripped labels as a Series)."""
+    features = [name for name in header if name != label_column]
+    try:
+        with warnings.catch_warnings():
+            # pandas only warns when the first data row is longer than the header.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                encoding="utf-8-sig",
+                names=header,
+                header=0,
+                index_col=False,
+                dtype={**dict.fromkeys(features, np.float32), label_column: str},
+                keep_default_na=False,
+                na_values=[""],
+            )
+    except UnicodeDecodeError as err:
+        raise DataError(_not_utf8_message(path, err)) from None
+    except (ValueError, pd.errors.ParserWarning) as err:
+        raise DataError(_malformed_message(path, header, label_column, err)) from None
+    if frame.empty:
+        raise DataError(f"{path}: has a header but no data rows; add one row per sample")
+
+    labels = frame[label_column].str.strip()
+    missing_labels = labels.isna() | (labels == "")
+    if missing_labels.any():
+        line = _line_number(path, int(missing_labels.to_numpy().argmax()))
+        raise DataError(f"{path}: line {line} has no {label_column!r} value; fill it in or delete the row")
+
+    X = frame[feature_columns].to_numpy(dtype=np.float32)
+    del frame
+    finite = np.isfinite(X)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        where = f"{path}: line {_line_number(path, row)}, column {feature_columns[column]!r}"
+        if np.isnan(X[row, column]):
+            raise DataError(f"{where} is missing; fill it in or delete the row")
+        raise DataError(f"{where} is infinite; replace it with a finite number or delete the row")
+    return X, labels
+
+
+def _malformed_message(path, header, label_column, err):
+    """Where pandas failed, found again with the csv module because pandas does not say."""
+    feature_positions = [i for i, name in enumerate(header) if name != label_column]
+    for line, fields in _data_rows(path):
+        if len(fields) != len(header):
+            return (
+                f"{path}: line {line} has {len(fields)} fields but the header has {len(header)}; "
+                "give every row one value per column"
+            )
+        for i in feature_positions:
+            text = fields[i].strip()
+            where = f"{path}: line {line}, column {header[i]!r}"
+            if text in _MISSING_MARKERS:
+                return f"{where} is missing ({text!r}); fill it in or delete the row"
+            if not _is_number(text):
+                return (
+                    f"{where} holds {text!r}, which is not a number; "
+                    "replace it with a number or delete the row"
+                )
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"{path}: cannot be parsed as CSV ({reason}); check that it is a comma-separated file"
+
+
+def _data_rows(path):
+    """(line number, fields) of each data row, skipping blank lines as pandas does."""
+    with open(path, encoding="utf-8-sig", newline="") as file:
+        reader = csv.reader(file)
+        next(reader)
+        for fields in reader:
+            # pandas also skips lines that hold nothing but whitespace.
+            if len(fields) > 1 or "".join(fields).strip():
+                yield reader.line_num, fields
+
+
+def _line_number(path, row_index):
+    """The 1-based line in the file (header = line 1) of 0-based data row row_index."""
+    for index, (line, _) in enumerate(_data_rows(path)):
+        if index == row_index:
+            return line
+    raise IndexError(f"{path} has no data row {row_index}")
+
+
+def _class_names(path, labels):
+    """Training classes, numerically ordered when every label is a number, else alphabetically."""
+    names = list(labels.unique())
+    if len(names) < 2:
+        raise DataError(
+            f"{path}: every row has the class {names[0]!r}; a classifier needs at least two "
+            "classes, add samples of another class"
+        )
+    if all(_is_number(name) for name in names):
+        return sorted(names, key=lambda name: (float(name), name))
+    return sorted(names)
+
+
+def _class_indices(labels, class_names):
+    """Class index of each label; -1 for a label that is not in class_names."""
+    return pd.Index(class_names).get_indexer(labels).astype(np.int64)
+
+
+def _unseen_classes_message(test_path, train_path, labels, y):
+    unseen = labels[y < 0]
+    line = _line_number(test_path, int(np.argmax(y < 0)))
+    return (
+        f"{test_path}: classes not in {train_path}: {_few(list(unseen.unique()))} "
+        f"(first on line {line}); remove those rows or add training samples of those classes"
+    )
+
+
+def _not_utf8_message(path, err):
+    return (
+        f"{path}: is not UTF-8 text (invalid byte at position {err.start}); "
+        "save it as UTF-8 comma-separated CSV"
+    )
+
+
+def _is_number(text):
+    # Python accepts "1_000" and "NAN" as floats where pandas does not.
+    try:
+        return not math.isnan(float(text)) and "_" not in text
+    except ValueError:
+        return False
+
+
+def _few(names):
+    shown = [repr(name) for name in names[:_NAMES_SHOWN]]
+    more = f", … {len(names)} in all" if len(names) > _NAMES_SHOWN else ""
+    return ", ".join(shown) + more
