@@ -1,0 +1,64 @@
+"""The command line: --help, overrides, and bad input ending in one `error:` line with exit status 2."""
+import subprocess
+import sys
+
+import pytest
+
+import train_explain
+from conftest import ROOT, run_args
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(ROOT / "train_explain.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_help_lists_every_constant_with_its_default():
+    result = run_script("--help")
+    assert result.returncode == 0
+    for name in train_explain.CONSTANT_NAMES:
+        assert f"--{name.lower()} " in result.stdout
+
+
+def test_overrides_take_both_flag_forms_and_keep_the_default_type():
+    config = train_explain.config_from_args(["--epochs=7", "--learning_rate", "1", "--output_dir=runs/x",
+                                             "--train=False"])
+    assert config["EPOCHS"] == 7 and config["LEARNING_RATE"] == 1.0 and isinstance(config["LEARNING_RATE"], float)
+    assert config["OUTPUT_DIR"] == "runs/x" and config["TRAIN"] is False
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--no_such_constant=1"], "unknown flag --no_such_constant"),
+    (["--epochs=ten"], "--epochs=ten is not a int"),
+    (["--epochs=2.5"], "is a float, expected a int"),
+    (["--batch_size=0"], "BATCH_SIZE is 0"),
+    (["--attention_heads=3"], "does not divide"),
+    (["--device=tpu"], "DEVICE is 'tpu'"),
+    (["--kernel_size=4"], "odd"),
+    (["stray"], "unexpected argument"),
+])
+def test_a_bad_flag_is_one_error_line_and_exit_status_2(args, words):
+    result = run_script(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and words in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_data_keeps_the_earlier_run_whole(trained_run, tmp_path):
+    out, train, _ = trained_run
+    before = snapshot(out)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("label,a_t0,a_t1\nx,1,oops\ny,2,3\n")
+    result = run_script(*run_args(train, broken, out))
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "broken.csv" in result.stderr
+    assert snapshot(out) == before
+
+
+def test_a_missing_checkpoint_with_train_false_is_a_clear_error(trained_run, tmp_path):
+    _, train, test = trained_run
+    result = run_script(*run_args(train, test, tmp_path / "empty", "--train=False"))
+    assert result.returncode == 2 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
