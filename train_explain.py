@@ -21,6 +21,7 @@ OUTPUT_DIR = "outputs"  # every file of a run goes here; an earlier run's files 
 DEVICE = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
 SEED = 0  # seeds the split, initialisation, batch order and explanations
 TRAIN = True  # False: reuse OUTPUT_DIR's checkpoint, only evaluate and explain
+RESUME = False  # True: continue the interrupted training saved in OUTPUT_DIR/resume_state.pth
 # model
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
 KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
@@ -145,6 +146,7 @@ import torch.nn as nn  # noqa: E402
 from data_loader import CustomDataset, DataError, fit_normalization, normalize, read_train_test, stratified_split  # noqa: E402
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
+RESUME_NAME = "resume_state.pth"  # training state after the last finished epoch; removed when a run completes
 
 
 # -----------------------------------------------------------------------------
@@ -318,9 +320,11 @@ def evaluate(model, data: CustomDataset) -> tuple[float, float]:
     return loss, (logits.argmax(1) == data.y).float().mean().item()
 
 
-def train_model(model, train_data, val_data, config, device, log=print):
-    """Train with AdamW, warm-up + cosine schedule and early stopping; return (history rows, best
-    state dict, best epoch, its validation accuracy and loss). With no validation split the last epoch is kept."""
+def train_model(model, train_data, val_data, config, resume_path, log=print):
+    """Train with AdamW, warm-up + cosine schedule and early stopping; return (history rows, best state
+    dict, best epoch, its validation accuracy and loss). With no validation split the last epoch is kept.
+    After every epoch the whole training state goes to resume_path, so --resume=True continues an
+    interrupted run and ends with the same weights as an uninterrupted one."""
     from tqdm import tqdm
 
     generator = torch.Generator().manual_seed(config["SEED"])
@@ -331,8 +335,14 @@ def train_model(model, train_data, val_data, config, device, log=print):
     warmup_steps = min(config["WARMUP_EPOCHS"] * steps_per_epoch, total_steps // 5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=config["LABEL_SMOOTHING"])
-    history, best, best_key, since_best = [], None, None, 0
-    for epoch in range(1, config["EPOCHS"] + 1):
+    progress_state = {"epoch": 0, "history": [], "best": None, "best_key": None, "since_best": 0}
+    if config["RESUME"]:
+        progress_state = restore_training_state(resume_path, config, model, optimizer, scheduler, generator)
+        log(f"resumed after epoch {progress_state['epoch']} from {resume_path}")
+    history = progress_state["history"]
+    epoch = progress_state["epoch"]
+    while epoch < config["EPOCHS"] and progress_state["since_best"] < config["EARLY_STOPPING_PATIENCE"]:
+        epoch += 1
         start = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_data), desc=f"epoch {epoch}/{config['EPOCHS']}", unit="sample",
@@ -348,21 +358,66 @@ def train_model(model, train_data, val_data, config, device, log=print):
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                         "val_accuracy": val_acc, "learning_rate": learning_rate,
                         "seconds": time.perf_counter() - start})
-        key = (val_acc, -val_loss) if len(val_data) else (epoch, 0.0)
-        if best_key is None or key > best_key:
-            best_key, since_best = key, 0
-            best = (epoch, val_acc, val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        key = [val_acc, -val_loss] if len(val_data) else [epoch, 0.0]
+        if progress_state["best_key"] is None or key > progress_state["best_key"]:
+            progress_state.update(best_key=key, since_best=0, best={
+                "epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss,
+                "model_state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}})
         else:
-            since_best += 1
+            progress_state["since_best"] += 1
+        progress_state["epoch"] = epoch
+        save_training_state(resume_path, progress_state, config, model, optimizer, scheduler, generator)
         if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
             log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
                 f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {learning_rate:.2e}")
-        if len(val_data) and since_best >= config["EARLY_STOPPING_PATIENCE"]:
-            log(f"early stop after epoch {epoch}: no better validation score for {since_best} epochs")
-            break
-    epoch, val_acc, val_loss, state = best
-    log(f"best epoch {epoch}: val acc {val_acc:.3f} loss {val_loss:.4f}")
-    return history, state, epoch, val_acc, val_loss
+    if progress_state["since_best"] >= config["EARLY_STOPPING_PATIENCE"]:
+        log(f"early stop after epoch {epoch}: no better validation score for {progress_state['since_best']} epochs")
+    best = progress_state["best"]
+    log(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.3f} loss {best['val_loss']:.4f}")
+    return history, best["model_state_dict"], best["epoch"], best["val_accuracy"], best["val_loss"]
+
+
+# Settings that may change between an interrupted run and its resumption without changing the training.
+RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN", "SHAP_METHOD",
+                     "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE"}
+
+
+def save_training_state(path, progress_state, config, model, optimizer, scheduler, generator):
+    state = {**progress_state, "config": config, "model_state_dict": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    atomic_save(state, path)
+
+
+def restore_training_state(path, config, model, optimizer, scheduler, generator) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"--resume=True but {path} does not exist: no interrupted run to continue in "
+                              "this OUTPUT_DIR; run without --resume")
+    try:
+        state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
+        changed = sorted(k for k in config if k not in RESUMABLE_CHANGES and state["config"].get(k) != config[k])
+    except Exception as exc:  # a damaged file fails in torch's unpickler with many exception types
+        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}); delete it and train without --resume") from None
+    if changed:
+        raise CheckpointError(f"{path} was saved with other settings ({', '.join(changed)} differ); "
+                              "resume with the same constants, or train without --resume")
+    model.load_state_dict(state["model_state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return {k: state[k] for k in ("epoch", "history", "best", "best_key", "since_best")}
+
+
+def atomic_save(obj, path):
+    """torch.save under a temporary name, then rename: a reader never sees half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.partial"
+    torch.save(obj, partial)
+    os.replace(partial, path)
 
 
 class TrainingError(RuntimeError):
@@ -580,7 +635,8 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: the output folder keeps the files of the last complete run", file=sys.stderr)
+        print("\ninterrupted: the output folder keeps the files of the last complete run; continue the training "
+              "with --resume=True", file=sys.stderr)
         return 130
 
 
@@ -607,6 +663,7 @@ def run(config: dict) -> int:
     tables = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
     train, test = tables
     checkpoint_path = os.path.join(config["OUTPUT_DIR"], CHECKPOINT_NAME)
+    resume_path = os.path.join(config["OUTPUT_DIR"], RESUME_NAME)
     if config["TRAIN"]:
         normalization = fit_normalization(train.X)
     else:
@@ -632,7 +689,7 @@ def run(config: dict) -> int:
             hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
                                    num_classes=len(train.class_names))
             model = build_model(hyperparameters).to(device)
-            history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, device)
+            history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, resume_path)
             model.load_state_dict(state)
             checkpoint = checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_acc, val_loss)
             torch.save(checkpoint, outputs.path(CHECKPOINT_NAME))
@@ -687,6 +744,8 @@ def run(config: dict) -> int:
         timings["total"] = time.perf_counter() - started
         save_json(metrics, outputs.path("metrics.json"))
         outputs.commit()
+    if os.path.exists(resume_path):
+        os.remove(resume_path)
     print(f"outputs in {config['OUTPUT_DIR']}/ ({timings['total']:.1f} s)")
     return 0
 
