@@ -139,6 +139,9 @@ class CustomDataset(torch.utils.data.Dataset):
     def __getitem__(self, idx):
         return self.X[idx], self.y[idx]
 
+    def to(self, device):
+        return CustomDataset(self.X.to(device), self.y.to(device))
+
 
 def _header(path, label_column):
     """The stripped column names of a readable CSV that has a label and at least one feature."""

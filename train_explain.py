@@ -261,17 +261,35 @@ def checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_ac
 # -----------------------------------------------------------------------------
 # Training
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device for "auto", "cpu" or "cuda"; under torchrun each process takes the GPU of its LOCAL_RANK."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("DEVICE is 'cuda' but no CUDA device is visible; use --device=auto or --device=cpu")
-    return torch.device(name)
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.cuda.set_device(device)
+    return device
 
 
-def batch_indices(n: int, batch_size: int, generator=None) -> list[torch.Tensor]:
-    """Shuffled (when a generator is given) index batches; a lone last sample joins the batch
-    before it, since BatchNorm cannot train on a batch of one."""
+def start_distributed(device_name: str):
+    """torch.distributed with its process group started when torchrun launched several processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+
+    use_nccl = device_name != "cpu" and torch.cuda.is_available()
+    dist.init_process_group("nccl" if use_nccl else "gloo")
+    return dist
+
+
+def batch_indices(n: int, batch_size: int, generator=None, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
+    """Index batches of this process's shard: the epoch's seeded permutation (every process draws the
+    same one) dealt out round-robin, padded by wrapping so every process runs the same number of
+    steps (DistributedSampler's rule). A lone last sample joins the batch before it, since BatchNorm
+    cannot train on a batch of one."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    if world_size > 1:
+        order = order.repeat(math.ceil(world_size / n) + 1)[:math.ceil(n / world_size) * world_size][rank::world_size]
     batches = list(order.split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [torch.cat(batches[-2:])]
@@ -294,11 +312,14 @@ def predict_logits(model, X: torch.Tensor, batch_size: int = 512) -> torch.Tenso
     return torch.cat([model(X[idx]) for idx in batch_indices(len(X), batch_size)]) if len(X) else X.new_zeros(0)
 
 
-def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress):
+def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress,
+                distributed=None):
+    """One pass over this process's shard; returns (mean loss, accuracy) over all processes' samples."""
     model.train()
-    total_loss = torch.zeros((), device=data.X.device)
-    correct = torch.zeros((), device=data.X.device, dtype=torch.long)
-    for idx in batch_indices(len(data), batch_size, generator):
+    rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
+    # Accumulated on the device: no host sync per batch.
+    totals = torch.zeros(3, device=data.X.device)  # loss sum, correct, samples
+    for idx in batch_indices(len(data), batch_size, generator, rank, world_size):
         x, y = data[idx.to(data.X.device)]
         logits = model(x)
         loss = criterion(logits, y)
@@ -306,11 +327,12 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
         loss.backward()
         optimizer.step()
         scheduler.step()
-        # Accumulated on the device: no host sync per batch.
-        total_loss += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(), torch.tensor(len(y), device=y.device)])
         progress.update(len(y))
-    return total_loss.item() / len(data), correct.item() / len(data)
+    if distributed:
+        distributed.all_reduce(totals)
+    loss_sum, correct, count = totals.tolist()
+    return loss_sum / count, correct / count
 
 
 def evaluate(model, data: CustomDataset) -> tuple[float, float]:
@@ -320,15 +342,35 @@ def evaluate(model, data: CustomDataset) -> tuple[float, float]:
     return loss, (logits.argmax(1) == data.y).float().mean().item()
 
 
-def train_model(model, train_data, val_data, config, resume_path, log=print):
+def validation_score(model, val_data, distributed=None) -> tuple[float, float]:
+    """(loss, accuracy) on the validation split, computed by rank 0 and shared with every process."""
+    if not len(val_data):
+        return float("nan"), float("nan")
+    score = torch.tensor(evaluate(model, val_data) if not distributed or distributed.get_rank() == 0 else [0.0, 0.0],
+                         device=val_data.X.device)
+    if distributed:
+        distributed.broadcast(score, src=0)
+    return tuple(score.tolist())
+
+
+def train_model(model, train_data, val_data, config, resume_path, distributed=None, log=print):
     """Train with AdamW, warm-up + cosine schedule and early stopping; return (history rows, best state
     dict, best epoch, its validation accuracy and loss). With no validation split the last epoch is kept.
     After every epoch the whole training state goes to resume_path, so --resume=True continues an
-    interrupted run and ends with the same weights as an uninterrupted one."""
+    interrupted run and ends with the same weights as an uninterrupted one.
+    Under torchrun (`distributed` = torch.distributed) the model trains data-parallel on this
+    process's shard; rank 0 alone validates, saves and logs, and shares its validation score so
+    every process stops at the same epoch."""
     from tqdm import tqdm
 
+    rank = distributed.get_rank() if distributed else 0
+    world_size = distributed.get_world_size() if distributed else 1
+    network = nn.parallel.DistributedDataParallel(model) if distributed else model
+    if rank:
+        log = lambda message: None  # noqa: E731  (one voice: rank 0's)
+
     generator = torch.Generator().manual_seed(config["SEED"])
-    steps_per_epoch = len(batch_indices(len(train_data), config["BATCH_SIZE"]))
+    steps_per_epoch = len(batch_indices(len(train_data), config["BATCH_SIZE"], None, rank, world_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["LEARNING_RATE"], weight_decay=config["WEIGHT_DECAY"])
     total_steps = config["EPOCHS"] * steps_per_epoch
     # A short run still reaches the peak rate: warm-up takes at most a fifth of it.
@@ -345,15 +387,15 @@ def train_model(model, train_data, val_data, config, resume_path, log=print):
         epoch += 1
         start = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
-        with tqdm(total=len(train_data), desc=f"epoch {epoch}/{config['EPOCHS']}", unit="sample",
-                  leave=False, disable=None, file=sys.stderr) as progress:
-            train_loss, train_acc = train_epoch(model, train_data, optimizer, scheduler, criterion,
-                                                config["BATCH_SIZE"], generator, progress)
+        with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config['EPOCHS']}",
+                  unit="sample", leave=False, disable=True if rank else None, file=sys.stderr) as progress:
+            train_loss, train_acc = train_epoch(network, train_data, optimizer, scheduler, criterion,
+                                                config["BATCH_SIZE"], generator, progress, distributed)
             if not math.isfinite(train_loss):
                 raise TrainingError(f"the training loss became {train_loss} in epoch {epoch}; the learning rate "
                                     f"{config['LEARNING_RATE']} is likely too high (try --learning_rate="
                                     f"{config['LEARNING_RATE'] / 10:g}) or the data hold extreme values")
-            val_loss, val_acc = evaluate(model, val_data) if len(val_data) else (float("nan"), float("nan"))
+            val_loss, val_acc = validation_score(model, val_data, distributed)
             progress.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                         "val_accuracy": val_acc, "learning_rate": learning_rate,
@@ -366,7 +408,8 @@ def train_model(model, train_data, val_data, config, resume_path, log=print):
         else:
             progress_state["since_best"] += 1
         progress_state["epoch"] = epoch
-        save_training_state(resume_path, progress_state, config, model, optimizer, scheduler, generator)
+        if rank == 0:
+            save_training_state(resume_path, progress_state, config, model, optimizer, scheduler, generator)
         if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
             log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
                 f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {learning_rate:.2e}")
@@ -653,8 +696,12 @@ def run(config: dict) -> int:
         timings[phase] = now - clock
         clock = now
 
+    distributed = start_distributed(config["DEVICE"])
+    rank = distributed.get_rank() if distributed else 0
+    world_size = distributed.get_world_size() if distributed else 1
+    log = print if rank == 0 else (lambda *args: None)
     overridden = {k: v for k, v in config.items() if v != globals()[k]}
-    print(f"overrides: {overridden}" if overridden else "no overrides: default constants")
+    log(f"overrides: {overridden}" if overridden else "no overrides: default constants")
     device = resolve_device(config["DEVICE"])
     torch.manual_seed(config["SEED"])
     np.random.seed(config["SEED"])
@@ -671,32 +718,40 @@ def run(config: dict) -> int:
         check_checkpoint_matches(checkpoint, train, checkpoint_path)
         normalization = checkpoint["normalization"]
     train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
-    test_data = CustomDataset(normalize(test.X, normalization), test.y)
-    test_data.X, test_data.y = test_data.X.to(device), test_data.y.to(device)
-    print(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
-          f"{train.X.shape[2]} steps, {len(train.class_names)} classes, device {device}")
+    test_data = CustomDataset(normalize(test.X, normalization), test.y).to(device)
+    log(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
+        f"{train.X.shape[2]} steps, {len(train.class_names)} classes, device {device}, {world_size} process(es)")
     lap("load")
 
+    # training: every process under torchrun; everything after it on rank 0 alone
+    history = None
+    if config["TRAIN"]:
+        fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
+        fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx]).to(device)
+        val_data = CustomDataset(train_x[val_idx], train.y[val_idx]).to(device)
+        hyperparameters = {name.lower(): value for name, value in config.items()}
+        hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
+                               num_classes=len(train.class_names))
+        model = build_model(hyperparameters).to(device)
+        if distributed:
+            torch.manual_seed(config["SEED"] + rank)  # same initial weights, different dropout masks per process
+        history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, resume_path,
+                                                               distributed, log)
+        model.load_state_dict(state)
+        checkpoint = checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_acc, val_loss)
+    model.eval()
+    if distributed:
+        distributed.barrier()
+        distributed.destroy_process_group()
+        if rank:
+            return 0
+    lap("train")
+
     with StagedOutputs(config["OUTPUT_DIR"]) as outputs:
-        # training
-        history = None
-        if config["TRAIN"]:
-            fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"])
-            fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx])
-            val_data = CustomDataset(train_x[val_idx], train.y[val_idx])
-            fit_data.y, val_data.y = fit_data.y.to(device), val_data.y.to(device)
-            hyperparameters = {name.lower(): value for name, value in config.items()}
-            hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
-                                   num_classes=len(train.class_names))
-            model = build_model(hyperparameters).to(device)
-            history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, resume_path)
-            model.load_state_dict(state)
-            checkpoint = checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_acc, val_loss)
+        if history is not None:
             torch.save(checkpoint, outputs.path(CHECKPOINT_NAME))
             write_history(history, outputs.path("train_results_hybrid_explained.csv"))
             plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"))
-        model.eval()
-        lap("train")
 
         # evaluation
         evaluation = evaluation_outputs(model, test_data, train.class_names, outputs)
@@ -734,7 +789,7 @@ def run(config: dict) -> int:
             "test_accuracy": evaluation["test_accuracy"], "test_macro_f1": evaluation["test_macro_f1"],
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
-            "device": str(device), "timings_s": timings, "shap": shap_summary, "attention": attention_summary,
+            "device": str(device), "world_size": world_size, "timings_s": timings, "shap": shap_summary, "attention": attention_summary,
             "explained_rows": test.row_indices[rows].tolist(),
         }
         report_history = history if history is not None else read_history(config["OUTPUT_DIR"])
