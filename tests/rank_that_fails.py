@@ -1,0 +1,14 @@
+"""Launched by torchrun in a test: the pipeline, except that rank 1 raises in its first training epoch."""
+import os
+import sys
+
+import train_explain
+
+
+def failing_epoch(*args, **kwargs):
+    raise RuntimeError(f"planted failure on rank {os.environ['RANK']}")
+
+
+if os.environ.get("RANK") == "1":
+    train_explain.train_epoch = failing_epoch
+sys.exit(train_explain.main(sys.argv[1:]))

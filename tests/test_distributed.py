@@ -1,0 +1,60 @@
+"""torchrun: the same script trains data-parallel on CPU with gloo, and rank 0 alone writes outputs."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import train_explain
+from conftest import ROOT, run_args, write_series_csvs
+
+ARGS = ["--epochs=40", "--num_samples_to_explain=1", "--shap_method=deep"]
+
+
+def torchrun(script, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), *map(str, args)], capture_output=True, text=True, timeout=400, env=env)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddp")
+    train, test = write_series_csvs(folder, rows_per_class=16)
+    result = torchrun(ROOT / "train_explain.py", *run_args(train, test, folder / "ddp", *ARGS))
+    assert train_explain.main(run_args(train, test, folder / "single", *ARGS)) == 0
+    return folder, result
+
+
+def test_torchrun_with_two_processes_exits_0_and_records_world_size_2(runs):
+    folder, result = runs
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((folder / "ddp" / "metrics.json").read_text())["world_size"] == 2
+
+
+def test_torchrun_writes_one_set_of_outputs(runs):
+    folder, result = runs
+    assert result.stdout.count("outputs in ") == 1
+    assert sorted(p.name for p in folder.iterdir() if not p.suffix) == ["ddp", "single"]
+
+
+def test_torchrun_accuracy_is_within_a_few_points_of_one_process(runs):
+    folder, _ = runs
+    ddp = json.loads((folder / "ddp" / "metrics.json").read_text())["test_accuracy"]
+    single = json.loads((folder / "single" / "metrics.json").read_text())["test_accuracy"]
+    assert abs(ddp - single) <= 0.1
+
+
+def test_a_checkpoint_from_torchrun_loads_in_one_process(runs):
+    folder, _ = runs
+    model, checkpoint = train_explain.load_model(folder / "ddp" / train_explain.CHECKPOINT_NAME)
+    assert not any(key.startswith("module.") for key in checkpoint["model_state_dict"])
+
+
+def test_a_failing_rank_fails_the_whole_run_with_its_error(tmp_path):
+    train, test = write_series_csvs(tmp_path)
+    result = torchrun(ROOT / "tests" / "rank_that_fails.py", *run_args(train, test, tmp_path / "out", *ARGS))
+    assert result.returncode != 0
+    assert "planted failure on rank 1" in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
