@@ -197,3 +197,167 @@ def attention_figures(attention, length, y_true, y_pred, class_names, rows, path
                      f"predicted {class_names[int(y_pred[i])]}); {t} LSTM steps over {length} input steps", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 0.95))
         save(fig, path(f"attention_sample_{i}.png"))
+
+
+# -----------------------------------------------------------------------------
+# Attribution suite (attributions.py): several methods' maps for the predicted class
+def unit_scaled(attribution):
+    """The map divided by its largest |value|: methods in different units share one colour scale."""
+    bound = float(np.abs(attribution).max())
+    return attribution / bound if bound > 0 else attribution
+
+
+def sample_verdict(i, y_true, y_pred, probabilities, class_names):
+    pred, true = int(y_pred[i]), int(y_true[i])
+    return (f"true {class_names[true]}, predicted {class_names[pred]} (p = {probabilities[i, pred]:.2f}, "
+            f"{'correct' if pred == true else 'WRONG'})")
+
+
+def attribution_grid_figure(signals, attributions, titles, channel_names, title, colorbar_label, path, columns=4):
+    """Many maps of one sample on one colour scale: each map (C, L) is a column of channel panels, and the
+    columns wrap into blocks of `columns`, so eight methods x twelve channels stay legible.
+    signals (C, L); attributions: list of (C, L) arrays titled by `titles`."""
+    channels, length = signals.shape
+    columns = min(columns, len(titles))
+    blocks = -(-len(titles) // columns)
+    ratios = ([1.0] * channels + [1.8]) * blocks  # a spacer row holds x labels and the next titles
+    ratios = ratios[:-1]
+    width, height = 3.7 * columns + 2.0, 0.55 * sum(ratios) + 1.3
+    grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.3, wspace=0.18, left=1.0 / width,
+                        right=1 - 1.2 / width, top=1 - 0.9 / height, bottom=0.45 / height)
+    fig = plt.figure(figsize=(width, height))
+    bound = max(float(np.abs(a).max()) for a in attributions) or 1.0
+    for k, (column, attribution) in enumerate(zip(titles, attributions)):
+        block, j = divmod(k, columns)
+        axes = [fig.add_subplot(grid[block * (channels + 1) + c, j]) for c in range(channels)]
+        for c, ax in enumerate(axes):
+            image = signal_with_attribution(ax, signals[c], attribution[c], (-bound, bound), SIGNED_CMAP,
+                                            channel_names[c] if j == 0 else "")
+            ax.tick_params(labelbottom=c == channels - 1)
+        axes[0].set_title(column, fontsize=10)
+        axes[-1].set_xlabel("time step", fontsize=9)
+    fig.colorbar(image, cax=fig.add_axes((1 - 0.95 / width, 0.2, 0.15 / width, 0.6)), label=colorbar_label)
+    fig.suptitle(title, fontsize=11, y=1 - 0.15 / height, va="top")
+    save(fig, path)
+
+
+def method_sample_figures(maps, inputs, y_true, y_pred, probabilities, class_names, channel_names, path):
+    """maps: method -> (N, C, L). Per sample one figure with every method, each map scaled to [-1, 1]."""
+    for i in range(len(inputs)):
+        attribution_grid_figure(inputs[i], [unit_scaled(m[i]) for m in maps.values()], list(maps), channel_names,
+                                f"Attribution for the predicted class, explained sample {i}: "
+                                f"{sample_verdict(i, y_true, y_pred, probabilities, class_names)}\n"
+                                "each method scaled to its largest |value|; red supports the predicted class, "
+                                "blue opposes it (saliency and Grad-CAM are unsigned)",
+                                "attribution / its largest |value|", path(f"attribution_sample_{i}.png"))
+
+
+def line_comparison(ax, x, series, names, xlabel, ylabel, reference=None, reference_name=None):
+    """One coloured line per named series, and an optional black dashed reference (e.g. a random control)."""
+    colors = plt.get_cmap("tab10")
+    for k, (values, name) in enumerate(zip(series, names)):
+        ax.plot(x, values, color=colors(k % 10), label=name, linewidth=1.4)
+    if reference is not None:
+        ax.plot(x, reference, color="black", linestyle="--", linewidth=1.4, label=reference_name)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(color="#e0e0e0")
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
+
+
+def method_overlay_figure(maps, i, y_true, y_pred, probabilities, class_names, segments, path):
+    """Sample i: |attribution| summed over channels, scaled to a peak of 1, per method over time;
+    named segments (name, start, end) shaded."""
+    length = next(iter(maps.values())).shape[2]
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    for k, (name, start, end) in enumerate(segments):
+        ax.axvspan(start - 0.5, end - 0.5, color="#f0f0f0" if k % 2 else "#e0e0e0", zorder=0)
+        ax.text((start + end - 1) / 2, 1.04, name, ha="center", va="bottom", fontsize=8)
+    line_comparison(ax, np.arange(length), [unit_scaled(np.abs(m[i]).sum(axis=0)) for m in maps.values()], list(maps),
+                    "time step", "|attribution| summed over channels\n(scaled to a peak of 1)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_ylim(0, 1.12)
+    ax.set_title(f"Methods compared on explained sample {i}: "
+                 f"{sample_verdict(i, y_true, y_pred, probabilities, class_names)}", fontsize=10)
+    save(fig, path)
+
+
+def method_comparison_figure(summary, random_control, sanity_threshold, path):
+    """summary: method -> metrics of attributions.attribution_outputs. Deletion and insertion areas beside the
+    random ordering, the randomization sanity correlation beside its threshold, and the seconds per method."""
+    names = list(summary)
+    panels = [("deletion_auc", "deletion AUC (lower = more faithful)", random_control["deletion_auc"],
+               "random ordering"),
+              ("insertion_auc", "insertion AUC (higher = more faithful)", random_control["insertion_auc"],
+               "random ordering"),
+              ("sanity_rank_correlation", "rank correlation with the\nrandomized model's maps (lower = better)",
+               sanity_threshold, "flag threshold"),
+              ("seconds", "seconds for all explained samples", None, None)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.4 * len(names) + 1.8), sharey=True)
+    for ax, (key, label, reference, reference_name) in zip(axes, panels):
+        values = np.array([np.nan if summary[m][key] is None else summary[m][key] for m in names], dtype=float)
+        bar_comparison(ax, names, [np.nan_to_num(values)], [label], label)
+        ax.get_legend().remove()
+        for k, value in enumerate(values):
+            flag = " flagged" if key == "sanity_rank_correlation" and summary[names[k]]["insensitive_to_model"] else ""
+            ax.text(0 if np.isnan(value) else value, k, " n/a" if np.isnan(value) else f" {value:.2f}{flag}",
+                    va="center", fontsize=8)
+        if reference is not None:
+            ax.axvline(reference, color="black", linestyle="--", label=f"{reference_name} ({reference:.2f})")
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22 - 0.1 * ("\n" in label)))
+        ax.set_xlim(0, 1.35 * max(np.nanmax(values, initial=0), reference or 0) or 1)
+    fig.suptitle("Attribution methods compared: faithfulness (deletion, insertion), sanity and cost", fontsize=11)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def region_figure(matrices, channel_names, column_labels, regions, num_samples, path):
+    """matrices: method -> (C, R) mean signed share of attribution per channel and region; one heatmap per method."""
+    names = list(matrices)
+    columns = 2 if len(names) > 1 else 1
+    grid_rows = -(-len(names) // columns)
+    channels, width = next(iter(matrices.values())).shape
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(max(5.5, 0.45 * width + 2.5) * columns,
+                                                          (0.28 * channels + 1.6) * grid_rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        bound = float(np.abs(matrices[name]).max()) or 1.0
+        heatmap(ax, matrices[name], channel_names, column_labels, SIGNED_CMAP, (-bound, bound),
+                "signed share of |attribution|")
+        ax.set_title(name, fontsize=10)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"Attribution per channel and {regions}: each sample's map divided by its total |attribution|, "
+                 f"mean over {num_samples} explained samples (red supports the predicted class)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    save(fig, path)
+
+
+def faithfulness_figure(fractions, deletion, insertion, random_deletion, random_insertion, summary, random_control,
+                        num_samples, path):
+    """deletion, insertion: method -> mean curve over the fractions of features deleted / inserted."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, curves, key, verb in [(axes[0], deletion, "deletion_auc", "set to the baseline"),
+                                  (axes[1], insertion, "insertion_auc", "restored from the baseline")]:
+        line_comparison(ax, fractions, list(curves.values()),
+                        [f"{name} (AUC {summary[name][key]:.2f})" for name in curves],
+                        f"fraction of features {verb}, most attributed first",
+                        "probability of the predicted class",
+                        random_deletion if key == "deletion_auc" else random_insertion,
+                        f"random ordering (AUC {random_control[key]:.2f})")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{key.split('_')[0].capitalize()} curves ({'lower' if key == 'deletion_auc' else 'higher'} "
+                     f"area = more faithful), mean of {num_samples} samples", fontsize=10)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def misclassified_figures(inputs, predicted_maps, true_maps, y_true, y_pred, probabilities, rows, class_names,
+                          channel_names, path):
+    """Per misclassified sample: integrated gradients for the predicted and for the true class, one colour scale."""
+    for k in range(len(inputs)):
+        pred, true = int(y_pred[k]), int(y_true[k])
+        attribution_figure(inputs[k], [predicted_maps[k], true_maps[k]],
+                           [f"predicted class {class_names[pred]} (p = {probabilities[k, pred]:.2f})",
+                            f"true class {class_names[true]} (p = {probabilities[k, true]:.2f})"], channel_names,
+                           f"Misclassified test row {rows[k]}: integrated gradients for the predicted and the true "
+                           "class; red raises the class logit, blue lowers it",
+                           "integrated gradients (logit units)", path(f"misclassified_{k}.png"))

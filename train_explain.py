@@ -46,6 +46,11 @@ NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM and attentio
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 10  # antithetic permutation pairs per explained sample (method "permutation")
+ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
+ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
+IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
+OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
+MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 
 CONSTANT_NAMES = [name for name in list(globals()) if name.isupper() and name != "CONSTANT_NAMES"]
 
@@ -106,11 +111,11 @@ def check_config(config: dict) -> None:
     positive = ["EPOCHS", "BATCH_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
                 "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
                 "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "LEARNING_RATE",
-                "EARLY_STOPPING_PATIENCE"]
+                "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW"]
     for name in positive:
         if config[name] <= 0:
             raise ConfigError(f"{name} is {config[name]}; it must be positive")
-    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING"]:
+    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MAX_MISCLASSIFIED"]:
         if config[name] < 0:
             raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
     for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
@@ -548,7 +553,8 @@ def shap_values_for(method, model, x, background, groups, config):
 
 
 def shap_outputs(model, x, background, sample_rows, tables, predictions, config, outputs) -> dict:
-    """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures."""
+    """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
+    returns (values (N, C, L, K) of the chosen method, the metrics.json section)."""
     import plots
     import shapley
 
@@ -580,7 +586,7 @@ def shap_outputs(model, x, background, sample_rows, tables, predictions, config,
                "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
     if len(comparison) > 1:
         summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
-    return summary
+    return values, summary
 
 
 # -----------------------------------------------------------------------------
@@ -684,6 +690,7 @@ def main(argv: list[str]) -> int:
 
 
 def run(config: dict) -> int:
+    import attributions
     import plots
     import report
 
@@ -721,6 +728,7 @@ def run(config: dict) -> int:
     test_data = CustomDataset(normalize(test.X, normalization), test.y).to(device)
     log(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
         f"{train.X.shape[2]} steps, {len(train.class_names)} classes, device {device}, {world_size} process(es)")
+    attributions.parse_segments(config["ATTRIBUTION_SEGMENTS"], train.X.shape[2])  # a typo fails now, not after training
     lap("load")
 
     # training: every process under torchrun; everything after it on rank 0 alone
@@ -765,8 +773,8 @@ def run(config: dict) -> int:
             background_rows = np.sort(generator.choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
                                                                          len(train_x)), replace=False))
             x = test_data.X[rows]
-            shap_summary = shap_outputs(model, x, train_x[background_rows], rows, tables,
-                                        evaluation["predictions"], config, outputs)
+            shap_values, shap_summary = shap_outputs(model, x, train_x[background_rows], rows, tables,
+                                                     evaluation["predictions"], config, outputs)
             print(f"SHAP ({shap_summary['method']}): additivity error median "
                   f"{shap_summary['additivity_rel_error_median']:.3g}, max {shap_summary['additivity_rel_error_max']:.3g}")
             lap("shap")
@@ -785,11 +793,20 @@ def run(config: dict) -> int:
                                     train.class_names, test.row_indices[rows], outputs.path)
             lap("attention")
 
+            predictions, probabilities = evaluation["predictions"], evaluation["probabilities"]
+            attribution_summary = attributions.attribution_outputs(
+                model, x, test.y[rows], predictions[rows], probabilities[rows], shap_values, test_data.X, test.y,
+                predictions, probabilities, test.row_indices, train.class_names, train.channel_names,
+                {name: config[name] for name in ATTRIBUTION_SETTINGS}, outputs.path)
+            attribution_summary["methods"]["shap"]["seconds"] = shap_summary["seconds"]
+            lap("attributions")
+
         metrics = {
             "test_accuracy": evaluation["test_accuracy"], "test_macro_f1": evaluation["test_macro_f1"],
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
-            "device": str(device), "world_size": world_size, "timings_s": timings, "shap": shap_summary, "attention": attention_summary,
+            "device": str(device), "world_size": world_size, "timings_s": timings, "shap": shap_summary,
+            "attention": attention_summary, "attributions": attribution_summary,
             "explained_rows": test.row_indices[rows].tolist(),
         }
         report_history = history if history is not None else read_history(config["OUTPUT_DIR"])
@@ -803,6 +820,10 @@ def run(config: dict) -> int:
         os.remove(resume_path)
     print(f"outputs in {config['OUTPUT_DIR']}/ ({timings['total']:.1f} s)")
     return 0
+
+
+ATTRIBUTION_SETTINGS = ["ATTRIBUTION_WINDOWS", "ATTRIBUTION_SEGMENTS", "IG_STEPS", "OCCLUSION_WINDOW", "MAX_MISCLASSIFIED",
+                        "SEED"]
 
 
 def check_checkpoint_matches(checkpoint, train, path):

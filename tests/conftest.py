@@ -5,9 +5,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The test models are tiny: one thread is faster than two and never waits for a busy core.
+torch.set_num_threads(1)
 
 
 def write_series_csvs(folder, channels=2, length=24, classes=3, rows_per_class=8, seed=0):

@@ -10,16 +10,6 @@ from train_explain import HybridCNNLSTMAttention
 CONSERVATION_TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread avoids the oversubscription stalls seen on a loaded 2-core machine
-    (70 s instead of 8 s). The previous setting is restored after this file."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small_model(channels, length, classes=3, lstm_layers=1, heads=2, train_steps=5, seed=0):
     """Small model; a few optimiser steps on random data so BatchNorm statistics and biases are not trivial."""
     torch.manual_seed(seed)
@@ -131,7 +121,7 @@ def test_lstm_rule_matches_explicit_arras_relevance_propagation():
     def stab(z):
         return z + eps * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
 
-    hs, cs, gs, zs, fs, igs = [], [], [], [], [], []  # plain forward, keeping what the messages need
+    hs, cs, zs, fs, igs = [], [], [], [], []  # plain forward, keeping what the messages need
     hp, cp = torch.zeros(n, h, dtype=torch.float64), torch.zeros(n, h, dtype=torch.float64)
     for t in range(steps):
         z = x[:, t] @ w_ih.T + hp @ w_hh.T + b
