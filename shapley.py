@@ -1,0 +1,195 @@
+"""Shapley values of the classifier's logits, and a check of how well any attribution adds up.
+
+`shap.DeepExplainer` has no rule for the LSTM's gates or the attention softmax, so on this
+model its values do not sum to f(x) - E[f]. `interventional_shap` computes the values that
+SHAP promises, for the model itself:
+
+    v(S) = mean over background rows b of f(x_S, b_rest),  f = the logits,
+
+with players that are single inputs or groups of inputs (windows of time steps of one
+channel, see `player_groups`). A group's value is spread equally over its inputs, so the
+per-input values still sum to f(x) - E[f].
+
+Methods:
+- "exact": every one of the 2^P coalitions, weighted |S|!(P-|S|-1)!/P!. For P <= 16.
+- "permutation": antithetic permutation sampling, stratified over the background. Interventional
+  Shapley values are linear in the background distribution, phi = mean_b phi(x; b), so each
+  background row b gets the same number of random permutations of its own, each walked
+  forward and in reverse, with b as the only reference. Along one walk the marginal
+  contributions telescope to f(x) - f(b); since every row is used equally often, the values
+  add up to f(x) - mean_b f(b) exactly (to float error), whatever the number of permutations.
+  The permutations do not depend on the explained samples, so a sample's values do not depend
+  on which other samples are explained with it.
+"""
+
+import math
+
+import numpy as np
+import torch
+
+EXACT_MAX_PLAYERS = 16  # 2^16 coalitions, each evaluated against every background row
+EVALS_PER_SAMPLE = 6000  # model rows per explained sample that choose the default number of permutations
+
+
+def player_groups(channels: int, length: int, segments_per_channel: int) -> np.ndarray:
+    """(channels, length) int array of player ids: each channel cut into
+    min(segments_per_channel, length) contiguous windows of near-equal size, ids channel-major."""
+    if channels < 1 or length < 1 or segments_per_channel < 1:
+        raise ValueError(f"player_groups needs positive sizes, got channels={channels}, "
+                         f"length={length}, segments_per_channel={segments_per_channel}")
+    segments = min(segments_per_channel, length)
+    window = np.arange(length) * segments // length  # 0..segments-1, sizes differ by at most 1
+    return np.arange(channels)[:, None] * segments + window[None, :]
+
+
+def _evaluate(f, make_rows, num_rows, batch_size):
+    """Stack f(make_rows(start, stop)) over [0, num_rows) in batches of at most batch_size rows."""
+    outputs = []
+    for start in range(0, num_rows, batch_size):
+        outputs.append(f(make_rows(start, min(start + batch_size, num_rows))).double())
+    return torch.cat(outputs) if outputs else None
+
+
+def _exact_player_values(f, x, background, groups, batch_size):
+    """(N, P, K) exact Shapley values of the players by enumerating all 2^P coalitions."""
+    num_players = int(groups.max()) + 1
+    if num_players > EXACT_MAX_PLAYERS:
+        raise ValueError(f"method='exact' enumerates 2^P coalitions and allows at most "
+                         f"{EXACT_MAX_PLAYERS} players, got {num_players}: use fewer segments "
+                         f"per channel or method='permutation'")
+    n, b, q = len(x), len(background), 2 ** num_players
+    # member[s, p]: player p belongs to coalition s (bit p of s)
+    bits = torch.arange(num_players, device=x.device)
+    member = (torch.arange(q, device=x.device)[:, None] >> bits[None, :]) & 1
+    feature_in = member[:, groups.reshape(-1)].bool().reshape(q, *groups.shape)
+
+    def make_rows(start, stop):  # row r = (sample, coalition, background row), background fastest
+        r = torch.arange(start, stop, device=x.device)
+        return torch.where(feature_in[(r // b) % q], x[r // (b * q)], background[r % b])
+
+    outputs = _evaluate(f, make_rows, n * q * b, batch_size)
+    v = outputs.reshape(n, q, b, -1).mean(dim=2)  # (N, 2^P, K)
+
+    size = member.sum(dim=1)
+    fact = [math.factorial(k) for k in range(num_players + 1)]
+    weight = torch.tensor([fact[k] * fact[num_players - k - 1] / fact[num_players]
+                           for k in range(num_players)], dtype=torch.float64, device=x.device)
+    # phi_p = sum_{S containing p} w(|S|-1) v(S) - sum_{S without p} w(|S|) v(S)
+    coef = torch.where(member.bool(), weight[(size - 1).clamp(min=0)][:, None],
+                       -weight[size.clamp(max=num_players - 1)][:, None])  # (2^P, P)
+    return torch.einsum("sp,nsk->npk", coef, v)
+
+
+def _permutation_player_values(f, x, background, groups, num_permutations, seed, batch_size):
+    """(N, P, K) antithetic permutation estimate, every background row used equally often."""
+    num_players = int(groups.max()) + 1
+    n, b = len(x), len(background)
+    pairs_per_row = math.ceil(num_permutations / b)
+    rng = np.random.default_rng(seed)
+    # rank[t, p]: position of player p in walk t; walks 2j and 2j+1 are a permutation and its reverse
+    forward = np.argsort(rng.random((b * pairs_per_row, num_players)), axis=1).argsort(axis=1)
+    rank = np.stack([forward, num_players - 1 - forward], axis=1).reshape(-1, num_players)
+    walks = len(rank)
+    walk_background = torch.arange(walks, device=x.device) // (2 * pairs_per_row)
+    rank = torch.from_numpy(rank).to(x.device)
+    feature_rank = rank[:, groups.reshape(-1)].reshape(walks, *groups.shape)
+
+    steps = num_players - 1  # coalitions strictly between the empty and the full one
+
+    def make_rows(start, stop):  # row r = (sample, walk, step k = 1..P-1), step fastest
+        r = torch.arange(start, stop, device=x.device)
+        walk, k = (r // steps) % walks, r % steps + 1
+        inside = feature_rank[walk] < k[:, None, None]
+        return torch.where(inside, x[r // (steps * walks)], background[walk_background[walk]])
+
+    f_x = _evaluate(f, lambda s, e: x[s:e], n, batch_size)                   # (N, K)
+    f_b = _evaluate(f, lambda s, e: background[s:e], b, batch_size)          # (B, K)
+    classes = f_x.shape[1]
+    inner = _evaluate(f, make_rows, n * walks * steps, batch_size)
+    inner = (inner.reshape(n, walks, steps, classes) if inner is not None
+             else f_x.new_zeros(n, walks, 0, classes))
+    # y[n, t, k]: output after the first k players of walk t are taken from x
+    y = torch.cat([f_b[walk_background][None].expand(n, -1, -1)[:, :, None],
+                   inner, f_x[:, None, None].expand(-1, walks, 1, -1)], dim=2)
+    index = rank[None, :, :, None].expand(n, -1, -1, classes)
+    contribution = y.gather(2, index + 1) - y.gather(2, index)  # (N, walks, P, K)
+    return contribution.mean(dim=1)
+
+
+def interventional_shap(f, x, background, groups, method="permutation", num_permutations=None,
+                        seed=0, batch_size=1024, evals_per_sample=EVALS_PER_SAMPLE) -> np.ndarray:
+    """Interventional Shapley values of f's outputs, (N, C, L, K) float64 numpy on the CPU.
+
+    f: torch (M, C, L) -> (M, K), called under torch.inference_mode in batches of at most
+    batch_size rows. x: (N, C, L), background: (B, C, L), on f's device. groups: (C, L) player
+    ids 0..P-1 (`player_groups`). The values of each sample sum over (C, L) to
+    f(x) - mean_b f(b). method: "exact" or "permutation".
+    num_permutations (permutation only): random permutations per explained sample, each walked
+    forward and in reverse, rounded up to a multiple of B so that every background row gets the
+    same number; f then sees 2 * B * ceil(num_permutations / B) * (P - 1) rows per sample.
+    None: as many as evals_per_sample rows of f per sample allow (at least B), so that few
+    players get many permutations and many players stay affordable.
+    """
+    groups = np.asarray(groups)
+    if x.dim() != 3 or background.dim() != 3 or x.shape[1:] != background.shape[1:]:
+        raise ValueError(f"x and background must be (N, C, L) and (B, C, L) with the same C, L; "
+                         f"got {tuple(x.shape)} and {tuple(background.shape)}")
+    if groups.shape != tuple(x.shape[1:]):
+        raise ValueError(f"groups must have shape (C, L) = {tuple(x.shape[1:])}, got {groups.shape}")
+    if not np.issubdtype(groups.dtype, np.integer) or groups.min() < 0:
+        raise ValueError("groups must hold integer player ids 0..P-1")
+    num_players = int(groups.max()) + 1
+    sizes = np.bincount(groups.reshape(-1), minlength=num_players)
+    if (sizes == 0).any():
+        raise ValueError("groups must use every player id 0..P-1 at least once")
+    if len(background) == 0:
+        raise ValueError("background must hold at least one row")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    groups_t = torch.from_numpy(groups).long().to(x.device)
+
+    with torch.inference_mode():
+        if method == "exact":
+            phi = _exact_player_values(f, x, background, groups_t, batch_size)
+        elif method == "permutation":
+            if num_permutations is None:  # with P <= 2 one permutation and its reverse are exact
+                num_permutations = (1 if num_players <= 2
+                                    else math.ceil(evals_per_sample / (2 * (num_players - 1))))
+            if num_permutations < 1:
+                raise ValueError(f"num_permutations must be positive, got {num_permutations}")
+            phi = _permutation_player_values(f, x, background, groups_t, num_permutations,
+                                             seed, batch_size)
+        else:
+            raise ValueError(f"unknown method {method!r}: choose 'exact' or 'permutation'")
+    phi = phi.cpu().numpy()                                    # (N, P, K)
+    return phi[:, groups] / sizes[groups][None, :, :, None]    # (N, C, L, K)
+
+
+def deep_shap(model, x, background) -> np.ndarray:
+    """shap.DeepExplainer's values for the logits, (N, C, L, K), without its additivity check
+    (it fails on this model: DeepExplainer has no rule for LSTM gates or attention)."""
+    import shap  # slow to import; only this method needs it
+
+    values = shap.DeepExplainer(model, background).shap_values(x, check_additivity=False)
+    if isinstance(values, list):  # older shap: one (N, C, L) array per class
+        values = np.stack(values, axis=-1)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == x.dim():  # a single output
+        values = values[..., None]
+    return values.reshape(*x.shape, -1)
+
+
+def additivity_errors(values, outputs, expected_value) -> np.ndarray:
+    """Per sample ||sum_i phi_i - (f(x) - E f)||_2 / ||f(x) - E f||_2, norms over the classes.
+    values (N, C, L, K), outputs (N, K), expected_value (K,). A sample with f(x) == E f gets
+    0 when its values sum to zero and inf otherwise."""
+    values, outputs = np.asarray(values, np.float64), np.asarray(outputs, np.float64)
+    gap = outputs - np.asarray(expected_value, np.float64)[None, :]
+    total = values.reshape(len(values), -1, values.shape[-1]).sum(axis=1)
+    error = np.linalg.norm(total - gap, axis=1)
+    scale = np.linalg.norm(gap, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(error == 0, 0.0, error / scale)
+
+
+SHAP_METHODS = ("deep", "exact", "permutation")  # names the pipeline's SHAP_METHOD accepts
