@@ -808,6 +808,9 @@ def run(config: dict) -> int:
             "device": str(device), "world_size": world_size, "timings_s": timings, "shap": shap_summary,
             "attention": attention_summary, "attributions": attribution_summary,
             "explained_rows": test.row_indices[rows].tolist(),
+            "explained": [{"row": int(test.row_indices[r]), "true": train.class_names[test.y[r]],
+                           "predicted": train.class_names[evaluation["predictions"][r]],
+                           "confidence": float(evaluation["probabilities"][r].max())} for r in rows],
         }
         report_history = history if history is not None else read_history(config["OUTPUT_DIR"])
         report.write_report(outputs.staging, metrics, config, evaluation["classification_report"], report_history,
