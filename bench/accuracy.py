@@ -1,0 +1,103 @@
+"""Test accuracy of the default recipe on UCR/UEA data sets, beside published results.
+
+    python bench/accuracy.py                          # ../shared/data and ../shared/data/dev/*, seeds 0-2
+    python bench/accuracy.py DIR [DIR ...] --seeds=2 --extra="--learning_rate=0.001 --dropout=0.3"
+
+Each DIR holds train_set.csv and test_set.csv. Every (data set, seed) runs the whole pipeline
+(train_explain.py in a subprocess, one explained sample so explanations stay cheap), reads its
+metrics.json and the result goes in a markdown table: test accuracy mean ± sd over seeds,
+seconds (train, whole run; means), and the published test accuracies on the same splits.
+A data set is named by its directory; the default data ("data") is BasicMotions.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+# Published test accuracies on the original splits: 1NN-DTW, and the best deep/ROCKET results.
+REFERENCES = {
+    "BasicMotions": (0.975, 1.00, "FCN/ResNet/InceptionTime/ROCKET 1.00"),
+    "GunPoint": (0.907, 1.00, "FCN 1.00, ResNet 0.991, ROCKET 1.00"),
+    "ItalyPowerDemand": (0.950, 0.970, "FCN 0.963, ResNet 0.962, ROCKET 0.970"),
+    "JapaneseVowels": (0.949, 0.993, "FCN 0.973-0.993, InceptionTime 0.970-0.992"),
+}
+
+
+def dataset_name(directory):
+    name = os.path.basename(os.path.normpath(directory))
+    return "BasicMotions" if name == "data" else name
+
+
+def run_once(directory, seed, extra):
+    with tempfile.TemporaryDirectory(prefix="bench_accuracy_") as out:
+        command = [sys.executable, os.path.join(ROOT, "train_explain.py"),
+                   f"--train_csv_path={os.path.join(directory, 'train_set.csv')}",
+                   f"--test_csv_path={os.path.join(directory, 'test_set.csv')}",
+                   f"--output_dir={out}", f"--seed={seed}", "--num_samples_to_explain=1", *extra]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
+        with open(os.path.join(out, "metrics.json")) as f:
+            metrics = json.load(f)
+    shape = re.search(r"data: (\d+) training and \d+ test samples, (\d+) channels x (\d+) steps, (\d+) classes",
+                      done.stdout)
+    return metrics, "{}×{}×{}, {} cl.".format(*shape.groups()) if shape else "?"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="*", help="directories with train_set.csv and test_set.csv")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per data set (default 3)")
+    parser.add_argument("--extra", default="", help='flags passed to train_explain.py, e.g. "--epochs=50"')
+    args = parser.parse_args()
+    datasets = args.datasets or [SHARED] + sorted(glob.glob(os.path.join(SHARED, "dev", "*", "")))
+    extra = shlex.split(args.extra)
+
+    rows, means = [], {"acc": [], "dtw": [], "best": []}
+    for directory in datasets:
+        name = dataset_name(directory)
+        runs = []
+        for seed in range(args.seeds):
+            metrics, shape = run_once(os.path.abspath(directory), seed, extra)
+            runs.append(metrics)
+            print(f"{name} seed {seed}: accuracy {metrics['test_accuracy']:.4f}, best epoch {metrics['best_epoch']}, "
+                  f"train {metrics['timings_s']['train']:.1f} s, total {metrics['timings_s']['total']:.1f} s",
+                  file=sys.stderr, flush=True)
+        acc = [m["test_accuracy"] for m in runs]
+        mean, sd = statistics.mean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0
+        dtw, best, published = REFERENCES.get(name, (None, None, "-"))
+        means["acc"].append(mean)
+        if dtw is not None:
+            means["dtw"].append(dtw)
+            means["best"].append(best)
+        rows.append([name, shape, f"{mean:.3f} ± {sd:.3f}",
+                     "/".join(str(m["best_epoch"]) for m in runs),
+                     f"{statistics.mean(m['timings_s']['train'] for m in runs):.0f}",
+                     f"{statistics.mean(m['timings_s']['total'] for m in runs):.0f}",
+                     "-" if dtw is None else f"{dtw:.3f}", published,
+                     "-" if dtw is None else ("yes" if mean >= dtw else f"no ({mean - dtw:+.3f})")])
+    complete = len(means["dtw"]) == len(rows)
+    rows.append(["**mean**", "", f"{statistics.mean(means['acc']):.3f}", "", "", "",
+                 f"{statistics.mean(means['dtw']):.3f}" if complete else "-",
+                 f"best per set: {statistics.mean(means['best']):.3f}" if complete else "-", ""])
+
+    header = ["data set", "shape (train rows×channels×length, classes)", f"test accuracy (mean ± sd, {args.seeds} seeds)",
+              "best epoch per seed", "train s", "total s", "1NN-DTW", "published", "beats 1NN-DTW"]
+    print(f"extra flags: {args.extra or '(none: default constants)'}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The training recipe: best-epoch restore, early stopping, and the validation split."""
+import numpy as np
+import torch
+
+import train_explain
+from data_loader import CustomDataset
+
+
+def noisy_task(n=48, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    X = torch.randn(n, 2, 12, generator=generator) + 2.0 * y.view(-1, 1, 1) * (torch.arange(12) > 6)
+    flip = torch.rand(n, generator=generator) < 0.2  # label noise so validation accuracy moves between epochs
+    return CustomDataset(X, torch.where(flip, 1 - y, y))
+
+
+def train(tmp_path, **overrides):
+    config = train_explain.config_from_args([f"--{k}={v}" for k, v in overrides.items()])
+    torch.manual_seed(0)
+    model = train_explain.HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
+    result = train_explain.train_model(model, noisy_task(seed=0), noisy_task(n=20, seed=1), config,
+                                       str(tmp_path / "resume.pth"), log=lambda message: None)
+    return model, result
+
+
+def test_the_kept_weights_are_the_latest_epoch_with_the_best_validation_accuracy(tmp_path):
+    model, (history, state, epoch, val_acc, _) = train(tmp_path, epochs=25, early_stopping_patience=100)
+    accuracies = [row["val_accuracy"] for row in history]
+    assert epoch == max(e for e, a in enumerate(accuracies, 1) if a == max(accuracies))
+    model.load_state_dict(state)
+    assert train_explain.evaluate(model, noisy_task(n=20, seed=1))[1] == val_acc == max(accuracies)
+
+
+def test_early_stopping_ends_training_after_patience_epochs_without_improvement(tmp_path):
+    _, (history, _, epoch, _, _) = train(tmp_path, epochs=60, early_stopping_patience=3)
+    assert len(history) == epoch + 3 < 60
+
+
+def test_no_validation_split_keeps_the_last_epoch(tmp_path):
+    config = train_explain.config_from_args(["--epochs=4"])
+    model = train_explain.HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
+    empty = CustomDataset(torch.zeros(0, 2, 12), torch.zeros(0, dtype=torch.long))
+    history, _, epoch, _, _ = train_explain.train_model(model, noisy_task(), empty, config, str(tmp_path / "r.pth"),
+                                                        log=lambda message: None)
+    assert epoch == len(history) == 4 and np.isnan(history[-1]["val_accuracy"])
