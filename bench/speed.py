@@ -1,0 +1,178 @@
+"""Speed of the project against the seed reference script, measured in one run on the same CSVs and epochs.
+
+    python bench/speed.py                    # default data, 50 epochs, plus a synthetic 5,000 x 6 x 500 set
+    python bench/speed.py --large_rows=0     # default data only
+
+Prints per phase the seconds of the seed reference (../shared/reference/seed_train_explain.py) and of
+the project, and the ratio project/reference; training throughput; peak memory (RSS) of each process;
+the time of `--help`; and the training loop's overhead over its bare forward+backward+step work.
+The project runs with its default constants, except that early stopping is switched off so that both
+train for exactly the same number of epochs.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "seed_train_explain.py"
+PHASES = ["import", "load", "train", "evaluate", "shap", "gradcam", "attention", "attributions", "report", "total"]
+
+
+def run_measured(command, env=None):
+    """(seconds, peak RSS in MiB, stdout) of one child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        sys.exit(f"{' '.join(map(str, command))} exited {process.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, stdout
+
+
+def reference_phases(train_csv, test_csv, epochs, folder):
+    env = {**os.environ, "SEED_TRAIN": str(train_csv), "SEED_TEST": str(test_csv), "SEED_EPOCHS": str(epochs),
+           "SEED_OUT": str(folder)}
+    wall, rss, stdout = run_measured([sys.executable, str(REFERENCE)], env)
+    line = next(line for line in stdout.splitlines() if line.startswith("SEED imports="))
+    seconds = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)s", line)}
+    phases = {"import": seconds["imports"], "train": seconds["train"], "shap": seconds["shap"],
+              "gradcam": seconds["gradcam"], "attention": seconds["attn"], "total": wall}
+    accuracy = re.search(r"final_test_acc=([\d.]+)", stdout).group(1)
+    return phases, rss, float(accuracy)
+
+
+def project_phases(train_csv, test_csv, epochs, folder):
+    import_seconds = float(subprocess.run(
+        [sys.executable, "-c", "import time; t = time.perf_counter(); import train_explain, torch, shap, sklearn.metrics, "
+         "matplotlib.pyplot; print(time.perf_counter() - t)"], capture_output=True, text=True, cwd=ROOT).stdout)
+    wall, rss, _ = run_measured([sys.executable, "train_explain.py", f"--train_csv_path={train_csv}",
+                                 f"--test_csv_path={test_csv}", f"--output_dir={folder}", f"--epochs={epochs}",
+                                 f"--early_stopping_patience={epochs}"])
+    metrics = json.loads((Path(folder) / "metrics.json").read_text())
+    return {"import": import_seconds, **metrics["timings_s"], "total": wall}, rss, metrics
+
+
+def help_seconds():
+    return min(run_measured([sys.executable, "train_explain.py", "--help"])[0] for _ in range(3))
+
+
+def training_loop_overhead(train_csv, epochs=20):
+    """Seconds of train_explain.train_epoch against a bare loop doing the same forward+backward+step work."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    import train_explain
+    from data_loader import CustomDataset, fit_normalization, normalize, read_train_test
+
+    train, _ = read_train_test(train_csv, train_csv)
+    data = CustomDataset(normalize(train.X, fit_normalization(train.X)), train.y)
+    config = train_explain.config_from_args([])
+    hp = {k.lower(): v for k, v in config.items()}
+    hp.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2], num_classes=len(train.class_names))
+
+    def setup():
+        torch.manual_seed(0)
+        model = train_explain.build_model(hp)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+
+    class Silent:
+        def update(self, n):
+            pass
+
+    def pipeline_loop(model, optimizer, scheduler, criterion, generator):
+        train_explain.train_epoch(model, data, optimizer, scheduler, criterion, config["BATCH_SIZE"], generator, Silent())
+
+    def bare_loop(model, optimizer, scheduler, criterion, generator):
+        model.train()
+        for idx in train_explain.batch_indices(len(data), config["BATCH_SIZE"], generator):
+            x, y = data[idx]
+            loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    def seconds(loop):
+        state = setup()
+        generator = torch.Generator().manual_seed(0)
+        loop(*state, generator)  # warm-up: the first pass allocates and picks kernels
+        start = time.perf_counter()
+        for _ in range(epochs):
+            loop(*state, generator)
+        return time.perf_counter() - start
+
+    # Best of three each, so a burst of other load on the machine does not decide the ratio.
+    loop = min(seconds(pipeline_loop) for _ in range(3))
+    bare = min(seconds(bare_loop) for _ in range(3))
+    return loop, bare
+
+
+def synthetic_csvs(folder, rows, channels=6, length=500, classes=4, seed=0):
+    """A large data set of the project's format: class k has a bump on channel k % channels."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for part, n in (("train", rows), ("test", max(rows // 5, classes))):
+        y = rng.integers(0, classes, n)
+        X = rng.normal(0, 1, (n, channels, length)).astype(np.float32)
+        X[np.arange(n), y % channels, 200:230] += 2.0
+        frame = pd.DataFrame(X.reshape(n, -1), columns=[f"ch{c}_t{t}" for c in range(channels) for t in range(length)])
+        frame.insert(0, "label", [f"class{k}" for k in y])
+        path = Path(folder) / f"{part}.csv"
+        frame.to_csv(path, index=False, float_format="%.4f")
+        paths.append(path)
+    return paths
+
+
+def compare(name, train_csv, test_csv, epochs, folder):
+    reference, reference_rss, reference_acc = reference_phases(train_csv, test_csv, epochs, Path(folder) / "seed")
+    project, project_rss, metrics = project_phases(train_csv, test_csv, epochs, Path(folder) / "project")
+    rows = len(open(train_csv).read().splitlines()) - 1
+    print(f"\n## {name}: {rows} training rows, {epochs} epochs, {os.cpu_count()} CPU cores\n")
+    print("| phase | reference s | project s | project / reference |")
+    print("| --- | ---: | ---: | ---: |")
+    for phase in PHASES:
+        r, p = reference.get(phase), project.get(phase)
+        ratio = f"{p / r:.2f}x" if r and p is not None else "-"
+        print(f"| {phase} | {'-' if r is None else f'{r:.2f}'} | {'-' if p is None else f'{p:.2f}'} | {ratio} |")
+    fit_rows = rows * 0.8  # VAL_FRACTION = 0.2 of the rows validate instead
+    print(f"\ntraining throughput: reference {rows * epochs / reference['train']:.0f} samples/s, project "
+          f"{fit_rows * epochs / project['train']:.0f} samples/s (its train phase also validates every epoch)")
+    print(f"peak RSS: reference {reference_rss:.0f} MiB, project {project_rss:.0f} MiB")
+    print(f"test accuracy: reference {reference_acc:.3f} (last epoch), project {metrics['test_accuracy']:.3f}; "
+          f"SHAP additivity error: project {metrics['shap']['additivity_rel_error_median']:.2g} "
+          f"({metrics['shap']['method']}), reference DeepExplainer fails shap's check")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--large_rows", type=int, default=5000, help="rows of the synthetic set; 0 skips it")
+    parser.add_argument("--large_epochs", type=int, default=2)
+    args = parser.parse_args()
+    print(f"`python train_explain.py --help`: {help_seconds():.2f} s (best of 3)")
+    loop, bare = training_loop_overhead(ROOT / "train_set.csv")
+    print(f"training loop: {loop:.2f} s for 20 epochs against {bare:.2f} s of bare forward+backward+step "
+          f"({100 * (loop / bare - 1):+.0f} %)")
+    with tempfile.TemporaryDirectory() as folder:
+        compare("default data (BasicMotions)", ROOT / "train_set.csv", ROOT / "test_set.csv", args.epochs, folder)
+        if args.large_rows:
+            train_csv, test_csv = synthetic_csvs(folder, args.large_rows)
+            data_mib = args.large_rows * 6 * 500 * 4 / 2**20
+            print(f"\nsynthetic set: {args.large_rows} x 6 x 500 float32 = {data_mib:.0f} MiB of training data")
+            compare("synthetic large set", train_csv, test_csv, args.large_epochs, Path(folder) / "large")
+
+
+if __name__ == "__main__":
+    main()
