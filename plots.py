@@ -1,35 +1,65 @@
 """Figures of the pipeline. One helper per kind of figure (signal with an attribution strip, heatmap,
-bar comparison), shared by SHAP, Grad-CAM and attention. Figures never run the model: they draw
-arrays the pipeline computed. Signed attributions use a diverging, colour-blind-safe map centred
-on zero; non-negative maps (Grad-CAM, attention) a sequential one."""
+bar comparison, line comparison), shared by SHAP, Grad-CAM, attention and the other attribution methods.
+Figures never run the model: they draw arrays the pipeline computed. Signed attributions use a diverging,
+colour-blind-safe map centred on zero; non-negative maps (Grad-CAM, attention) a sequential one; lines and
+bars per method or class Paul Tol's colour-blind-safe "muted" palette. Long series are aggregated for
+drawing only (every value was computed), so 12 channels x 1,500 steps stay legible."""
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-DPI = 120
-SIGNED_CMAP = "RdBu_r"  # red = pushes towards the class, blue = away; colour-blind safe
-POSITIVE_CMAP = "viridis"
-MAX_DRAWN_STEPS = 1000  # longer series are thinned for drawing only; every value was computed
+DPI = 120  # about one image pixel per CSS pixel in report.html at these figure widths
+SIGNED_CMAP = "RdBu_r"  # red = pushes towards the class, blue = away; colour-blind safe, white at zero
+POSITIVE_CMAP = "viridis"  # attention heatmaps
+UNSIGNED_CMAP = "Reds"  # non-negative attribution strips (Grad-CAM): white at zero like SIGNED_CMAP
+CATEGORICAL = ["#332288", "#CC6677", "#44AA99", "#DDCC77", "#882255", "#88CCEE", "#999933", "#AA4499", "#117733"]
+LINESTYLES = ["-", (0, (5, 2)), (0, (1, 1.2)), (0, (6, 2, 1.5, 2))]  # tell overlapping lines apart
+MAX_DRAWN_STEPS = 400  # longer series are aggregated into this many bins for drawing
+SIGNAL_NOTE = "black line: input (z-scored)"
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+                     "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12,
+                     "savefig.facecolor": "white"})
 
 
 def save(fig, path):
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
     plt.close(fig)
+
+
+def wrapped(text, width_inches, fontsize=11):
+    """Text broken into lines that fit a figure `width_inches` wide, so long class names never clip a title."""
+    columns = max(20, int(width_inches * 72 / (0.5 * fontsize)))
+    return "\n".join(textwrap.fill(line, columns) for line in text.split("\n"))
+
+
+def probability(p):
+    """"p = 0.79" with no-break spaces, so a wrapped title never splits it."""
+    return f"p\u00a0=\u00a0{p:.2f}"
+
+
+def category_style(k):
+    """Colour and line style of the k-th method or class: colour-blind safe, distinct even where lines overlap."""
+    return {"color": CATEGORICAL[k % len(CATEGORICAL)], "linestyle": LINESTYLES[k % len(LINESTYLES)]}
 
 
 def training_curves(history, best_epoch, path_stem):
     """Loss and accuracy per epoch for the training and validation parts, as PNG and EPS."""
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric, label in zip(axes, ["loss", "accuracy"], ["cross-entropy loss", "accuracy"]):
-        ax.plot(epochs, [row[f"train_{metric}"] for row in history], label="training")
-        ax.plot(epochs, [row[f"val_{metric}"] for row in history], label="validation")
+        ax.plot(epochs, [row[f"train_{metric}"] for row in history], label="training", **category_style(0))
+        ax.plot(epochs, [row[f"val_{metric}"] for row in history], label="validation", color=CATEGORICAL[1])
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
         ax.set(xlabel="epoch", ylabel=label, title=f"{label.capitalize()} per epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(color="#e0e0e0")
-        ax.legend(loc="best", fontsize=9, framealpha=1)  # opaque: the EPS backend has no transparency
+        ax.legend(loc="best", framealpha=1)  # opaque: the EPS backend has no transparency
     fig.tight_layout()
     fig.savefig(f"{path_stem}.eps", format="eps", bbox_inches="tight")
     save(fig, f"{path_stem}.png")
@@ -38,82 +68,172 @@ def training_curves(history, best_epoch, path_stem):
 def confusion_matrix_figure(matrix, class_names, path):
     import seaborn as sns
 
-    size = max(4.5, 0.6 * len(class_names) + 2.5)
+    size = max(4.5, 0.55 * len(class_names) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", xticklabels=class_names, yticklabels=class_names,
-                cbar_kws={"label": "test samples"}, ax=ax, square=True)
+    sns.heatmap(matrix, annot=len(class_names) <= 20, fmt="d", cmap="Blues", xticklabels=class_names,
+                yticklabels=class_names, cbar_kws={"label": "test samples"}, ax=ax, square=True)
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"Test confusion matrix ({np.trace(matrix)}/{matrix.sum()} correct)")
     ax.tick_params(axis="x", rotation=45)
     ax.tick_params(axis="y", rotation=0)
+    plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     save(fig, path)
 
 
-def drawn_steps(length):
-    """Indices of the steps drawn: all of them up to MAX_DRAWN_STEPS, else evenly thinned."""
-    return np.unique(np.linspace(0, length - 1, min(length, MAX_DRAWN_STEPS)).round().astype(int))
+# -----------------------------------------------------------------------------
+# Series drawn with an attribution strip
+def drawing_bins(length, limit=MAX_DRAWN_STEPS):
+    """Edges of the bins a series is aggregated into for drawing: one bin per step up to `limit` steps."""
+    return np.linspace(0, length, min(length, limit) + 1).round().astype(int)
 
 
-def signal_with_attribution(ax, signal, attribution, limits, cmap, channel_name):
-    """One channel: the signal as a line over a colour strip of the attribution at each step."""
-    steps = drawn_steps(len(signal))
+def envelope(signal, limit=MAX_DRAWN_STEPS):
+    """(steps, values) to draw: every step of a short series; of a long one each bin's minimum and maximum in
+    time order, so spikes survive the thinning."""
+    if len(signal) <= limit:
+        return np.arange(len(signal)), signal
+    edges = drawing_bins(len(signal), limit // 2)
+    steps = np.concatenate([np.sort([a + signal[a:b].argmin(), a + signal[a:b].argmax()])
+                            for a, b in zip(edges[:-1], edges[1:])])
+    return steps, signal[steps]
+
+
+def strongest_per_bin(attribution, limit=MAX_DRAWN_STEPS):
+    """The attribution to colour: per drawing bin the value of largest magnitude (sign kept)."""
+    edges = drawing_bins(len(attribution), limit)
+    return attribution[[a + np.abs(attribution[a:b]).argmax() for a, b in zip(edges[:-1], edges[1:])]]
+
+
+def signal_with_attribution(ax, signal, attribution, limits, cmap, channel_name, value_ticks=True):
+    """One channel: the signal as a black line over a colour strip of the attribution at each step."""
     low, high = float(signal.min()), float(signal.max())
     pad = 0.1 * (high - low) + 1e-3
-    image = ax.imshow(attribution[steps][None, :], aspect="auto", cmap=cmap, vmin=limits[0], vmax=limits[1],
-                      extent=[-0.5, len(signal) - 0.5, low - pad, high + pad], interpolation="nearest")
+    image = ax.imshow(strongest_per_bin(attribution)[None, :], aspect="auto", cmap=cmap, vmin=limits[0],
+                      vmax=limits[1], extent=[-0.5, len(signal) - 0.5, low - pad, high + pad],
+                      interpolation="nearest")
+    width = 1.0 if len(signal) <= 200 else 0.6
+    halo = [patheffects.Stroke(linewidth=width + 1.2, foreground="white"), patheffects.Normal()]  # shows on any colour
     if len(signal) == 1:
-        ax.plot([-0.5, 0.5], [signal[0]] * 2, color="black", linewidth=1.5)
+        ax.plot([-0.5, 0.5], [signal[0]] * 2, color="black", linewidth=width, path_effects=halo)
     else:
-        ax.plot(steps, signal[steps], color="black", linewidth=1.0)
-    ax.set_ylabel(channel_name, rotation=0, ha="right", va="center", fontsize=9)
+        ax.plot(*envelope(signal), color="black", linewidth=width, path_effects=halo)
+    ax.set_ylabel(channel_name, rotation=0, ha="right", va="center")
+    ax.yaxis.set_major_locator(MaxNLocator(3))
+    ax.xaxis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
+    if not value_ticks:
+        ax.tick_params(axis="y", left=False, labelleft=False)
     ax.tick_params(labelsize=8)
     return image
 
 
 def attribution_figure(signals, attributions, columns, channel_names, title, colorbar_label, path, signed=True):
-    """Rows = channels, columns = attribution maps (e.g. for the predicted and the true class).
+    """Rows = channels, columns = attribution maps (e.g. for the predicted and the true class), one colour scale.
     signals (C, L); attributions: list of (C, L) arrays, one per column with `columns` titles."""
     channels, length = signals.shape
-    fig, axes = plt.subplots(channels, len(columns), figsize=(6.5 * len(columns), 0.9 * channels + 1.6),
-                             squeeze=False, sharex=True)
+    width = 3.9 * len(columns) + 1.6
+    fig, axes = plt.subplots(channels, len(columns), figsize=(width, 0.55 * channels + 1.5),
+                             squeeze=False, sharex=True, layout="constrained")
     bound = max(float(np.abs(a).max()) for a in attributions) or 1.0
     limits = (-bound, bound) if signed else (0.0, bound)
-    cmap = SIGNED_CMAP if signed else POSITIVE_CMAP
+    cmap = SIGNED_CMAP if signed else UNSIGNED_CMAP
     for j, (column, attribution) in enumerate(zip(columns, attributions)):
         for c in range(channels):
             image = signal_with_attribution(axes[c, j], signals[c], attribution[c], limits, cmap,
-                                            channel_names[c] if j == 0 else "")
-        axes[0, j].set_title(column, fontsize=10)
+                                            channel_names[c] if j == 0 else "", value_ticks=j == 0)
+        axes[0, j].set_title(wrapped(column, 3.9, 10), fontsize=10)
         axes[-1, j].set_xlabel("time step")
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 0.9, 0.97))
-    bar = fig.add_axes((0.92, 0.15, 0.015, 0.7))
-    fig.colorbar(image, cax=bar, label=colorbar_label)
+    fig.colorbar(image, ax=axes, label=colorbar_label, shrink=min(1.0, 4.0 / channels + 0.3), aspect=25)
+    fig.suptitle(wrapped(f"{title}; {SIGNAL_NOTE}", width), fontsize=11)
+    fig.get_layout_engine().set(h_pad=0.02, hspace=0.01)
     save(fig, path)
 
 
-def heatmap(ax, matrix, row_labels, column_labels, cmap, limits, colorbar_label, extent=None):
+def attribution_grid_figure(signals, attributions, titles, channel_names, title, colorbar_label, path, columns=4):
+    """Many maps of one sample on one colour scale: each map (C, L) is a column of channel panels, and the
+    columns wrap into blocks of `columns`, so eight methods x twelve channels stay legible.
+    signals (C, L); attributions: list of (C, L) arrays titled by `titles`."""
+    channels, length = signals.shape
+    columns = min(columns, len(titles))
+    blocks = -(-len(titles) // columns)
+    ratios = ([1.0] * channels + [1.9]) * blocks  # a spacer row holds x labels and the next titles
+    ratios = ratios[:-1]
+    width, height = 2.8 * columns + 2.2, 0.42 * sum(ratios) + 1.4
+    grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.25, wspace=0.08, left=0.9 / width,
+                        right=1 - 1.3 / width, top=1 - 1.0 / height, bottom=0.45 / height)
+    fig = plt.figure(figsize=(width, height))
+    bound = max(float(np.abs(a).max()) for a in attributions) or 1.0
+    for k, (column, attribution) in enumerate(zip(titles, attributions)):
+        block, j = divmod(k, columns)
+        axes = [fig.add_subplot(grid[block * (channels + 1) + c, j]) for c in range(channels)]
+        for c, ax in enumerate(axes):
+            image = signal_with_attribution(ax, signals[c], attribution[c], (-bound, bound), SIGNED_CMAP,
+                                            channel_names[c] if j == 0 else "", value_ticks=False)
+            ax.tick_params(labelbottom=c == channels - 1)
+        axes[0].set_title(column)
+        axes[-1].set_xlabel("time step", fontsize=9)
+    fig.colorbar(image, cax=fig.add_axes((1 - 1.0 / width, 0.25, 0.15 / width, 0.5)), label=colorbar_label)
+    fig.suptitle(wrapped(title, width), fontsize=11, y=1 - 0.1 / height, va="top")
+    save(fig, path)
+
+
+# -----------------------------------------------------------------------------
+# Heatmaps, bars and lines
+def heatmap(ax, matrix, row_labels, column_labels, cmap, limits, colorbar_label=None, extent=None):
+    """A matrix as an image; a colorbar of its own only when colorbar_label is given."""
     image = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest",
                       extent=extent)
     if row_labels is not None:
         ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
     if column_labels is not None:
-        ax.set_xticks(range(len(column_labels)), column_labels, fontsize=8, rotation=45, ha="right")
-    plt.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
+        ax.set_xticks(range(len(column_labels)), column_labels, fontsize=8, rotation=45, ha="right",
+                      rotation_mode="anchor")
+    if colorbar_label:
+        plt.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
     return image
 
 
-def bar_comparison(ax, labels, series, series_names, xlabel):
-    """Horizontal bars, one group per label, stacked by series (e.g. classes)."""
+def grid_shape(panels, max_columns):
+    columns = min(panels, max_columns)
+    return -(-panels // columns), columns
+
+
+def bar_comparison(ax, labels, series, series_names, xlabel, legend_title=None, stacked=True):
+    """Horizontal bars, one row per label; several series are stacked (e.g. classes) or grouped side by side,
+    with a legend outside the axes so it never covers a bar. Returns the bars' y positions per series."""
     left = np.zeros(len(labels))
-    colors = plt.get_cmap("tab10")
+    height = 0.8 if stacked else 0.8 / len(series)
+    positions = []
     for k, (values, name) in enumerate(zip(series, series_names)):
-        ax.barh(range(len(labels)), values, left=left, label=name, color=colors(k % 10))
-        left += values
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.invert_yaxis()
+        y = np.arange(len(labels)) + (0 if stacked else (k - (len(series) - 1) / 2) * height)
+        ax.barh(y, values, height=height, left=left if stacked else 0, label=name,
+                color=CATEGORICAL[k % len(CATEGORICAL)])
+        positions.append(y)
+        if stacked:
+            left = left + values
+    ax.set_yticks(range(len(labels)), labels, fontsize=9)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlabel(xlabel)
-    ax.legend(fontsize=8, loc="lower right", title="class")
+    ax.grid(axis="x", color="#e0e0e0")
+    ax.set_axisbelow(True)
+    if len(series) > 1 and stacked:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=legend_title)
+    elif len(series) > 1:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=len(series), title=legend_title)
+    return positions
+
+
+def line_comparison(ax, x, series, names, xlabel, ylabel, reference=None, reference_name=None, legend_outside=False):
+    """One coloured line per named series, and an optional black dashed reference (e.g. a random control)."""
+    for k, (values, name) in enumerate(zip(series, names)):
+        ax.plot(x, values, label=name, linewidth=1.6, **category_style(k))
+    if reference is not None:
+        ax.plot(x, reference, color="black", linestyle="--", linewidth=1.8, label=reference_name)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(color="#e0e0e0")
+    if legend_outside:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(loc="best", framealpha=0.9)
 
 
 def window_edges(length, segments):
@@ -126,6 +246,43 @@ def per_window(values, segments):
     return np.stack([values[:, :, a:b].sum(axis=2) for a, b in zip(edges[:-1], edges[1:])], axis=2), edges
 
 
+# -----------------------------------------------------------------------------
+# Data summary (drawn by the report from the training table)
+def example_series_figure(X, y, class_names, channel_names, path, per_class=3, max_classes=6, max_channels=12):
+    """A few training series per class: rows = channels (raw values, one y scale per row), columns = classes."""
+    shown_classes = [k for k in range(len(class_names)) if np.any(y == k)][:max_classes]
+    channels = min(X.shape[1], max_channels)
+    length = X.shape[2]
+    width = max(6.0, 1.75 * len(shown_classes) + 1.4)
+    fig, axes = plt.subplots(channels, len(shown_classes), sharex=True, sharey="row", squeeze=False,
+                             figsize=(width, 0.7 * channels + 1.3), layout="constrained")
+    for j, k in enumerate(shown_classes):
+        rows = np.flatnonzero(y == k)[:per_class]
+        for c in range(channels):
+            ax = axes[c, j]
+            for r, row in enumerate(rows):
+                steps, values = envelope(X[row, c])
+                ax.plot(steps, values, linewidth=0.9, color=CATEGORICAL[r % len(CATEGORICAL)],
+                        marker="o" if length == 1 else None)
+            ax.yaxis.set_major_locator(MaxNLocator(3))
+            ax.xaxis.set_major_locator(MaxNLocator(4, integer=True, min_n_ticks=1))
+            ax.tick_params(labelsize=8)
+            if j == 0:
+                ax.set_ylabel(channel_names[c], rotation=0, ha="right", va="center")
+        axes[0, j].set_title(wrapped(f"{class_names[k]}\n({int((y == k).sum())} training rows)", 1.75, 10), fontsize=10)
+        axes[-1, j].set_xlabel("time step")
+    hidden = []
+    if len(shown_classes) < len(class_names):
+        hidden.append(f"first {len(shown_classes)} of {len(class_names)} classes")
+    if channels < X.shape[1]:
+        hidden.append(f"first {channels} of {X.shape[1]} channels")
+    fig.suptitle(wrapped(f"Training data: the first {per_class} series of each class, raw values as in the CSV"
+                         + (f" ({', '.join(hidden)})" if hidden else ""), width), fontsize=11)
+    save(fig, path)
+
+
+# -----------------------------------------------------------------------------
+# SHAP, Grad-CAM and attention
 def shap_figures(values, inputs, y_true, y_pred, class_names, channel_names, segments, path):
     """values (N, C, L, K). Summary bar of the top windows, a per-class heatmap, and per sample the values
     along each channel for the predicted and the true class."""
@@ -135,35 +292,45 @@ def shap_figures(values, inputs, y_true, y_pred, class_names, channel_names, seg
              for w in range(len(edges) - 1)]
     importance = np.abs(windows).mean(axis=0).reshape(-1, k)  # (C*W, K)
     top = np.argsort(importance.sum(1))[::-1][:15]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.6))
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(top) + 1.5), layout="constrained")
     bar_comparison(ax, [names[i] for i in top], importance[top].T, class_names,
-                   "mean |SHAP value| over explained samples (logit units), stacked by class")
+                   "mean |SHAP value| over explained samples (logit units),\nstacked by class", legend_title="class")
     ax.set_title(f"Most important channel x time windows ({n} explained test samples)")
     save(fig, path("shap_summary_bar.png"))
 
     mean_values = windows.mean(axis=0)  # (C, W, K)
     bound = float(np.abs(mean_values).max()) or 1.0
-    fig, axes = plt.subplots(k, 1, figsize=(9, (0.3 * channels + 1.0) * k + 0.6), squeeze=False)
-    for cls in range(k):
-        ax = axes[cls, 0]
-        heatmap(ax, mean_values[:, :, cls], channel_names, None, SIGNED_CMAP, (-bound, bound), "mean SHAP (logit)",
-                extent=[0, length, channels - 0.5, -0.5])
-        ax.set_yticks(range(channels), channel_names, fontsize=8)
-        ax.set(title=f"class {class_names[cls]}: mean SHAP value per channel and time window", xlabel="time step")
-    fig.tight_layout()
+    grid_rows, grid_columns = grid_shape(k, 1 if k <= 3 else 2 if k <= 8 else 3)
+    fig, axes = plt.subplots(grid_rows, grid_columns, figsize=({1: 8.0, 2: 9.5, 3: 11.0}[grid_columns],
+                                                               (0.2 * channels + 0.9) * grid_rows + 0.8),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    for cls, ax in enumerate(axes.ravel()):
+        if cls >= k:
+            ax.axis("off")
+            continue
+        image = heatmap(ax, mean_values[:, :, cls], None, None, SIGNED_CMAP, (-bound, bound),
+                        extent=[0, length, channels - 0.5, -0.5])
+        ax.set_yticks(range(channels), channel_names, fontsize=8 if channels <= 12 else 6)
+        ax.set_title(f"class {class_names[cls]}", fontsize=10)
+        if cls + grid_columns >= k:
+            ax.set_xlabel("time step")
+            ax.tick_params(labelbottom=True)
+    fig.colorbar(image, ax=axes, label="mean SHAP value (logit units)", shrink=0.8 if grid_rows > 1 else 1.0)
+    fig.suptitle(f"Mean SHAP value per channel and time window, per class ({n} explained test samples);\n"
+                 "red raises the class logit, blue lowers it", fontsize=11)
     save(fig, path("shap_summary_per_class.png"))
 
     for i in range(n):
         pred, true = int(y_pred[i]), int(y_true[i])
-        columns = [f"predicted class {class_names[pred]}"]
+        columns = [f"for the predicted class {class_names[pred]}"]
         maps = [values[i, :, :, pred]]
         if true != pred:
-            columns.append(f"true class {class_names[true]}")
+            columns.append(f"for the true class {class_names[true]}")
             maps.append(values[i, :, :, true])
         verdict = "correct" if pred == true else "WRONG"
         attribution_figure(inputs[i], maps, columns, channel_names,
-                           f"SHAP values, explained sample {i} (true {class_names[true]}, predicted "
-                           f"{class_names[pred]}: {verdict}); red raises the class logit, blue lowers it",
+                           f"SHAP values, explained sample {i}: true {class_names[true]} ({verdict})\n"
+                           "red raises the logit, blue lowers it",
                            "SHAP value (logit units)", path(f"shap_sample_{i}.png"))
 
 
@@ -172,30 +339,46 @@ def gradcam_figures(maps, inputs, y_true, y_pred, probabilities, class_names, ch
     for i in range(len(maps)):
         pred, true = int(y_pred[i]), int(y_true[i])
         cam = np.broadcast_to(maps[i], inputs[i].shape)
-        attribution_figure(inputs[i], [cam], [f"Grad-CAM for predicted class {class_names[pred]} "
-                                              f"(p = {probabilities[i, pred]:.2f})"], channel_names,
-                           f"Grad-CAM, explained sample {i} (test row {rows[i]}, true {class_names[true]})",
+        attribution_figure(inputs[i], [cam], [f"for the predicted class {class_names[pred]} "
+                                              f"({probability(probabilities[i, pred])})"], channel_names,
+                           f"Grad-CAM (last conv block), sample {i}: test row {rows[i]}, true "
+                           f"{class_names[true]}\none map over time, under every channel",
                            "Grad-CAM (last conv block)", path(f"gradcam_sample_{i}.png"), signed=False)
 
 
 def attention_figures(attention, length, y_true, y_pred, class_names, rows, path):
-    """attention (N, H, T, T): per sample one heatmap per head and their mean, axes in input time steps."""
+    """attention (N, H, T, T): per sample one heatmap per head and their mean on one colour scale, axes in input
+    time steps; the colour bar marks the uniform weight 1/T."""
     n, heads, t, _ = attention.shape
     for i in range(n):
         maps = list(attention[i]) + [attention[i].mean(axis=0)]
-        titles = [f"head {h}" for h in range(heads)] + ["mean of heads"]
-        columns = min(3, len(maps))
-        grid_rows = -(-len(maps) // columns)
-        fig, axes = plt.subplots(grid_rows, columns, figsize=(4.6 * columns, 4.0 * grid_rows), squeeze=False)
-        for ax, matrix, title in zip(axes.ravel(), maps, titles):
-            heatmap(ax, matrix, None, None, POSITIVE_CMAP, (0.0, float(matrix.max()) or 1.0), "attention weight",
-                    extent=[0, length, length, 0])
-            ax.set(title=title, xlabel="attended step (key)", ylabel="attending step (query)")
-        for ax in axes.ravel()[len(maps):]:
-            ax.axis("off")
-        fig.suptitle(f"Self-attention, explained sample {i} (test row {rows[i]}, true {class_names[int(y_true[i])]}, "
-                     f"predicted {class_names[int(y_pred[i])]}); {t} LSTM steps over {length} input steps", fontsize=10)
-        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        titles = [f"head {h}" for h in range(heads)] + ["mean of the heads"]
+        grid_rows, columns = grid_shape(len(maps), 3)
+        fig, axes = plt.subplots(grid_rows, columns, figsize=(2.9 * columns + 1.2, 2.7 * grid_rows + 0.8),
+                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
+        top = float(max(m.max() for m in maps)) or 1.0
+        for k, ax in enumerate(axes.ravel()):
+            if k >= len(maps):
+                ax.axis("off")
+                continue
+            image = heatmap(ax, maps[k], None, None, POSITIVE_CMAP, (0.0, top), extent=[0, length, length, 0])
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
+            ax.set_title(titles[k], fontsize=10)
+            if k % columns == 0:
+                ax.set_ylabel("attending step (query)")
+            if k + columns >= len(maps):
+                ax.set_xlabel("attended step (key)")
+                ax.tick_params(labelbottom=True)
+        spare = axes.ravel()[len(maps):]  # the colour bar goes into an empty cell when there is one
+        where = {"cax": spare[0].inset_axes((0.08, 0.05, 0.07, 0.9))} if len(spare) else {"ax": axes, "shrink": 0.8}
+        bar = fig.colorbar(image, label=f"attention weight\n(white line: uniform, 1/{t})", **where)
+        bar.ax.axhline(1.0 / t, color="white", linewidth=2)
+        fig.suptitle(wrapped(f"Self-attention, explained sample {i}: test row {rows[i]}, true "
+                             f"{class_names[int(y_true[i])]}, predicted {class_names[int(y_pred[i])]}\n{t} LSTM step"
+                             f"{'s' * (t != 1)} drawn over the {length} input step{'s' * (length != 1)}; each query's "
+                             "weights sum to 1",
+                             2.9 * columns + 1.2), fontsize=11)
         save(fig, path(f"attention_sample_{i}.png"))
 
 
@@ -209,36 +392,8 @@ def unit_scaled(attribution):
 
 def sample_verdict(i, y_true, y_pred, probabilities, class_names):
     pred, true = int(y_pred[i]), int(y_true[i])
-    return (f"true {class_names[true]}, predicted {class_names[pred]} (p = {probabilities[i, pred]:.2f}, "
+    return (f"true {class_names[true]}, predicted {class_names[pred]} ({probability(probabilities[i, pred])}, "
             f"{'correct' if pred == true else 'WRONG'})")
-
-
-def attribution_grid_figure(signals, attributions, titles, channel_names, title, colorbar_label, path, columns=4):
-    """Many maps of one sample on one colour scale: each map (C, L) is a column of channel panels, and the
-    columns wrap into blocks of `columns`, so eight methods x twelve channels stay legible.
-    signals (C, L); attributions: list of (C, L) arrays titled by `titles`."""
-    channels, length = signals.shape
-    columns = min(columns, len(titles))
-    blocks = -(-len(titles) // columns)
-    ratios = ([1.0] * channels + [1.8]) * blocks  # a spacer row holds x labels and the next titles
-    ratios = ratios[:-1]
-    width, height = 3.7 * columns + 2.0, 0.55 * sum(ratios) + 1.3
-    grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.3, wspace=0.18, left=1.0 / width,
-                        right=1 - 1.2 / width, top=1 - 0.9 / height, bottom=0.45 / height)
-    fig = plt.figure(figsize=(width, height))
-    bound = max(float(np.abs(a).max()) for a in attributions) or 1.0
-    for k, (column, attribution) in enumerate(zip(titles, attributions)):
-        block, j = divmod(k, columns)
-        axes = [fig.add_subplot(grid[block * (channels + 1) + c, j]) for c in range(channels)]
-        for c, ax in enumerate(axes):
-            image = signal_with_attribution(ax, signals[c], attribution[c], (-bound, bound), SIGNED_CMAP,
-                                            channel_names[c] if j == 0 else "")
-            ax.tick_params(labelbottom=c == channels - 1)
-        axes[0].set_title(column, fontsize=10)
-        axes[-1].set_xlabel("time step", fontsize=9)
-    fig.colorbar(image, cax=fig.add_axes((1 - 0.95 / width, 0.2, 0.15 / width, 0.6)), label=colorbar_label)
-    fig.suptitle(title, fontsize=11, y=1 - 0.15 / height, va="top")
-    save(fig, path)
 
 
 def method_sample_figures(maps, inputs, y_true, y_pred, probabilities, class_names, channel_names, path):
@@ -247,106 +402,103 @@ def method_sample_figures(maps, inputs, y_true, y_pred, probabilities, class_nam
         attribution_grid_figure(inputs[i], [unit_scaled(m[i]) for m in maps.values()], list(maps), channel_names,
                                 f"Attribution for the predicted class, explained sample {i}: "
                                 f"{sample_verdict(i, y_true, y_pred, probabilities, class_names)}\n"
-                                "each method scaled to its largest |value|; red supports the predicted class, "
-                                "blue opposes it (saliency and Grad-CAM are unsigned)",
+                                "each method scaled to its largest |value|; red supports the predicted class, blue "
+                                f"opposes it\n(saliency and Grad-CAM are unsigned); {SIGNAL_NOTE}",
                                 "attribution / its largest |value|", path(f"attribution_sample_{i}.png"))
-
-
-def line_comparison(ax, x, series, names, xlabel, ylabel, reference=None, reference_name=None):
-    """One coloured line per named series, and an optional black dashed reference (e.g. a random control)."""
-    colors = plt.get_cmap("tab10")
-    for k, (values, name) in enumerate(zip(series, names)):
-        ax.plot(x, values, color=colors(k % 10), label=name, linewidth=1.4)
-    if reference is not None:
-        ax.plot(x, reference, color="black", linestyle="--", linewidth=1.4, label=reference_name)
-    ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.grid(color="#e0e0e0")
-    ax.legend(fontsize=8, loc="best", framealpha=0.9)
 
 
 def method_overlay_figure(maps, i, y_true, y_pred, probabilities, class_names, segments, path):
     """Sample i: |attribution| summed over channels, scaled to a peak of 1, per method over time;
-    named segments (name, start, end) shaded."""
+    named segments (name, start, end) shaded. Long series are drawn as bin maxima."""
     length = next(iter(maps.values())).shape[2]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
+    edges = drawing_bins(length)
+    fig, ax = plt.subplots(figsize=(10, 4.0), layout="constrained")
     for k, (name, start, end) in enumerate(segments):
         ax.axvspan(start - 0.5, end - 0.5, color="#f0f0f0" if k % 2 else "#e0e0e0", zorder=0)
         ax.text((start + end - 1) / 2, 1.04, name, ha="center", va="bottom", fontsize=8)
-    line_comparison(ax, np.arange(length), [unit_scaled(np.abs(m[i]).sum(axis=0)) for m in maps.values()], list(maps),
-                    "time step", "|attribution| summed over channels\n(scaled to a peak of 1)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    curves = [unit_scaled(np.abs(m[i]).sum(axis=0)) for m in maps.values()]
+    line_comparison(ax, edges[:-1], [np.maximum.reduceat(c, edges[:-1]) for c in curves], list(maps), "time step",
+                    "|attribution| summed over channels\n(scaled to a peak of 1)", legend_outside=True)
     ax.set_ylim(0, 1.12)
-    ax.set_title(f"Methods compared on explained sample {i}: "
-                 f"{sample_verdict(i, y_true, y_pred, probabilities, class_names)}", fontsize=10)
+    ax.set_title(f"Methods compared on explained sample {i}:\n"
+                 f"{sample_verdict(i, y_true, y_pred, probabilities, class_names)}")
     save(fig, path)
 
 
 def method_comparison_figure(summary, random_control, sanity_threshold, path):
     """summary: method -> metrics of attributions.attribution_outputs. Deletion and insertion areas beside the
-    random ordering, the randomization sanity correlation beside its threshold, and the seconds per method."""
+    random ordering, the randomization sanity correlations beside their threshold, and the seconds per method."""
     names = list(summary)
-    panels = [("deletion_auc", "deletion AUC (lower = more faithful)", random_control["deletion_auc"],
+    panels = [(["deletion_auc"], "Deletion AUC (lower = more faithful)", random_control["deletion_auc"],
                "random ordering"),
-              ("insertion_auc", "insertion AUC (higher = more faithful)", random_control["insertion_auc"],
+              (["insertion_auc"], "Insertion AUC (higher = more faithful)", random_control["insertion_auc"],
                "random ordering"),
-              ("sanity_rank_correlation", "rank correlation with the\nrandomized model's maps (lower = better)",
-               sanity_threshold, "flag threshold"),
-              ("seconds", "seconds for all explained samples", None, None)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.4 * len(names) + 1.8), sharey=True)
-    for ax, (key, label, reference, reference_name) in zip(axes, panels):
-        values = np.array([np.nan if summary[m][key] is None else summary[m][key] for m in names], dtype=float)
-        bar_comparison(ax, names, [np.nan_to_num(values)], [label], label)
-        ax.get_legend().remove()
-        for k, value in enumerate(values):
-            flag = " flagged" if key == "sanity_rank_correlation" and summary[names[k]]["insensitive_to_model"] else ""
-            ax.text(0 if np.isnan(value) else value, k, " n/a" if np.isnan(value) else f" {value:.2f}{flag}",
-                    va="center", fontsize=8)
+              (["sanity_rank_correlation", "sanity_signed_rank_correlation"],
+               "Rank correlation with a weight-randomized model's maps\n(lower = better; flagged when both bars "
+               "exceed the line)", sanity_threshold, "threshold"),
+              (["seconds"], "Seconds for all explained samples", None, None)]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 2 * (0.34 * len(names) + 1.6) + 0.4), sharey=True,
+                             layout="constrained")
+    for ax, (keys, title, reference, reference_name) in zip(axes.ravel(), panels):
+        values = np.array([[np.nan if summary[m].get(key) is None else summary[m][key] for m in names]
+                           for key in keys], dtype=float)
+        legend = ["|attribution|", "signed attribution"] if len(keys) > 1 else [title]
+        positions = bar_comparison(ax, names, list(np.nan_to_num(values)), legend, "", stacked=False)
+        high = max(np.nanmax(values, initial=0), reference or 0) or 1.0
+        low = min(np.nanmin(values, initial=0), 0)
+        ax.set_xlim(low - 0.25 * high * (low < 0), 1.3 * high)
+        for series, ys in zip(values, positions):
+            for k, (value, y) in enumerate(zip(series, ys)):
+                flagged = len(keys) > 1 and bool(summary[names[k]].get("insensitive_to_model"))
+                text = " not checked" if np.isnan(value) else f" {value:.2f}" + (" flagged" if flagged else "")
+                ax.text(0 if np.isnan(value) else max(value, 0), y, text, va="center", fontsize=8,
+                        color="#b2182b" if flagged else "black",
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.8})
         if reference is not None:
-            ax.axvline(reference, color="black", linestyle="--", label=f"{reference_name} ({reference:.2f})")
-            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22 - 0.1 * ("\n" in label)))
-        ax.set_xlim(0, 1.35 * max(np.nanmax(values, initial=0), reference or 0) or 1)
+            ax.axvline(reference, color="black", linestyle="--", linewidth=1.5)
+            title += f"\ndashed: {reference_name} ({reference:.2f})"
+        ax.set_title(title, fontsize=10)
     fig.suptitle("Attribution methods compared: faithfulness (deletion, insertion), sanity and cost", fontsize=11)
-    fig.tight_layout()
     save(fig, path)
 
 
 def region_figure(matrices, channel_names, column_labels, regions, num_samples, path):
     """matrices: method -> (C, R) mean signed share of attribution per channel and region; one heatmap per method."""
     names = list(matrices)
-    columns = 2 if len(names) > 1 else 1
-    grid_rows = -(-len(names) // columns)
+    grid_rows, columns = grid_shape(len(names), 2)
     channels, width = next(iter(matrices.values())).shape
-    fig, axes = plt.subplots(grid_rows, columns, figsize=(max(5.5, 0.45 * width + 2.5) * columns,
-                                                          (0.28 * channels + 1.6) * grid_rows), squeeze=False)
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(max(4.5, 0.38 * width + 2.4) * columns,
+                                                          (0.2 * channels + 1.3) * grid_rows + 0.5),
+                             squeeze=False, layout="constrained")
     for ax, name in zip(axes.ravel(), names):
         bound = float(np.abs(matrices[name]).max()) or 1.0
-        heatmap(ax, matrices[name], channel_names, column_labels, SIGNED_CMAP, (-bound, bound),
-                "signed share of |attribution|")
+        heatmap(ax, matrices[name], channel_names, column_labels, SIGNED_CMAP, (-bound, bound), "share")
         ax.set_title(name, fontsize=10)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
-    fig.suptitle(f"Attribution per channel and {regions}: each sample's map divided by its total |attribution|, "
-                 f"mean over {num_samples} explained samples (red supports the predicted class)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.suptitle(f"Attribution per channel and {regions}: each sample's map divided by its total |attribution|,\n"
+                 f"mean over {num_samples} explained samples (red supports the predicted class; "
+                 "each method has its own colour scale)", fontsize=11)
     save(fig, path)
 
 
 def faithfulness_figure(fractions, deletion, insertion, random_deletion, random_insertion, summary, random_control,
                         num_samples, path):
     """deletion, insertion: method -> mean curve over the fractions of features deleted / inserted."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     for ax, curves, key, verb in [(axes[0], deletion, "deletion_auc", "set to the baseline"),
                                   (axes[1], insertion, "insertion_auc", "restored from the baseline")]:
         line_comparison(ax, fractions, list(curves.values()),
                         [f"{name} (AUC {summary[name][key]:.2f})" for name in curves],
-                        f"fraction of features {verb}, most attributed first",
+                        f"fraction of features {verb},\nmost attributed first",
                         "probability of the predicted class",
                         random_deletion if key == "deletion_auc" else random_insertion,
                         f"random ordering (AUC {random_control[key]:.2f})")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{key.split('_')[0].capitalize()} curves ({'lower' if key == 'deletion_auc' else 'higher'} "
-                     f"area = more faithful), mean of {num_samples} samples", fontsize=10)
-    fig.tight_layout()
+                     f"area = more faithful)", fontsize=10)
+    fig.suptitle("Faithfulness: the predicted class's probability as features are removed or added, "
+                 f"mean of {num_samples} samples", fontsize=11)
     save(fig, path)
 
 
@@ -356,8 +508,9 @@ def misclassified_figures(inputs, predicted_maps, true_maps, y_true, y_pred, pro
     for k in range(len(inputs)):
         pred, true = int(y_pred[k]), int(y_true[k])
         attribution_figure(inputs[k], [predicted_maps[k], true_maps[k]],
-                           [f"predicted class {class_names[pred]} (p = {probabilities[k, pred]:.2f})",
-                            f"true class {class_names[true]} (p = {probabilities[k, true]:.2f})"], channel_names,
+                           [f"for the predicted class {class_names[pred]} ({probability(probabilities[k, pred])})",
+                            f"for the true class {class_names[true]} ({probability(probabilities[k, true])})"],
+                           channel_names,
                            f"Misclassified test row {rows[k]}: integrated gradients for the predicted and the true "
-                           "class; red raises the class logit, blue lowers it",
+                           "class\nred raises the logit, blue lowers it",
                            "integrated gradients (logit units)", path(f"misclassified_{k}.png"))

@@ -1,115 +1,455 @@
-"""report.html: one self-contained page (every figure inlined as a data URI) telling the run's story
-in the order the pipeline ran."""
+"""report.html: one self-contained page telling the run's story in the order the pipeline ran. Every figure
+is inlined as a data URI, the page refers to nothing outside itself, reads at laptop width and prints.
+
+    data -> training -> test evaluation -> explained samples -> SHAP -> attention -> attribution methods
+    -> misclassified test samples -> run settings -> versions and timings
+
+The report draws one figure of its own, data_summary.png (example training series per class), from the
+training table; like every figure it never runs the model."""
 import base64
+import datetime
 import html
+import importlib.metadata
 import os
 import platform
+import struct
+
+import numpy as np
+
+import plots
 
 CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .5em 0; font-size: .92em; }
-td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
-th { background: #f4f4f4; }
-img { max-width: 100%; height: auto; display: block; margin: .5em 0; border: 1px solid #eee; }
-pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
-.card { border: 1px solid #ccc; border-radius: 6px; padding: .6em 1em; margin: 1em 0; }
-.ok { border-left: 6px solid #1a9850; } .wrong { border-left: 6px solid #d73027; }
-.warn { background: #fff4e5; border: 1px solid #f0ad4e; padding: .5em 1em; }
-@media print { img { page-break-inside: avoid; } .card { page-break-inside: avoid; } }
+:root { --ok: #1a7f37; --ok-bg: #f0f9f2; --wrong: #c2185b; --wrong-bg: #fdf0f5; --line: #d8dde3; --muted: #57606a; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328; background: #fff;
+       max-width: 1240px; margin: 0 auto; padding: 1.2em 1.5em 3em; }
+h1 { font-size: 1.7em; margin: .2em 0 .1em; } h2 { font-size: 1.35em; border-bottom: 2px solid var(--line);
+     padding-bottom: .2em; margin: 2.2em 0 .6em; } h3 { font-size: 1.1em; margin: 1.2em 0 .4em; }
+p { margin: .5em 0; max-width: 75em; } .muted, figcaption { color: var(--muted); } code { font-size: .92em; }
+a { color: #0969da; }
+nav { border: 1px solid var(--line); border-radius: 8px; padding: .5em 1em; margin: 1em 0; font-size: .95em; }
+nav ol { margin: .2em 0; padding-left: 1.4em; columns: 3 14em; }
+.stats { display: flex; flex-wrap: wrap; gap: .6em; margin: 1em 0; }
+.stat { border: 1px solid var(--line); border-radius: 8px; padding: .4em .9em; min-width: 8.5em; }
+.stat b { display: block; font-size: 1.35em; } .stat span { color: var(--muted); font-size: .85em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+td, th { border: 1px solid var(--line); padding: .3em .65em; text-align: left; vertical-align: top; }
+th { background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.total td { font-weight: 600; background: #f8f9fa; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.row { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
+.row > * { flex: 1 1 340px; min-width: 0; } .row > .side { flex: 0 1 auto; }
+figure { margin: .8em 0; break-inside: avoid; }
+figure img { max-width: 100%; height: auto; display: block; border: 1px solid #eef0f2; cursor: zoom-in; }
+figcaption { font-size: .88em; margin-top: .25em; }
+.figs { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 480px), 1fr)); gap: 0 1.2em; }
+.figs > .wide { grid-column: 1 / -1; }
+.card { border: 1px solid var(--line); border-left: 8px solid var(--line); border-radius: 8px; padding: .4em 1.2em .6em;
+        margin: 1.4em 0; break-inside: avoid-page; }
+.card.ok { border-left-color: var(--ok); } .card.wrong { border-left-color: var(--wrong); background: var(--wrong-bg); }
+.card h3 { margin: .4em 0 .2em; display: flex; flex-wrap: wrap; gap: .2em .8em; align-items: baseline; }
+.badge { display: inline-block; border-radius: 1em; padding: .05em .7em; font-size: .85em; font-weight: 600;
+         color: #fff; }
+.badge.ok { background: var(--ok); } .badge.wrong { background: var(--wrong); }
+.meter { display: inline-block; width: 8em; height: .7em; background: #e6e9ed; border-radius: .35em;
+         vertical-align: middle; overflow: hidden; } .meter i { display: block; height: 100%; background: #4c5fd5; }
+.note { background: #f6f8fa; border-left: 4px solid #8c959f; padding: .5em 1em; }
+.warn { background: #fff8e5; border-left: 4px solid #d4a72c; padding: .5em 1em; }
+.flag { color: var(--wrong); font-weight: 600; }
+#zoom { position: fixed; inset: 0; background: rgba(20, 24, 28, .85); overflow: auto; z-index: 10; cursor: zoom-out;
+        padding: 1em; } #zoom img { background: #fff; margin: auto; display: block; max-width: none; }
+@media print {
+  body { max-width: none; padding: 0; font-size: 11pt; } nav, #zoom { display: none; }
+  h2 { break-before: auto; break-after: avoid; } figure, .card, table { break-inside: avoid; }
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  a { color: inherit; text-decoration: none; }
+}
 """
 
+# Click a figure to see it at full size; click again to close. Builds its overlay on demand (no empty <img>).
+SCRIPT = """
+document.addEventListener('click', function (event) {
+  var zoom = document.getElementById('zoom');
+  if (zoom) { zoom.remove(); return; }
+  var target = event.target;
+  if (target.tagName !== 'IMG' || !target.closest('figure')) return;
+  zoom = document.createElement('div');
+  zoom.id = 'zoom';
+  var copy = document.createElement('img');
+  copy.src = target.src;
+  copy.alt = target.alt;
+  zoom.appendChild(copy);
+  document.body.appendChild(zoom);
+});
+"""
 
-def image(path, alt):
+SECTIONS = [("data", "Data"), ("training", "Training"), ("evaluation", "Test evaluation"),
+            ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
+            ("methods", "Attribution methods compared"), ("misclassified", "Misclassified test samples"),
+            ("settings", "Run settings"), ("versions", "Versions and timings")]
+WIDE_PX = 1000  # figures wider than this get a full row; narrower ones share it with a neighbour
+VERSIONED = ["torch", "numpy", "shap", "captum", "scikit-learn", "pandas", "matplotlib", "seaborn"]
+
+
+# -----------------------------------------------------------------------------
+# HTML pieces
+def esc(value):
+    return html.escape(str(value))
+
+
+def number(value, digits=3):
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return f"{value:.{digits}g}" if value and (abs(value) < 1e-3 or abs(value) >= 1e5) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(rows, header, numeric=(), css=""):
+    """rows of cells; a cell is text (escaped) or ("html", markup). Columns in `numeric` align right."""
+    def cell(value, j):
+        tag = "td class='num'" if j in numeric else "td"
+        content = value[1] if isinstance(value, tuple) and value[0] == "html" else esc(value)
+        return f"<{tag}>{content}</td>"
+
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(f"<tr{css if i == len(rows) - 1 else ''}>" + "".join(cell(v, j) for j, v in enumerate(row))
+                   + "</tr>" for i, row in enumerate(rows))
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def png_size(path):
     with open(path, "rb") as f:
-        data = base64.b64encode(f.read()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+        head = f.read(24)
+    return struct.unpack(">II", head[16:24]) if head[:8] == b"\x89PNG\r\n\x1a\n" else (0, 0)
 
 
-def table(rows, header):
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def stat(value, label):
+    return f"<div class='stat'><b>{value}</b><span>{esc(label)}</span></div>"
 
 
-def number(value):
-    return f"{value:.4g}" if isinstance(value, float) else value
+def meter(fraction):
+    width = 100 * max(0.0, min(1.0, fraction))
+    return f"<span class='meter' aria-hidden='true'><i style='width:{width:.0f}%'></i></span>"
 
 
-def write_report(figure_dir, metrics, config, classification_report, history, tables, path):
-    train, test = tables
-    figures = sorted(f for f in os.listdir(figure_dir) if f.endswith(".png"))
-    shown = set()
+class Figures:
+    """The run's PNGs in figure_dir, each inlined once; remembers which were shown."""
 
-    def figure(name, alt):
-        if name not in figures:
+    def __init__(self, figure_dir):
+        self.folder = figure_dir
+        self.found = sorted(f for f in os.listdir(figure_dir) if f.endswith(".png"))
+        self.shown = []
+
+    def __call__(self, name, caption, wide=None):
+        if name not in self.found or name in self.shown:
             return ""
-        shown.add(name)
-        return image(os.path.join(figure_dir, name), alt)
+        self.shown.append(name)
+        path = os.path.join(self.folder, name)
+        width, height = png_size(path)
+        with open(path, "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        wide = width > WIDE_PX if wide is None else wide
+        return (f"<figure{' class=wide' if wide else ''}><img src=\"data:image/png;base64,{data}\" "
+                f"width='{width}' height='{height}' alt='{esc(caption)}'>"
+                f"<figcaption>{esc(caption)} <span class='muted'>({esc(name)})</span></figcaption></figure>")
 
-    shap = metrics["shap"]
-    parts = [f"<h1>train_explain report</h1><p>Trained on <code>{html.escape(str(config['TRAIN_CSV_PATH']))}</code>, "
-             f"tested on <code>{html.escape(str(config['TEST_CSV_PATH']))}</code>: test accuracy "
-             f"<b>{metrics['test_accuracy']:.3f}</b>, macro F1 <b>{metrics['test_macro_f1']:.3f}</b>.</p>"]
+    def rest(self):
+        """The PNGs not shown yet."""
+        return [name for name in self.found if name not in self.shown]
 
-    counts = [(name, int((train.y == k).sum()), int((test.y == k).sum())) for k, name in enumerate(train.class_names)]
-    parts.append("<h2>1. Data</h2>" + table(counts, ["class", "training samples", "test samples"]) +
-                 f"<p>{train.X.shape[1]} channel(s) ({html.escape(', '.join(train.channel_names))}) x "
-                 f"{train.X.shape[2]} time steps; normalized per channel with training statistics.</p>")
 
-    parts.append("<h2>2. Training</h2>")
-    if history:
-        parts.append(figure("train_plots_hybrid_explained.png", "training curves") +
-                     f"<p>Kept the checkpoint of epoch {metrics['best_epoch']} (validation accuracy "
-                     f"{metrics['val_accuracy']:.3f}) out of {len(history)} epochs run.</p>")
+def parse_classification_report(text):
+    """sklearn's text report -> rows [name, precision, recall, f1, support] (accuracy: f1 and support only);
+    None when a line does not parse, so the caller shows the text as it is."""
+    rows = []
+    for line in text.strip().splitlines()[1:]:
+        tokens = line.split()
+        if not tokens:
+            continue
+        try:
+            if tokens[0] == "accuracy" and len(tokens) == 3:
+                rows.append(["accuracy", "", "", float(tokens[1]), int(tokens[2])])
+                continue
+            *name, precision, recall, f1, support = tokens
+            rows.append([" ".join(name), float(precision), float(recall), float(f1), int(support)])
+        except ValueError:
+            return None
+    return rows
+
+
+def section(key, body, intro=""):
+    title = dict(SECTIONS)[key]
+    number_ = [k for k, _ in SECTIONS].index(key) + 1
+    return f"<section id='{key}'><h2>{number_}. {esc(title)}</h2>{intro}{body}</section>"
+
+
+# -----------------------------------------------------------------------------
+# Sections
+def data_section(train, test, figure):
+    counts = [[name, int((train.y == k).sum()), int((test.y == k).sum())] for k, name in enumerate(train.class_names)]
+    counts.append(["all classes", len(train.y), len(test.y)])
+    channels, length = train.X.shape[1], train.X.shape[2]
+    facts = (f"<p><b>{channels}</b> channel{'s' if channels != 1 else ''} "
+             f"(<code>{esc(', '.join(train.channel_names))}</code>) &times; <b>{length}</b> time step"
+             f"{'s' if length != 1 else ''} per sample, <b>{len(train.class_names)}</b> classes. The model sees each "
+             "channel z-scored with the training file's mean and standard deviation; the figures of explained "
+             "samples draw these normalized values.</p>")
+    return section("data", facts + "<div class='row'><div class='side'>"
+                   + table(counts, ["class", "training rows", "test rows"], numeric=(1, 2), css=" class='total'")
+                   + "</div>" + figure("data_summary.png", "Example training series per class, raw values") + "</div>")
+
+
+def training_section(metrics, history, figure):
+    if not history:
+        return section("training", "<p>No training history in the output folder: the checkpoint was reused "
+                                   "(<code>--train=False</code>) and this run only evaluated and explained it.</p>")
+    kept = next((row for row in history if row["epoch"] == metrics["best_epoch"]), None)
+    text = (f"<p>{len(history)} epochs run in {sum(row['seconds'] for row in history):.1f} s; the checkpoint of "
+            f"epoch <b>{metrics['best_epoch']}</b> was kept, the one with the best validation score (validation "
+            f"accuracy {number(metrics['val_accuracy'])}")
+    if kept:
+        text += f", validation loss {number(kept['val_loss'])}, training accuracy {number(kept['train_accuracy'])}"
+    return section("training", text + ").</p>" + figure("train_plots_hybrid_explained.png",
+                                                        "Loss and accuracy per epoch; the dotted line marks the kept "
+                                                        "epoch", wide=True))
+
+
+def evaluation_section(metrics, classification_report, test, figure):
+    rows = parse_classification_report(classification_report)
+    if rows:
+        report_html = table([[r[0]] + [number(v) if isinstance(v, float) else v for v in r[1:]] for r in rows],
+                            ["class", "precision", "recall", "F1", "test rows"], numeric=(1, 2, 3, 4))
     else:
-        parts.append("<p>No training history found (the checkpoint was reused).</p>")
+        report_html = f"<pre>{esc(classification_report)}</pre>"
+    wrong = metrics["attributions"]["misclassified"]["count"] if "attributions" in metrics else None
+    summary = (f"<p>Test accuracy <b>{number(metrics['test_accuracy'])}</b>, macro F1 "
+               f"<b>{number(metrics['test_macro_f1'])}</b> on {len(test.y)} test rows"
+               + (f"; {wrong} misclassified (<a href='#misclassified'>gallery</a>)" if wrong else "") + ".</p>")
+    return section("evaluation", summary + "<div class='row'>" + figure("confusion_matrix.png",
+                                                                          "Confusion matrix of the test set",
+                                                                          wide=False)
+                   + f"<div><h3>Per-class report</h3>{report_html}</div></div>")
 
-    parts.append("<h2>3. Test evaluation</h2>" + figure("confusion_matrix.png", "confusion matrix") +
-                 f"<pre>{html.escape(classification_report)}</pre>")
 
-    parts.append("<h2>4. SHAP</h2>" + table(
-        [[shap["method"], shap["num_background"], shap["num_explained"], number(shap["additivity_rel_error_median"]),
-          number(shap["additivity_rel_error_max"]), number(shap["seconds"])]],
-        ["method", "background rows", "explained samples", "additivity error (median)", "additivity error (max)",
-         "seconds"]))
+def sample_card(i, explained, figure):
+    ok = explained["true"] == explained["predicted"]
+    verdict = "ok" if ok else "wrong"
+    badge = f"<span class='badge {verdict}'>{'&#10003; correct' if ok else '&#10007; wrong'}</span>"
+    confidence = explained["confidence"]
+    head = (f"<h3>{badge} Sample {i} <span class='muted'>test row {explained['row']}</span></h3>"
+            f"<p>true class <b>{esc(explained['true'])}</b> &middot; predicted <b>{esc(explained['predicted'])}</b> "
+            f"with probability <b>{confidence:.1%}</b> {meter(confidence)}</p>")
+    figures = (figure(f"shap_sample_{i}.png", "SHAP values along each channel")
+               + figure(f"gradcam_sample_{i}.png", "Grad-CAM of the last convolutional block")
+               + figure(f"attention_sample_{i}.png", "Self-attention weights per head", wide=True)
+               + figure(f"attribution_sample_{i}.png", "Every attribution method for the predicted class, each "
+                                                       "scaled to its largest |value|", wide=True))
+    return f"<article class='card {verdict}' id='sample-{i}'>{head}<div class='figs'>{figures}</div></article>"
+
+
+def samples_section(metrics, figure):
+    explained = metrics["explained"]
+    correct = sum(e["true"] == e["predicted"] for e in explained)
+    intro = (f"<p>{len(explained)} test rows, taken round-robin over the true classes so that every class is shown; "
+             f"{correct} of them predicted correctly. Each card shows the input series as black lines over colour "
+             "strips: for signed maps (SHAP, integrated gradients, ...) <b>red</b> raises the class's logit and "
+             "<b>blue</b> lowers it, white is zero; Grad-CAM and saliency are unsigned (white = none). "
+             "Click a figure to see it at full size.</p>")
+    return section("samples", "".join(sample_card(i, e, figure) for i, e in enumerate(explained)), intro)
+
+
+def shap_section(shap, figure):
+    intro = (f"<p>Method <b>{esc(shap['method'])}</b>, explaining the <b>{esc(shap['explained_output'])}</b> of "
+             f"{shap['num_explained']} test rows against a background of {shap['num_background']} training rows"
+             + (f"; players are {shap['segments_per_channel']} time windows per channel"
+                if "segments_per_channel" in shap else "") + ". Shapley values of a sample add up to "
+             "f(x) &minus; E[f(background)]; the additivity error is how far they miss, relative to that "
+             "difference (0 = exact).</p>")
+    rows = [[shap["method"], number(shap["additivity_rel_error_median"]), number(shap["additivity_rel_error_max"]),
+             number(shap.get("seconds"), 2)]]
+    body = table(rows, ["method", "additivity error (median)", "additivity error (max)", "seconds"],
+                 numeric=(1, 2, 3))
     if shap["additivity_rel_error_median"] > 0.01:
-        parts.append(f'<p class="warn">The SHAP values of method <b>{html.escape(shap["method"])}</b> do not add up '
-                     "to f(x) - E[f(background)]: read them as a rough saliency, not as Shapley values.</p>")
+        body += (f"<p class='warn'>The values of <b>{esc(shap['method'])}</b> do not add up to the model's output: "
+                 "read them as a rough saliency, not as Shapley values.</p>")
     if "comparison" in shap:
-        parts.append("<p>Every method run, on the same samples and background:</p>" + table(
+        body += "<h3>Every SHAP method, on the same samples and background</h3>" + table(
             [[row["method"], number(row["additivity_rel_error_median"]), number(row["additivity_rel_error_max"]),
-              number(row["seconds"])] for row in shap["comparison"]],
-            ["method", "additivity error (median)", "additivity error (max)", "seconds"]))
-    parts.append(figure("shap_summary_bar.png", "SHAP summary") + figure("shap_summary_per_class.png",
-                                                                          "SHAP per class"))
+              number(row["seconds"], 2)] for row in shap["comparison"]],
+            ["method", "additivity error (median)", "additivity error (max)", "seconds"], numeric=(1, 2, 3))
+    body += (figure("shap_summary_bar.png", "The most important channel x time windows, mean |SHAP| stacked by class",
+                    wide=True)
+             + figure("shap_summary_per_class.png", "Mean SHAP value per channel and time window, per class",
+                      wide=True))
+    return section("shap", body, intro)
 
-    parts.append("<h2>5. Explained samples</h2><p>Per sample: SHAP values along each channel, Grad-CAM of the last "
-                 "convolutional block, and the attention weights per head.</p>")
-    for i, row in enumerate(metrics["explained_rows"]):
-        parts.append(f'<div class="card"><h3>Sample {i} (test row {row})</h3>' +
-                     figure(f"shap_sample_{i}.png", f"SHAP sample {i}") +
-                     figure(f"gradcam_sample_{i}.png", f"Grad-CAM sample {i}") +
-                     figure(f"attention_sample_{i}.png", f"attention sample {i}") + "</div>")
-    heads = metrics["attention"]["per_head"]
-    parts.append("<h3>Attention statistics (explained samples)</h3>" + table(
-        [[h["head"], number(h["min"]), number(h["max"]), number(h["mean"]), number(h["focus"])] for h in heads],
-        ["head", "min", "max", "mean", "focus (0 uniform, 1 one-hot)"]))
 
-    rest = [f for f in figures if f not in shown]
-    if rest:
-        parts.append("<h2>Other figures</h2>" + "".join(figure(f, f) for f in rest))
+def attention_section(attention):
+    heads = attention["per_head"]
+    steps = attention.get("sequence_steps")
+    rows = [[h["head"], number(h["min"]), number(h["max"]), number(h["mean"]), number(h["focus"])] for h in heads]
+    intro = ("<p>Self-attention weights over the explained samples"
+             + (f", on the {steps} steps the LSTM sees (uniform weight 1/{steps} = {1 / steps:.3f})" if steps else "")
+             + ". Focus is 0 for weights spread uniformly over the steps and 1 when every query attends to a "
+             "single step.</p>")
+    body = table(rows, ["head", "min", "max", "mean", "focus (0 uniform, 1 one-hot)"], numeric=(1, 2, 3, 4))
+    if heads and max(h["focus"] for h in heads) < 0.05:
+        body += ("<p class='note'>Every head spreads its weight almost uniformly: here attention says little about "
+                 "which time steps matter; read the attribution maps instead.</p>")
+    return section("attention", body, intro)
 
-    parts.append("<h2>Run settings</h2>" + table(sorted((k, repr(v)) for k, v in config.items()), ["constant", "value"]))
-    import numpy
-    import torch
-    parts.append("<h2>Versions and timings</h2>" + table(
-        [["python", platform.python_version()], ["torch", torch.__version__], ["numpy", numpy.__version__],
-         ["device", metrics["device"]]], ["component", "version"]) +
-        table([(k, f"{v:.2f}") for k, v in metrics["timings_s"].items()], ["phase", "seconds"]))
 
-    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>train_explain report</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>"
-            + "\n".join(parts) + "</body></html>")
+def methods_section(attributions, figure):
+    methods, control = attributions["methods"], attributions["random_control"]
+    sanity = attributions["sanity"]
+    threshold = sanity["threshold"]
+
+    def verdict(value, reference, lower_is_better):
+        better = value < reference if lower_is_better else value > reference
+        return ("html", f"{number(value)} {'&#10003;' if better else '<span class=flag>not better than random</span>'}")
+
+    rows = []
+    for name, m in methods.items():
+        flagged = m.get("insensitive_to_model")
+        sanity_cell = ("html", "<span class='muted'>not checked</span>") if flagged is None else (
+            ("html", "<span class='flag'>&#9888; insensitive to the model</span>") if flagged else "passes")
+        rows.append([name, verdict(m["deletion_auc"], control["deletion_auc"], True),
+                     verdict(m["insertion_auc"], control["insertion_auc"], False),
+                     number(m.get("sanity_rank_correlation")), number(m.get("sanity_signed_rank_correlation")),
+                     sanity_cell, number(m.get("seconds"), 2)])
+    rows.append(["random ordering (control)", number(control["deletion_auc"]), number(control["insertion_auc"]),
+                 "", "", "", ""])
+    flagged = [name for name, m in methods.items() if m.get("insensitive_to_model")]
+    intro = (f"<p>All methods explain the <b>{esc(attributions['target'])}</b> of the same "
+             f"{attributions['num_explained']} samples; the baseline is {esc(attributions['baseline'])}.</p>"
+             "<p class='note'><b>Faithfulness.</b> Deletion sets the input's features to the baseline in the order of "
+             "the map, most attributed first, and follows the predicted class's probability; a faithful map makes it "
+             "fall fast (low area under the curve). Insertion restores them from the baseline (high area is better). "
+             "The <b>random control</b> orders the features at random (deletion AUC "
+             f"{number(control['deletion_auc'])}, insertion AUC {number(control['insertion_auc'])}): a method that "
+             "does not beat it explains no better than chance.<br><b>Sanity check</b> (Adebayo et al. 2018). The "
+             "maps are recomputed on a copy of the model with randomized weights. A method is flagged <i>insensitive "
+             "to the model</i> when its maps keep both their ranking and their sign there (rank correlations of "
+             "|attribution| and of the signed map both "
+             f"above {threshold}): it then shows the input, not what the model learned."
+             + "".join(f" {esc(name)} is not checked: {esc(why)}."
+                       for name, why in sanity.get("not_checked", {}).items())
+             + "</p>")
+    if flagged:
+        intro += f"<p class='warn'>Flagged as insensitive to the model: <b>{esc(', '.join(flagged))}</b>.</p>"
+    body = table(rows, ["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
+                        "sanity: rank corr. |map|", "sanity: rank corr. signed", "sanity verdict", "seconds"],
+                 numeric=(1, 2, 3, 4, 6), css=" class='total'")
+    body += "<div class='figs'>" + "".join([
+        figure("attribution_comparison.png", "Faithfulness, sanity and cost per method", wide=True),
+        figure("attribution_faithfulness.png", "Deletion and insertion curves, mean over the explained samples",
+               wide=True),
+        figure("attribution_overlay.png", "|attribution| over time per method, explained sample 0", wide=True),
+        figure("attribution_regions.png", "Share of attribution per channel and time window", wide=True),
+        figure("attribution_segments.png", "Share of attribution per channel and named segment", wide=True)]) + "</div>"
+    return section("methods", body, intro)
+
+
+def misclassified_section(misclassified, figure):
+    count, total = misclassified["count"], misclassified["of"]
+    if not count:
+        return section("misclassified", f"<p>None: every one of the {total} test rows was classified correctly.</p>")
+    body = f"<p>{count} of {total} test rows were misclassified.</p>"
+    if misclassified["confused_pairs"]:
+        body += "<h3>Most confused class pairs</h3>" + table(
+            [[p["true"], p["predicted"], p["count"]] for p in misclassified["confused_pairs"]],
+            ["true class", "predicted as", "test rows"], numeric=(2,))
+    shown = misclassified["shown"]
+    if shown:
+        body += (f"<h3>The {len(shown)} most confident mistakes</h3><p>Integrated gradients for the predicted and for "
+                 "the true class, on one colour scale: where does the evidence for the wrong class come from?</p>")
+        for k, s in enumerate(shown):
+            body += (f"<article class='card wrong' id='misclassified-{k}'><h3><span class='badge wrong'>&#10007; "
+                     f"wrong</span> Test row {s['row']}</h3><p>true class <b>{esc(s['true'])}</b> &middot; predicted "
+                     f"<b>{esc(s['predicted'])}</b> with probability <b>{s['confidence']:.1%}</b> "
+                     f"{meter(s['confidence'])} (true class: {s['true_class_probability']:.1%})</p>"
+                     + figure(f"misclassified_{k}.png", "Integrated gradients for the predicted and the true class",
+                              wide=True) + "</article>")
+    return section("misclassified", body)
+
+
+def settings_section(config):
+    items = [(name, repr(value)) for name, value in config.items()]
+    half = -(-len(items) // 2)
+    tables = "".join(f"<div>{table(part, ['constant', 'value'])}</div>" for part in (items[:half], items[half:]))
+    return section("settings", f"<div class='row'>{tables}</div>",
+                   "<p>Every constant of the run; set any of them as <code>--lower_case_name=VALUE</code> "
+                   "(<code>python train_explain.py --help</code> lists their meanings).</p>")
+
+
+def package_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions_section(metrics):
+    versions = [["python", platform.python_version()]] + [[name, package_version(name)] for name in VERSIONED]
+    versions += [["platform", platform.platform()], ["device", metrics.get("device", "?")],
+                 ["processes", metrics.get("world_size", 1)]]
+    timings = dict(metrics["timings_s"])
+    total = timings.pop("total", None)
+    label = "total"
+    if total is None:
+        total, label = sum(timings.values()), "total before writing this page"
+    rows = [[phase, ("html", f"{seconds:.2f}"), ("html", meter(seconds / total if total else 0))]
+            for phase, seconds in timings.items()]
+    rows.append([label, f"{total:.2f}", ""])
+    return section("versions", "<div class='row'><div><h3>Versions</h3>" + table(versions, ["component", "version"])
+                   + "</div><div><h3>Seconds per phase</h3>" + table(rows, ["phase", "seconds", "share"],
+                                                                     numeric=(1,), css=" class='total'")
+                   + "</div></div>")
+
+
+# -----------------------------------------------------------------------------
+def write_report(figure_dir, metrics, config, classification_report, history, tables, path):
+    """Write report.html to `path` from the run's metrics (metrics.json's content, "explained" included), its
+    settings, the test classification report, the training history (None when training was skipped), the
+    (train, test) tables and the figures in figure_dir. Adds data_summary.png to figure_dir."""
+    train, test = tables
+    plots.example_series_figure(train.X, train.y, train.class_names, train.channel_names,
+                                os.path.join(figure_dir, "data_summary.png"))
+    figure = Figures(figure_dir)
+    attributions = metrics.get("attributions")
+    written = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    header = ("<header><h1>train_explain report</h1><p class='muted'>Trained on "
+              f"<code>{esc(config['TRAIN_CSV_PATH'])}</code>, tested on <code>{esc(config['TEST_CSV_PATH'])}</code>; "
+              f"written {written}.</p><div class='stats'>"
+              + stat(number(metrics["test_accuracy"]), "test accuracy")
+              + stat(number(metrics["test_macro_f1"]), "test macro F1")
+              + stat(f"{len(train.y)} / {len(test.y)}", "training / test rows")
+              + stat(f"{train.X.shape[1]} &times; {train.X.shape[2]}", "channels × time steps")
+              + stat(len(train.class_names), "classes")
+              + stat(f"{metrics['num_parameters']:,}", "parameters")
+              + stat(metrics.get("best_epoch", "?"), "kept epoch")
+              + stat(f"{sum(v for k, v in metrics['timings_s'].items() if k != 'total'):.0f} s", "run time")
+              + "</div></header>")
+    parts = [data_section(train, test, figure), training_section(metrics, history, figure),
+             evaluation_section(metrics, classification_report, test, figure), samples_section(metrics, figure),
+             shap_section(metrics["shap"], figure), attention_section(metrics["attention"])]
+    if attributions:
+        parts += [methods_section(attributions, figure), misclassified_section(attributions["misclassified"], figure)]
+    if figure.rest():
+        parts.append("<section id='other'><h2>Other figures</h2><div class='figs'>"
+                     + "".join(figure(name, name) for name in figure.rest()) + "</div></section>")
+    parts += [settings_section(config), versions_section(metrics)]
+    body = "\n".join(parts)
+    nav = "<nav><b>Contents</b><ol>" + "".join(f"<li><a href='#{key}'>{esc(title)}</a></li>" for key, title in SECTIONS
+                                               if f"<section id='{key}'>" in body) + "</ol></nav>"
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>train_explain report: {esc(os.path.basename(str(config['TRAIN_CSV_PATH'])))}, test accuracy "
+            f"{number(metrics['test_accuracy'])}</title><style>{CSS}</style></head><body>"
+            + header + nav + body + f"<script>{SCRIPT}</script></body></html>")
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)

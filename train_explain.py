@@ -492,8 +492,14 @@ class StagedOutputs:
         return os.path.join(self.staging, name)
 
     def commit(self):
+        """Move this run's files into OUTPUT_DIR. Figures of an earlier run that this run did not draw
+        (e.g. a sample that is no longer explained) are removed, so the folder shows one run."""
         os.makedirs(self.output_dir, exist_ok=True)
-        for name in sorted(os.listdir(self.staging)):
+        written = set(os.listdir(self.staging))
+        for name in os.listdir(self.output_dir):
+            if name.endswith(".png") and name not in written:
+                os.remove(os.path.join(self.output_dir, name))
+        for name in sorted(written):
             os.replace(os.path.join(self.staging, name), os.path.join(self.output_dir, name))
 
     def __exit__(self, *exc):
@@ -761,6 +767,9 @@ def run(config: dict) -> int:
         if history is not None:
             torch.save(checkpoint, outputs.path(CHECKPOINT_NAME))
             write_history(history, outputs.path("train_results_hybrid_explained.csv"))
+        else:  # --train=False: the curves of the run that trained this checkpoint
+            history = read_history(config["OUTPUT_DIR"])
+        if history:
             plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"))
 
         # evaluation
@@ -814,8 +823,7 @@ def run(config: dict) -> int:
                            "predicted": train.class_names[evaluation["predictions"][r]],
                            "confidence": float(evaluation["probabilities"][r].max())} for r in rows],
         }
-        report_history = history if history is not None else read_history(config["OUTPUT_DIR"])
-        report.write_report(outputs.staging, metrics, config, evaluation["classification_report"], report_history,
+        report.write_report(outputs.staging, metrics, config, evaluation["classification_report"], history,
                             tables, outputs.path("report.html"))
         lap("report")
         timings["total"] = time.perf_counter() - started
