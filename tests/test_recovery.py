@@ -1,4 +1,5 @@
 """Nothing lost, nothing cryptic: interruption, resumption, damaged checkpoints, bad input mid-way."""
+import os
 import signal
 import subprocess
 import sys
@@ -29,8 +30,10 @@ def interrupted(tmp_path_factory):
     out = folder / "out"
     assert train_explain.main(run_args(train, test, out, "--epochs=2")) == 0
     before = snapshot(out)
+    # One thread, as in this test process (conftest): the resumed half must compute with the same kernels.
     process = subprocess.Popen([sys.executable, str(ROOT / "train_explain.py"), *run_args(train, test, out, *RESUME_ARGS)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     resume_file = out / train_explain.RESUME_NAME
     deadline = time.time() + 120
     while not resume_file.exists() and process.poll() is None and time.time() < deadline:
