@@ -45,7 +45,7 @@ NUM_SHAP_BACKGROUND_SAMPLES = 100  # training rows that form the SHAP reference 
 NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM and attention
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
-SHAP_PERMUTATIONS = 10  # antithetic permutation pairs per explained sample (method "permutation")
+SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
@@ -110,12 +110,12 @@ def config_from_args(argv: list[str]) -> dict:
 def check_config(config: dict) -> None:
     positive = ["EPOCHS", "BATCH_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
                 "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
-                "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "LEARNING_RATE",
+                "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
                 "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW"]
     for name in positive:
         if config[name] <= 0:
             raise ConfigError(f"{name} is {config[name]}; it must be positive")
-    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MAX_MISCLASSIFIED"]:
+    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MAX_MISCLASSIFIED", "SHAP_PERMUTATIONS"]:
         if config[name] < 0:
             raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
     for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
@@ -556,7 +556,7 @@ def shap_values_for(method, model, x, background, groups, config):
         values = shapley.deep_shap(model, x, background)
     else:
         values = shapley.interventional_shap(model, x, background, groups, method=method,
-                                             num_permutations=config["SHAP_PERMUTATIONS"], seed=config["SEED"])
+                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"])
     return values, time.perf_counter() - start
 
 
@@ -582,16 +582,20 @@ def shap_outputs(model, x, background, sample_rows, tables, predictions, config,
                            "additivity_rel_error_max": float(errors.max()), "values": values})
     chosen = comparison[0]
     values = chosen["values"]
-    np.savez(outputs.path("shap_values.npz"), values=values.astype(np.float32), inputs=x.cpu().numpy(),
+    np.savez(outputs.path("shap_values.npz"), values=values, inputs=x.cpu().numpy(),
              background=background.cpu().numpy(), expected_value=expected_value, outputs=outputs_logits,
              indices=test.row_indices[sample_rows], class_names=np.array(train.class_names))
     plots.shap_figures(values, x.cpu().numpy(), test.y[sample_rows], predictions[sample_rows],
                        train.class_names, train.channel_names, config["SHAP_SEGMENTS_PER_CHANNEL"], outputs.path)
     summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
                "num_explained": len(x), "segments_per_channel": config["SHAP_SEGMENTS_PER_CHANNEL"],
-               "permutations": config["SHAP_PERMUTATIONS"], "seconds": chosen["seconds"],
+               "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
                "additivity_rel_error_median": chosen["additivity_rel_error_median"],
                "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
+    if chosen["method"] == "permutation":
+        # Rounded up to a multiple of the background size so that every background row is used equally.
+        wanted = config["SHAP_PERMUTATIONS"] or shapley.default_permutations(summary["players"], x.shape[2])
+        summary["permutations"] = math.ceil(wanted / len(background)) * len(background)
     if len(comparison) > 1:
         summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
     return values, summary

@@ -159,6 +159,13 @@ def test_exact_method_refuses_more_than_16_players(setting):
                                     method="exact")
 
 
+def test_model_in_training_mode_is_refused(setting):
+    s = setting
+    model = tiny_model().train()
+    with pytest.raises(ValueError, match="model.eval"):
+        shapley.interventional_shap(model, s["x"], s["background"], s["groups"], num_permutations=1)
+
+
 def test_same_seed_gives_identical_values_and_another_seed_other_values(setting):
     s = setting
     run = lambda seed: shapley.interventional_shap(s["model"], s["x"], s["background"], s["groups"],
