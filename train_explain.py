@@ -151,7 +151,8 @@ import torch.nn as nn  # noqa: E402
 from data_loader import CustomDataset, DataError, fit_normalization, normalize, read_train_test, stratified_split  # noqa: E402
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
-RESUME_NAME = "resume_state.pth"  # training state after the last finished epoch; removed when a run completes
+RESUME_NAME = "resume_state.pth"  # training state after a finished epoch; removed when a run completes
+RESUME_SAVE_SECONDS = 5.0
 
 
 # -----------------------------------------------------------------------------
@@ -361,8 +362,8 @@ def validation_score(model, val_data, distributed=None) -> tuple[float, float]:
 def train_model(model, train_data, val_data, config, resume_path, distributed=None, log=print):
     """Train with AdamW, warm-up + cosine schedule and early stopping; return (history rows, best state
     dict, best epoch, its validation accuracy and loss). With no validation split the last epoch is kept.
-    After every epoch the whole training state goes to resume_path, so --resume=True continues an
-    interrupted run and ends with the same weights as an uninterrupted one.
+    The whole training state goes to resume_path after the first epoch and then every few seconds, so
+    --resume=True continues an interrupted run and ends with the same weights as an uninterrupted one.
     Under torchrun (`distributed` = torch.distributed) the model trains data-parallel on this
     process's shard; rank 0 alone validates, saves and logs, and shares its validation score so
     every process stops at the same epoch."""
@@ -388,6 +389,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         log(f"resumed after epoch {progress_state['epoch']} from {resume_path}")
     history = progress_state["history"]
     epoch = progress_state["epoch"]
+    last_save = time.perf_counter()
     while epoch < config["EPOCHS"] and progress_state["since_best"] < config["EARLY_STOPPING_PATIENCE"]:
         epoch += 1
         start = time.perf_counter()
@@ -415,8 +417,11 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         else:
             progress_state["since_best"] += 1
         progress_state["epoch"] = epoch
-        if rank == 0:
+        # Saved after the first epoch, then at most every RESUME_SAVE_SECONDS: a save costs about as
+        # much as a small data set's epoch, and a resumed run repeats at most those seconds of work.
+        if rank == 0 and (epoch == 1 or time.perf_counter() - last_save >= RESUME_SAVE_SECONDS):
             save_training_state(resume_path, progress_state, config, model, optimizer, scheduler, generator)
+            last_save = time.perf_counter()
         if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
             log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
                 f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {learning_rate:.2e}")
