@@ -552,6 +552,17 @@ def samples_to_explain(y: np.ndarray, count: int) -> np.ndarray:
 
 # -----------------------------------------------------------------------------
 # SHAP
+def check_exact_shap_is_feasible(config, channels, length):
+    import shapley
+
+    players = channels * min(config["SHAP_SEGMENTS_PER_CHANNEL"], length)
+    if config["SHAP_METHOD"] == "exact" and players > shapley.EXACT_MAX_PLAYERS:
+        raise ConfigError(f"SHAP_METHOD='exact' enumerates 2^players coalitions and this data has {players} players "
+                          f"({channels} channels x {min(config['SHAP_SEGMENTS_PER_CHANNEL'], length)} windows), more "
+                          f"than {shapley.EXACT_MAX_PLAYERS}; use --shap_method=permutation or fewer "
+                          "--shap_segments_per_channel")
+
+
 def shap_values_for(method, model, x, background, groups, config):
     """(values (N, C, L, K), seconds) for one SHAP method."""
     import shapley
@@ -746,6 +757,7 @@ def run(config: dict) -> int:
     log(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
         f"{train.X.shape[2]} steps, {len(train.class_names)} classes, device {device}, {world_size} process(es)")
     attributions.parse_segments(config["ATTRIBUTION_SEGMENTS"], train.X.shape[2])  # a typo fails now, not after training
+    check_exact_shap_is_feasible(config, train.X.shape[1], train.X.shape[2])
     lap("load")
 
     # training: every process under torchrun; everything after it on rank 0 alone

@@ -62,3 +62,12 @@ def test_a_missing_checkpoint_with_train_false_is_a_clear_error(trained_run, tmp
     _, train, test = trained_run
     result = run_script(*run_args(train, test, tmp_path / "empty", "--train=False"))
     assert result.returncode == 2 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_exact_shap_with_too_many_players_fails_before_training(tmp_path, capsys):
+    from conftest import write_series_csvs
+
+    train, test = write_series_csvs(tmp_path)
+    assert train_explain.main(run_args(train, test, tmp_path / "out", "--shap_method=exact")) == 2
+    assert "2^players" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
