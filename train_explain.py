@@ -260,7 +260,7 @@ def checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_ac
         "epoch": epoch,
         "val_accuracy": val_accuracy,
         "val_loss": val_loss,
-        "selected_on": "latest epoch with the highest validation accuracy",
+        "selected_on": "lowest validation loss (cross-entropy without label smoothing)",
     }
 
 
@@ -407,10 +407,10 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                         "val_accuracy": val_acc, "learning_rate": learning_rate,
                         "seconds": time.perf_counter() - start})
-        # The latest epoch with the best validation accuracy: on a small validation split accuracy ties
-        # early, and later epochs of the decaying schedule generalize better than the lowest-loss early one.
-        key = val_acc if len(val_data) else epoch
-        if progress_state["best_key"] is None or key >= progress_state["best_key"]:
+        # The epoch with the lowest validation loss: on a small validation split accuracy moves in steps
+        # of one sample and ties early, while the loss still tells the epochs apart (measured in the README).
+        key = -val_loss if len(val_data) else epoch
+        if progress_state["best_key"] is None or key > progress_state["best_key"]:
             progress_state.update(best_key=key, since_best=0, best={
                 "epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss,
                 "model_state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}})
