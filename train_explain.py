@@ -555,12 +555,11 @@ def samples_to_explain(y: np.ndarray, count: int) -> np.ndarray:
 def check_exact_shap_is_feasible(config, channels, length):
     import shapley
 
-    players = channels * min(config["SHAP_SEGMENTS_PER_CHANNEL"], length)
+    players = int(shapley.player_groups(channels, length, config["SHAP_SEGMENTS_PER_CHANNEL"]).max()) + 1
     if config["SHAP_METHOD"] == "exact" and players > shapley.EXACT_MAX_PLAYERS:
         raise ConfigError(f"SHAP_METHOD='exact' enumerates 2^players coalitions and this data has {players} players "
-                          f"({channels} channels x {min(config['SHAP_SEGMENTS_PER_CHANNEL'], length)} windows), more "
-                          f"than {shapley.EXACT_MAX_PLAYERS}; use --shap_method=permutation or fewer "
-                          "--shap_segments_per_channel")
+                          f"({channels} channels x {players // channels} windows), more than "
+                          f"{shapley.EXACT_MAX_PLAYERS}; use --shap_method=permutation or fewer --shap_segments_per_channel")
 
 
 def shap_values_for(method, model, x, background, groups, config):
@@ -576,7 +575,7 @@ def shap_values_for(method, model, x, background, groups, config):
     return values, time.perf_counter() - start
 
 
-def shap_outputs(model, x, background, sample_rows, tables, predictions, config, outputs) -> dict:
+def shap_outputs(model, x, background, sample_rows, tables, predictions, config, outputs) -> tuple[np.ndarray, dict]:
     """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
     returns (values (N, C, L, K) of the chosen method, the metrics.json section)."""
     import plots
@@ -739,7 +738,6 @@ def run(config: dict) -> int:
     log(f"overrides: {overridden}" if overridden else "no overrides: default constants")
     device = resolve_device(config["DEVICE"])
     torch.manual_seed(config["SEED"])
-    np.random.seed(config["SEED"])
 
     # data
     tables = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
