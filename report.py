@@ -208,11 +208,15 @@ def training_section(metrics, history, figure):
         return section("training", "<p>No training history in the output folder: the checkpoint was reused "
                                    "(<code>--train=False</code>) and this run only evaluated and explained it.</p>")
     kept = next((row for row in history if row["epoch"] == metrics["best_epoch"]), None)
-    text = (f"<p>{len(history)} epochs run in {sum(row['seconds'] for row in history):.1f} s; the checkpoint of "
-            f"epoch <b>{metrics['best_epoch']}</b> was kept, the one with the best validation score (validation "
-            f"accuracy {number(metrics['val_accuracy'])}")
-    if kept:
-        text += f", validation loss {number(kept['val_loss'])}, training accuracy {number(kept['train_accuracy'])}"
+    text = f"<p>{len(history)} epochs run in {sum(row['seconds'] for row in history):.1f} s; "
+    if metrics["val_accuracy"] is None:
+        text += (f"every training row was fitted (no validation split) and the last epoch, <b>{metrics['best_epoch']}"
+                 f"</b>, was kept (training accuracy {number(kept['train_accuracy']) if kept else '-'}")
+    else:
+        text += (f"the checkpoint of epoch <b>{metrics['best_epoch']}</b> was kept, the one with the lowest validation "
+                 f"loss (validation accuracy {number(metrics['val_accuracy'])}")
+        if kept:
+            text += f", validation loss {number(kept['val_loss'])}, training accuracy {number(kept['train_accuracy'])}"
     return section("training", text + ").</p>" + figure("train_plots_hybrid_explained.png",
                                                         "Loss and accuracy per epoch; the dotted line marks the kept "
                                                         "epoch", wide=True))

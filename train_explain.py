@@ -32,14 +32,15 @@ DROPOUT = 0.1  # dropout before the classifier (and between LSTM layers)
 MIN_POOLED_LENGTH = 16  # a conv block halves the sequence only while it stays at least this long
 MAX_POOLED_LENGTH = 128  # longer series are pooled harder so the LSTM sees at most about this many steps
 # training
-EPOCHS = 100  # upper bound; early stopping usually ends sooner
-BATCH_SIZE = 32  # samples per optimisation step
+EPOCHS = 200  # epochs of the warm-up + cosine schedule (early stopping can end it sooner when VAL_FRACTION > 0)
+BATCH_SIZE = 8  # samples per optimisation step: small, so a 40-row set still takes 1,000 steps in 200 epochs
 LEARNING_RATE = 3e-3  # peak learning rate of the warm-up + cosine schedule (AdamW)
 WEIGHT_DECAY = 1e-2  # AdamW decoupled weight decay
 WARMUP_EPOCHS = 5  # linear learning-rate warm-up before the cosine decay
 LABEL_SMOOTHING = 0.1  # cross-entropy label smoothing
-VAL_FRACTION = 0.2  # share of the training file held out (stratified) to choose the best epoch
-EARLY_STOPPING_PATIENCE = 30  # stop after this many epochs without a better validation score
+MIXUP_ALPHA = 0.4  # mixup: each batch is blended with a shuffled copy of itself, weight ~ Beta(alpha, alpha); 0 = off
+VAL_FRACTION = 0.0  # 0: train on every training row and keep the last epoch; > 0: hold out this share (stratified) and keep the epoch with the lowest validation loss
+EARLY_STOPPING_PATIENCE = 30  # with a validation split: stop after this many epochs without a lower validation loss
 # explanations
 NUM_SHAP_BACKGROUND_SAMPLES = 100  # training rows that form the SHAP reference distribution
 NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM and attention
@@ -115,7 +116,8 @@ def check_config(config: dict) -> None:
     for name in positive:
         if config[name] <= 0:
             raise ConfigError(f"{name} is {config[name]}; it must be positive")
-    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MAX_MISCLASSIFIED", "SHAP_PERMUTATIONS"]:
+    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MIXUP_ALPHA", "MAX_MISCLASSIFIED",
+                 "SHAP_PERMUTATIONS"]:
         if config[name] < 0:
             raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
     for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
@@ -258,9 +260,11 @@ def checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_ac
         "feature_columns": list(train.feature_columns),
         "normalization": normalization,
         "epoch": epoch,
-        "val_accuracy": val_accuracy,
-        "val_loss": val_loss,
-        "selected_on": "lowest validation loss (cross-entropy without label smoothing)",
+        # None, not NaN, without a validation split: metrics.json stays strict JSON
+        "val_accuracy": None if math.isnan(val_accuracy) else val_accuracy,
+        "val_loss": None if math.isnan(val_loss) else val_loss,
+        "selected_on": ("last epoch of the schedule (no validation split, VAL_FRACTION=0)" if math.isnan(val_loss)
+                        else "lowest validation loss (cross-entropy without label smoothing)"),
     }
 
 
@@ -318,22 +322,37 @@ def predict_logits(model, X: torch.Tensor, batch_size: int = 512) -> torch.Tenso
     return torch.cat([model(X[idx]) for idx in batch_indices(len(X), batch_size)]) if len(X) else X.new_zeros(0)
 
 
+def mixup(x, y, alpha: float):
+    """(blended inputs, partner labels, weight w): each sample blended with a partner drawn from its batch,
+    w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018)."""
+    weight = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(len(y)).to(y.device)
+    return weight * x + (1 - weight) * x[partner], y[partner], weight
+
+
 def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress,
-                distributed=None):
-    """One pass over this process's shard; returns (mean loss, accuracy) over all processes' samples."""
+                distributed=None, mixup_alpha=0.0):
+    """One pass over this process's shard; returns (mean loss, accuracy) over all processes' samples.
+    With mixup both are those of the blended batches: the loss and the correctness are weighted w and
+    1 - w between the two labels of each blended sample."""
     model.train()
     rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
     # Accumulated on the device: no host sync per batch.
     totals = torch.zeros(3, device=data.X.device)  # loss sum, correct, samples
     for idx in batch_indices(len(data), batch_size, generator, rank, world_size):
         x, y = data[idx.to(data.X.device)]
+        partner_y, weight = y, 1.0
+        if mixup_alpha:
+            x, partner_y, weight = mixup(x, y, mixup_alpha)
         logits = model(x)
-        loss = criterion(logits, y)
+        loss = weight * criterion(logits, y) + (1 - weight) * criterion(logits, partner_y)
+        predicted = logits.argmax(1)
+        correct = weight * (predicted == y).sum() + (1 - weight) * (predicted == partner_y).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(), torch.tensor(len(y), device=y.device)])
+        totals += torch.stack([loss.detach() * len(y), correct, torch.tensor(len(y), device=y.device)])
         progress.update(len(y))
     if distributed:
         distributed.all_reduce(totals)
@@ -397,7 +416,8 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config['EPOCHS']}",
                   unit="sample", leave=False, disable=True if rank else None, file=sys.stderr) as progress:
             train_loss, train_acc = train_epoch(network, train_data, optimizer, scheduler, criterion,
-                                                config["BATCH_SIZE"], generator, progress, distributed)
+                                                config["BATCH_SIZE"], generator, progress, distributed,
+                                                config["MIXUP_ALPHA"])
             if not math.isfinite(train_loss):
                 raise TrainingError(f"the training loss became {train_loss} in epoch {epoch}; the learning rate "
                                     f"{config['LEARNING_RATE']} is likely too high (try --learning_rate="
@@ -789,7 +809,8 @@ def run(config: dict) -> int:
         else:  # --train=False: the curves of the run that trained this checkpoint
             history = read_history(config["OUTPUT_DIR"])
         if history:
-            plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"))
+            plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"),
+                                  mixup=bool(checkpoint["hyperparameters"].get("mixup_alpha")))
 
         # evaluation
         evaluation = evaluation_outputs(model, test_data, train.class_names, outputs)

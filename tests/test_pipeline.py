@@ -43,6 +43,18 @@ def test_metrics_hold_accuracy_timings_and_the_measured_shap_additivity(trained_
     assert abs(metrics["shap"]["additivity_rel_error_median"] - np.median(recomputed)) < 1e-4
 
 
+def test_without_a_validation_split_metrics_are_strict_json_and_the_checkpoint_names_the_last_epoch(trained_run):
+    out = trained_run[0]
+
+    def reject(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=reject)
+    checkpoint = torch.load(out / "saved_model_hybrid_explained.pth", weights_only=True)
+    assert metrics["val_accuracy"] is None and checkpoint["val_loss"] is None
+    assert checkpoint["epoch"] == metrics["best_epoch"] == 3 and "last epoch" in checkpoint["selected_on"]
+
+
 def test_shap_npz_has_the_contract_arrays_and_shapes(trained_run):
     z = np.load(trained_run[0] / "shap_values.npz")
     n, c, l, k = z["values"].shape

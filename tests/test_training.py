@@ -45,3 +45,39 @@ def test_no_validation_split_keeps_the_last_epoch(tmp_path):
     history, _, epoch, _, _ = train_explain.train_model(model, noisy_task(), empty, config, str(tmp_path / "r.pth"),
                                                         log=lambda message: None)
     assert epoch == len(history) == 4 and np.isnan(history[-1]["val_accuracy"])
+
+
+def test_mixup_blends_each_sample_with_a_partner_from_its_batch_by_one_weight():
+    torch.manual_seed(0)
+    y = torch.arange(16)
+    x = y.float().view(-1, 1, 1).expand(16, 2, 5)  # every value of sample i is i: the blend names its partner
+    blended, partner_y, weight = train_explain.mixup(x, y, alpha=0.4)
+    assert 0 <= weight <= 1 and sorted(partner_y.tolist()) == y.tolist()
+    expected = weight * y + (1 - weight) * partner_y
+    assert torch.allclose(blended, expected.float().view(-1, 1, 1).expand(16, 2, 5))
+
+
+def test_mixup_weights_loss_and_accuracy_between_both_labels_of_a_blended_batch():
+    torch.manual_seed(0)
+    data = noisy_task()
+    model = train_explain.HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # a frozen model: the epoch only measures
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    class Silent:
+        def update(self, n):
+            pass
+
+    torch.manual_seed(1)
+    loss, accuracy = train_explain.train_epoch(model, data, optimizer, scheduler, torch.nn.CrossEntropyLoss(), 48,
+                                               None, Silent(), mixup_alpha=0.4)
+    torch.manual_seed(1)  # the same blend and dropout masks again
+    model.train()
+    blended, partner_y, weight = train_explain.mixup(data.X, data.y, 0.4)
+    logits = model(blended)
+    expected = (weight * torch.nn.functional.cross_entropy(logits, data.y)
+                + (1 - weight) * torch.nn.functional.cross_entropy(logits, partner_y))
+    predicted = logits.argmax(1)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    assert accuracy == pytest.approx((weight * (predicted == data.y).float().mean()
+                                      + (1 - weight) * (predicted == partner_y).float().mean()).item(), rel=1e-5)
