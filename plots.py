@@ -48,14 +48,12 @@ def category_style(k):
     return {"color": CATEGORICAL[k % len(CATEGORICAL)], "linestyle": LINESTYLES[k % len(LINESTYLES)]}
 
 
-def training_curves(history, best_epoch, path_stem, mixup=False):
-    """Loss and accuracy per epoch for the training and (when there is one) validation parts, as PNG and EPS.
-    With mixup the training values are those of the blended batches, and the legend says so."""
+def training_curves(history, best_epoch, path_stem):
+    """Loss and accuracy per epoch for the training and (when there is one) validation parts, as PNG and EPS."""
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric, label in zip(axes, ["loss", "accuracy"], ["cross-entropy loss", "accuracy"]):
-        ax.plot(epochs, [row[f"train_{metric}"] for row in history],
-                label="training (mixup batches)" if mixup else "training", **category_style(0))
+        ax.plot(epochs, [row[f"train_{metric}"] for row in history], label="training", **category_style(0))
         validation = [row[f"val_{metric}"] for row in history]
         if not np.isnan(validation).all():  # VAL_FRACTION=0 has no validation part to draw
             ax.plot(epochs, validation, label="validation", color=CATEGORICAL[1])

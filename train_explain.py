@@ -367,12 +367,12 @@ def evaluate(model, data: CustomDataset) -> tuple[float, float]:
     return loss, (logits.argmax(1) == data.y).float().mean().item()
 
 
-def validation_score(model, val_data, distributed=None) -> tuple[float, float]:
-    """(loss, accuracy) on the validation split, computed by rank 0 and shared with every process."""
-    if not len(val_data):
+def score_from_rank0(model, data, distributed=None) -> tuple[float, float]:
+    """evaluate()'s (loss, accuracy), computed by rank 0 and shared with every process; NaN without data."""
+    if not len(data):
         return float("nan"), float("nan")
-    score = torch.tensor(evaluate(model, val_data) if not distributed or distributed.get_rank() == 0 else [0.0, 0.0],
-                         device=val_data.X.device)
+    score = torch.tensor(evaluate(model, data) if not distributed or distributed.get_rank() == 0 else [0.0, 0.0],
+                         device=data.X.device)
     if distributed:
         distributed.broadcast(score, src=0)
     return tuple(score.tolist())
@@ -415,14 +415,16 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         learning_rate = optimizer.param_groups[0]["lr"]
         with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config['EPOCHS']}",
                   unit="sample", leave=False, disable=True if rank else None, file=sys.stderr) as progress:
-            train_loss, train_acc = train_epoch(network, train_data, optimizer, scheduler, criterion,
-                                                config["BATCH_SIZE"], generator, progress, distributed,
-                                                config["MIXUP_ALPHA"])
-            if not math.isfinite(train_loss):
-                raise TrainingError(f"the training loss became {train_loss} in epoch {epoch}; the learning rate "
+            batch_loss, _ = train_epoch(network, train_data, optimizer, scheduler, criterion, config["BATCH_SIZE"],
+                                        generator, progress, distributed, config["MIXUP_ALPHA"])
+            if not math.isfinite(batch_loss):
+                raise TrainingError(f"the training loss became {batch_loss} in epoch {epoch}; the learning rate "
                                     f"{config['LEARNING_RATE']} is likely too high (try --learning_rate="
                                     f"{config['LEARNING_RATE'] / 10:g}) or the data hold extreme values")
-            val_loss, val_acc = validation_score(model, val_data, distributed)
+            # The curves measure the model as it stands after the epoch, in eval mode and without smoothing,
+            # the same way on both parts: the batches' own loss is blended by mixup and shifted by dropout.
+            train_loss, train_acc = score_from_rank0(model, train_data, distributed)
+            val_loss, val_acc = score_from_rank0(model, val_data, distributed)
             progress.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                         "val_accuracy": val_acc, "learning_rate": learning_rate,
@@ -443,12 +445,13 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
             save_training_state(resume_path, progress_state, config, model, optimizer, scheduler, generator)
             last_save = time.perf_counter()
         if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
-            log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
-                f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {learning_rate:.2e}")
+            validation = f"val loss {val_loss:.4f} acc {val_acc:.3f}  " if len(val_data) else ""
+            log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  {validation}lr {learning_rate:.2e}")
     if progress_state["since_best"] >= config["EARLY_STOPPING_PATIENCE"]:
         log(f"early stop after epoch {epoch}: no better validation score for {progress_state['since_best']} epochs")
     best = progress_state["best"]
-    log(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.3f} loss {best['val_loss']:.4f}")
+    log(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.3f} loss {best['val_loss']:.4f}" if len(val_data)
+        else f"kept the last epoch, {best['epoch']} (no validation split)")
     return history, best["model_state_dict"], best["epoch"], best["val_accuracy"], best["val_loss"]
 
 
@@ -809,8 +812,7 @@ def run(config: dict) -> int:
         else:  # --train=False: the curves of the run that trained this checkpoint
             history = read_history(config["OUTPUT_DIR"])
         if history:
-            plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"),
-                                  mixup=bool(checkpoint["hyperparameters"].get("mixup_alpha")))
+            plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"))
 
         # evaluation
         evaluation = evaluation_outputs(model, test_data, train.class_names, outputs)
