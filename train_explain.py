@@ -379,8 +379,9 @@ def score_from_rank0(model, data, distributed=None) -> tuple[float, float]:
 
 
 def train_model(model, train_data, val_data, config, resume_path, distributed=None, log=print):
-    """Train with AdamW, warm-up + cosine schedule and early stopping; return (history rows, best state
-    dict, best epoch, its validation accuracy and loss). With no validation split the last epoch is kept.
+    """Train with AdamW, a warm-up + cosine schedule, label smoothing and mixup; return (history rows, kept
+    state dict, its epoch, validation accuracy and loss). With no validation split (the default) the last
+    epoch is kept; with one, the epoch with the lowest validation loss, and early stopping ends training.
     The whole training state goes to resume_path after the first epoch and then every few seconds, so
     --resume=True continues an interrupted run and ends with the same weights as an uninterrupted one.
     Under torchrun (`distributed` = torch.distributed) the model trains data-parallel on this
