@@ -42,20 +42,30 @@ def dataset_name(directory):
     return "BasicMotions" if name == "data" else name
 
 
-def run_once(directory, seed, extra):
-    with tempfile.TemporaryDirectory(prefix="bench_accuracy_") as out:
-        command = [sys.executable, os.path.join(ROOT, "train_explain.py"),
-                   f"--train_csv_path={os.path.join(directory, 'train_set.csv')}",
-                   f"--test_csv_path={os.path.join(directory, 'test_set.csv')}",
-                   f"--output_dir={out}", f"--seed={seed}", "--num_samples_to_explain=1", *extra]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
-        with open(os.path.join(out, "metrics.json")) as f:
-            metrics = json.load(f)
+def run_pipeline(directory, seed, extra, out):
+    """(metrics.json, shape text) of one whole default run on directory's CSVs, written to out."""
+    command = [sys.executable, os.path.join(ROOT, "train_explain.py"),
+               f"--train_csv_path={os.path.join(directory, 'train_set.csv')}",
+               f"--test_csv_path={os.path.join(directory, 'test_set.csv')}",
+               f"--output_dir={out}", f"--seed={seed}", "--num_samples_to_explain=1", *extra]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
     shape = re.search(r"data: (\d+) training and \d+ test samples, (\d+) channels x (\d+) steps, (\d+) classes",
                       done.stdout)
     return metrics, "{}×{}×{}, {} cl.".format(*shape.groups()) if shape else "?"
+
+
+def run_once(directory, seed, extra):
+    with tempfile.TemporaryDirectory(prefix="bench_accuracy_") as out:
+        return run_pipeline(directory, seed, extra, out)
+
+
+def markdown_table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def main():
@@ -106,10 +116,7 @@ def main():
     header = ["data set", "shape (train rows×channels×length, classes)", f"test accuracy (mean ± sd, {args.seeds} seeds)",
               "best epoch per seed", "train s", "total s", "1NN-DTW", "published", "beats 1NN-DTW"]
     print(f"extra flags: {args.extra or '(none: default constants)'}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":
