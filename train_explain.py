@@ -332,13 +332,13 @@ def mixup(x, y, alpha: float):
 
 def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress,
                 distributed=None, mixup_alpha=0.0):
-    """One pass over this process's shard; returns (mean loss, accuracy) over all processes' samples.
-    With mixup both are those of the blended batches: the loss and the correctness are weighted w and
-    1 - w between the two labels of each blended sample."""
+    """One pass over this process's shard; returns the mean training loss over all processes' samples
+    (with mixup, each blended sample's loss weighted w and 1 - w between its two labels). It only
+    watches for divergence: the curves score the model afterwards, unblended and in eval mode."""
     model.train()
     rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
     # Accumulated on the device: no host sync per batch.
-    totals = torch.zeros(3, device=data.X.device)  # loss sum, correct, samples
+    totals = torch.zeros(2, device=data.X.device)  # loss sum, samples
     for idx in batch_indices(len(data), batch_size, generator, rank, world_size):
         x, y = data[idx.to(data.X.device)]
         partner_y, weight = y, 1.0
@@ -346,18 +346,16 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
             x, partner_y, weight = mixup(x, y, mixup_alpha)
         logits = model(x)
         loss = weight * criterion(logits, y) + (1 - weight) * criterion(logits, partner_y)
-        predicted = logits.argmax(1)
-        correct = weight * (predicted == y).sum() + (1 - weight) * (predicted == partner_y).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        totals += torch.stack([loss.detach() * len(y), correct, torch.tensor(len(y), device=y.device)])
+        totals += torch.stack([loss.detach() * len(y), torch.tensor(len(y), device=y.device)])
         progress.update(len(y))
     if distributed:
         distributed.all_reduce(totals)
-    loss_sum, correct, count = totals.tolist()
-    return loss_sum / count, correct / count
+    loss_sum, count = totals.tolist()
+    return loss_sum / count
 
 
 def evaluate(model, data: CustomDataset) -> tuple[float, float]:
@@ -416,7 +414,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         learning_rate = optimizer.param_groups[0]["lr"]
         with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config['EPOCHS']}",
                   unit="sample", leave=False, disable=True if rank else None, file=sys.stderr) as progress:
-            batch_loss, _ = train_epoch(network, train_data, optimizer, scheduler, criterion, config["BATCH_SIZE"],
+            batch_loss = train_epoch(network, train_data, optimizer, scheduler, criterion, config["BATCH_SIZE"],
                                         generator, progress, distributed, config["MIXUP_ALPHA"])
             if not math.isfinite(batch_loss):
                 raise TrainingError(f"the training loss became {batch_loss} in epoch {epoch}; the learning rate "

@@ -57,7 +57,7 @@ def test_mixup_blends_each_sample_with_a_partner_from_its_batch_by_one_weight():
     assert torch.allclose(blended, expected.float().view(-1, 1, 1).expand(16, 2, 5))
 
 
-def test_mixup_weights_loss_and_accuracy_between_both_labels_of_a_blended_batch():
+def test_mixup_weights_the_loss_between_both_labels_of_a_blended_batch():
     torch.manual_seed(0)
     data = noisy_task()
     model = train_explain.HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
@@ -69,15 +69,12 @@ def test_mixup_weights_loss_and_accuracy_between_both_labels_of_a_blended_batch(
             pass
 
     torch.manual_seed(1)
-    loss, accuracy = train_explain.train_epoch(model, data, optimizer, scheduler, torch.nn.CrossEntropyLoss(), 48,
-                                               None, Silent(), mixup_alpha=0.4)
+    loss = train_explain.train_epoch(model, data, optimizer, scheduler, torch.nn.CrossEntropyLoss(), 48,
+                                     None, Silent(), mixup_alpha=0.4)
     torch.manual_seed(1)  # the same blend and dropout masks again
     model.train()
     blended, partner_y, weight = train_explain.mixup(data.X, data.y, 0.4)
     logits = model(blended)
     expected = (weight * torch.nn.functional.cross_entropy(logits, data.y)
                 + (1 - weight) * torch.nn.functional.cross_entropy(logits, partner_y))
-    predicted = logits.argmax(1)
     assert loss == pytest.approx(expected.item(), rel=1e-5)
-    assert accuracy == pytest.approx((weight * (predicted == data.y).float().mean()
-                                      + (1 - weight) * (predicted == partner_y).float().mean()).item(), rel=1e-5)
