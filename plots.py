@@ -28,7 +28,9 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10
 
 
 def save(fig, path):
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    # A figure with a layout engine already fits its contents to its size; cropping it "tight" would cost a
+    # second full draw per figure. Figures laid out by hand are cropped.
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if fig.get_layout_engine() is None else None, pad_inches=0.08)
     plt.close(fig)
 
 
