@@ -415,7 +415,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config['EPOCHS']}",
                   unit="sample", leave=False, disable=True if rank else None, file=sys.stderr) as progress:
             batch_loss = train_epoch(network, train_data, optimizer, scheduler, criterion, config["BATCH_SIZE"],
-                                        generator, progress, distributed, config["MIXUP_ALPHA"])
+                                     generator, progress, distributed, config["MIXUP_ALPHA"])
             if not math.isfinite(batch_loss):
                 raise TrainingError(f"the training loss became {batch_loss} in epoch {epoch}; the learning rate "
                                     f"{config['LEARNING_RATE']} is likely too high (try --learning_rate="

@@ -23,17 +23,13 @@ from accuracy import REFERENCES, ROOT, SHARED, dataset_name, markdown_table, run
 
 sys.path.insert(0, ROOT)
 from data_loader import normalize, read_train_test  # noqa: E402
-from train_explain import load_model  # noqa: E402
+from train_explain import LABEL_COLUMN, load_model, predict_logits  # noqa: E402
 
 
-def test_probabilities(output_dir, directory) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax probabilities of the run's model on the test CSV, true class indices)."""
+def test_probabilities(output_dir, test) -> torch.Tensor:
+    """Softmax probabilities of the run's model on the test table, normalized as its checkpoint says."""
     model, checkpoint = load_model(os.path.join(output_dir, "saved_model_hybrid_explained.pth"))
-    train, test = read_train_test(os.path.join(directory, "train_set.csv"), os.path.join(directory, "test_set.csv"),
-                                  checkpoint["hyperparameters"]["label_column"])
-    with torch.inference_mode():
-        logits = model(torch.from_numpy(normalize(test.X, checkpoint["normalization"])))
-    return logits.softmax(1), torch.as_tensor(test.y)
+    return predict_logits(model, torch.from_numpy(normalize(test.X, checkpoint["normalization"]))).softmax(1)
 
 
 def accuracy(probabilities, y) -> float:
@@ -51,11 +47,14 @@ def main():
     rows, columns = [], {"single": [], **{k: [] for k in sizes}, "best": []}
     for directory in datasets:
         directory, name = os.path.abspath(directory), dataset_name(directory)
+        _, test = read_train_test(os.path.join(directory, "train_set.csv"), os.path.join(directory, "test_set.csv"),
+                                  LABEL_COLUMN)
+        y = torch.as_tensor(test.y)
         probabilities, train_seconds = [], []
         for seed in range(args.models):
             with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as out:
                 metrics, _ = run_pipeline(directory, seed, [], out)
-                p, y = test_probabilities(out, directory)
+                p = test_probabilities(out, test)
             probabilities.append(p)
             train_seconds.append(metrics["timings_s"]["train"])
             print(f"{name} seed {seed}: accuracy {accuracy(p, y):.4f}", file=sys.stderr, flush=True)
