@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 SINGLE_CHANNEL_NAME = "value"
 
 _CHANNEL_STEP = re.compile(r"^(?P<channel>.+)_t(?P<step>\d+)$")
+_NUMBERED = re.compile(r"^(?P<prefix>\D*?)(?P<number>\d+)$")
 # pandas' default missing-value strings; read_csv is told to ignore them so that a class
 # named "NA" or "None" stays a class, and a feature holding one is reported as missing.
 _MISSING_MARKERS = [
@@ -42,6 +43,7 @@ class SeriesTable:
     channel_names: list[str]
     feature_columns: list[str]
     row_indices: np.ndarray
+    feature_names: list[str] | None = None  # a table's column names; None when the columns form a time series
 
 
 def read_train_test(train_path, test_path, label_column="label"):
@@ -67,6 +69,7 @@ def read_train_test(train_path, test_path, label_column="label"):
             channel_names=channel_names,
             feature_columns=feature_columns,
             row_indices=np.arange(len(X), dtype=np.int64),
+            feature_names=None if _is_series(feature_columns) else list(feature_columns),
         )
 
     return table(train_X, _class_indices(train_labels, class_names)), table(test_X, test_y)
@@ -223,6 +226,18 @@ def _check_same_columns(train_path, train_header, test_path, test_header):
             f"{test_path}: columns differ from {train_path} ({'; '.join(parts)}); "
             "give both files the same columns"
         )
+
+
+def _is_series(features):
+    """True for `<channel>_t<step>` columns and for one numbered run (t0, t1, ... or x1, x2, ...: one prefix,
+    consecutive numbers); any other columns are a table's named features, which have no time order."""
+    if all(_CHANNEL_STEP.match(name) for name in features):
+        return True
+    matches = [_NUMBERED.match(name) for name in features]
+    if not all(matches) or len({m["prefix"] for m in matches}) != 1:
+        return False
+    numbers = [int(m["number"]) for m in matches]
+    return numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
 
 def _channel_layout(path, features):

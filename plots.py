@@ -14,6 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from regions import span_label, span_sums, window_edges, window_spans  # noqa: E402
+
 DPI = 120  # about one image pixel per CSS pixel in report.html at these figure widths
 SIGNED_CMAP = "RdBu_r"  # red = pushes towards the class, blue = away; colour-blind safe, white at zero
 POSITIVE_CMAP = "viridis"  # attention heatmaps
@@ -21,10 +23,13 @@ UNSIGNED_CMAP = "Reds"  # non-negative attribution strips (Grad-CAM): white at z
 CATEGORICAL = ["#332288", "#CC6677", "#44AA99", "#DDCC77", "#882255", "#88CCEE", "#999933", "#AA4499", "#117733"]
 LINESTYLES = ["-", (0, (5, 2)), (0, (1, 1.2)), (0, (6, 2, 1.5, 2))]  # tell overlapping lines apart
 MAX_DRAWN_STEPS = 400  # longer series are aggregated into this many bins for drawing
-SIGNAL_NOTE = "black line: input (z-scored)"
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
                      "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12,
                      "savefig.facecolor": "white"})
+
+
+def signal_note(feature_names):
+    return "black line: input (z-scored)" if feature_names is None else "bar height: input (z-scored)"
 
 
 def save(fig, path):
@@ -88,7 +93,7 @@ def confusion_matrix_figure(matrix, class_names, path):
 # Series drawn with an attribution strip
 def drawing_bins(length, limit=MAX_DRAWN_STEPS):
     """Edges of the bins a series is aggregated into for drawing: one bin per step up to `limit` steps."""
-    return np.linspace(0, length, min(length, limit) + 1).round().astype(int)
+    return window_edges(length, limit)
 
 
 def envelope(signal, limit=MAX_DRAWN_STEPS):
@@ -108,8 +113,27 @@ def strongest_per_bin(attribution, limit=MAX_DRAWN_STEPS):
     return attribution[[a + np.abs(attribution[a:b]).argmax() for a, b in zip(edges[:-1], edges[1:])]]
 
 
-def signal_with_attribution(ax, signal, attribution, limits, cmap, channel_name, value_ticks=True):
-    """One channel: the signal as a black line over a colour strip of the attribution at each step."""
+def feature_bars(ax, values, attribution, limits, cmap, feature_names):
+    """A table's features as bars coloured by their attribution, named on the x axis (no line joins them)."""
+    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(*limits), cmap)
+    ax.bar(range(len(values)), values, color=mappable.to_rgba(attribution), edgecolor="black", linewidth=0.6)
+    ax.axhline(0, color="black", linewidth=0.6)
+    step = max(1, -(-len(feature_names) // 30))  # at most 30 names, so they stay legible
+    ax.set_xticks(range(0, len(feature_names), step), feature_names[::step], rotation=45, ha="right",
+                  rotation_mode="anchor", fontsize=8)
+    return mappable
+
+
+def signal_with_attribution(ax, signal, attribution, limits, cmap, channel_name, value_ticks=True,
+                            feature_names=None):
+    """One channel: the signal as a black line over a colour strip of the attribution at each step; for a table
+    (feature_names given) bars of the feature values coloured by their attribution."""
+    if feature_names is not None:
+        image = feature_bars(ax, signal, attribution, limits, cmap, feature_names)
+        ax.set_ylabel(channel_name, rotation=0, ha="right", va="center")
+        if not value_ticks:
+            ax.tick_params(axis="y", left=False, labelleft=False)
+        return image
     low, high = float(signal.min()), float(signal.max())
     pad = 0.1 * (high - low) + 1e-3
     image = ax.imshow(strongest_per_bin(attribution)[None, :], aspect="auto", cmap=cmap, vmin=limits[0],
@@ -130,7 +154,12 @@ def signal_with_attribution(ax, signal, attribution, limits, cmap, channel_name,
     return image
 
 
-def attribution_figure(signals, attributions, columns, channel_names, title, colorbar_label, path, signed=True):
+def step_axis_label(feature_names):
+    return "time step" if feature_names is None else "feature"
+
+
+def attribution_figure(signals, attributions, columns, channel_names, title, colorbar_label, path, signed=True,
+                       feature_names=None):
     """Rows = channels, columns = attribution maps (e.g. for the predicted and the true class), one colour scale.
     signals (C, L); attributions: list of (C, L) arrays, one per column with `columns` titles."""
     channels, length = signals.shape
@@ -143,39 +172,49 @@ def attribution_figure(signals, attributions, columns, channel_names, title, col
     for j, (column, attribution) in enumerate(zip(columns, attributions)):
         for c in range(channels):
             image = signal_with_attribution(axes[c, j], signals[c], attribution[c], limits, cmap,
-                                            channel_names[c] if j == 0 else "", value_ticks=j == 0)
+                                            channel_names[c] if j == 0 else "", value_ticks=j == 0,
+                                            feature_names=feature_names)
         axes[0, j].set_title(wrapped(column, 3.9, 10), fontsize=10)
-        axes[-1, j].set_xlabel("time step")
+        axes[-1, j].set_xlabel(step_axis_label(feature_names))
     fig.colorbar(image, ax=axes, label=colorbar_label, shrink=min(1.0, 4.0 / channels + 0.3), aspect=25)
-    fig.suptitle(wrapped(f"{title}; {SIGNAL_NOTE}", width), fontsize=11)
+    fig.suptitle(wrapped(f"{title}; {signal_note(feature_names)}", width), fontsize=11)
     fig.get_layout_engine().set(h_pad=0.02, hspace=0.01)
     save(fig, path)
 
 
-def attribution_grid_figure(signals, attributions, titles, channel_names, title, colorbar_label, path, columns=4):
-    """Many maps of one sample on one colour scale: each map (C, L) is a column of channel panels, and the
-    columns wrap into blocks of `columns`, so eight methods x twelve channels stay legible.
-    signals (C, L); attributions: list of (C, L) arrays titled by `titles`."""
+def attribution_grid_figure(signals, attributions, titles, signed, channel_names, title, path, columns=4,
+                            feature_names=None):
+    """Many maps of one sample, each scaled to its largest |value|: each map (C, L) is a column of channel panels,
+    and the columns wrap into blocks of `columns`, so eight methods x twelve channels stay legible. Signed maps
+    share a diverging scale [-1, 1], unsigned ones a sequential [0, 1]; each has its colour bar.
+    signals (C, L); attributions: list of (C, L) arrays titled by `titles`, signed[k] says which scale."""
     channels, length = signals.shape
     columns = min(columns, len(titles))
     blocks = -(-len(titles) // columns)
     ratios = ([1.0] * channels + [1.9]) * blocks  # a spacer row holds x labels and the next titles
     ratios = ratios[:-1]
-    width, height = 2.8 * columns + 2.2, 0.42 * sum(ratios) + 1.4
+    width, height = 2.8 * columns + 2.4, 0.42 * sum(ratios) + 1.4
     grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.25, wspace=0.08, left=0.9 / width,
-                        right=1 - 1.3 / width, top=1 - 1.0 / height, bottom=0.45 / height)
+                        right=1 - 1.5 / width, top=1 - 1.0 / height, bottom=0.45 / height)
     fig = plt.figure(figsize=(width, height))
-    bound = max(float(np.abs(a).max()) for a in attributions) or 1.0
-    for k, (column, attribution) in enumerate(zip(titles, attributions)):
+    images = {}
+    for k, (column, attribution, is_signed) in enumerate(zip(titles, attributions, signed)):
         block, j = divmod(k, columns)
         axes = [fig.add_subplot(grid[block * (channels + 1) + c, j]) for c in range(channels)]
+        limits, cmap = ((-1.0, 1.0), SIGNED_CMAP) if is_signed else ((0.0, 1.0), UNSIGNED_CMAP)
         for c, ax in enumerate(axes):
-            image = signal_with_attribution(ax, signals[c], attribution[c], (-bound, bound), SIGNED_CMAP,
-                                            channel_names[c] if j == 0 else "", value_ticks=False)
+            images[is_signed] = signal_with_attribution(ax, signals[c], attribution[c], limits, cmap,
+                                                        channel_names[c] if j == 0 else "", value_ticks=False,
+                                                        feature_names=feature_names)
             ax.tick_params(labelbottom=c == channels - 1)
         axes[0].set_title(column)
-        axes[-1].set_xlabel("time step", fontsize=9)
-    fig.colorbar(image, cax=fig.add_axes((1 - 1.0 / width, 0.25, 0.15 / width, 0.5)), label=colorbar_label)
+        axes[-1].set_xlabel(step_axis_label(feature_names), fontsize=9)
+    bars = [(True, "signed map / its largest |value|"), (False, "unsigned map / its largest value")]
+    bars = [(key, label) for key, label in bars if key in images]
+    for k, (key, label) in enumerate(bars):
+        bottom = 0.55 if len(bars) > 1 and k == 0 else 0.12 if len(bars) > 1 else 0.25
+        fig.colorbar(images[key], cax=fig.add_axes((1 - 1.15 / width, bottom, 0.15 / width,
+                                                     0.33 if len(bars) > 1 else 0.5)), label=label)
     fig.suptitle(wrapped(title, width), fontsize=11, y=1 - 0.1 / height, va="top")
     save(fig, path)
 
@@ -240,20 +279,12 @@ def line_comparison(ax, x, series, names, xlabel, ylabel, reference=None, refere
         ax.legend(loc="best", framealpha=0.9)
 
 
-def window_edges(length, segments):
-    return np.linspace(0, length, min(segments, length) + 1).round().astype(int)
-
-
-def per_window(values, segments):
-    """Sum (.., C, L, ...) attributions over `segments` time windows per channel -> (.., C, W, ...)."""
-    edges = window_edges(values.shape[2], segments)
-    return np.stack([values[:, :, a:b].sum(axis=2) for a, b in zip(edges[:-1], edges[1:])], axis=2), edges
-
-
 # -----------------------------------------------------------------------------
 # Data summary (drawn by the report from the training table)
-def example_series_figure(X, y, class_names, channel_names, path, per_class=3, max_classes=6, max_channels=12):
-    """A few training series per class: rows = channels (raw values, one y scale per row), columns = classes."""
+def example_series_figure(X, y, class_names, channel_names, path, per_class=3, max_classes=6, max_channels=12,
+                          feature_names=None):
+    """A few training series per class: rows = channels (raw values, one y scale per row), columns = classes.
+    A table's rows are drawn as dots per named feature, with no line joining unrelated features."""
     shown_classes = [k for k in range(len(class_names)) if np.any(y == k)][:max_classes]
     channels = min(X.shape[1], max_channels)
     length = X.shape[2]
@@ -267,93 +298,117 @@ def example_series_figure(X, y, class_names, channel_names, path, per_class=3, m
             for r, row in enumerate(rows):
                 steps, values = envelope(X[row, c])
                 ax.plot(steps, values, linewidth=0.9, color=CATEGORICAL[r % len(CATEGORICAL)],
-                        marker="o" if length == 1 else None)
+                        marker="o" if length == 1 or feature_names is not None else None,
+                        linestyle="none" if feature_names is not None else "-", markersize=4)
             ax.yaxis.set_major_locator(MaxNLocator(3))
-            ax.xaxis.set_major_locator(MaxNLocator(4, integer=True, min_n_ticks=1))
+            if feature_names is None:
+                ax.xaxis.set_major_locator(MaxNLocator(4, integer=True, min_n_ticks=1))
+            else:
+                step = max(1, -(-len(feature_names) // 12))
+                ax.set_xticks(range(0, length, step), feature_names[::step], rotation=45, ha="right",
+                              rotation_mode="anchor")
             ax.tick_params(labelsize=8)
             if j == 0:
                 ax.set_ylabel(channel_names[c], rotation=0, ha="right", va="center")
         axes[0, j].set_title(wrapped(f"{class_names[k]}\n({int((y == k).sum())} training rows)", 1.75, 10), fontsize=10)
-        axes[-1, j].set_xlabel("time step")
+        axes[-1, j].set_xlabel(step_axis_label(feature_names))
     hidden = []
     if len(shown_classes) < len(class_names):
         hidden.append(f"first {len(shown_classes)} of {len(class_names)} classes")
     if channels < X.shape[1]:
         hidden.append(f"first {channels} of {X.shape[1]} channels")
-    fig.suptitle(wrapped(f"Training data: the first {per_class} series of each class, raw values as in the CSV"
+    fig.suptitle(wrapped(f"Training data: the first {per_class} {'series' if feature_names is None else 'rows'} of "
+                         "each class, raw values as in the CSV"
                          + (f" ({', '.join(hidden)})" if hidden else ""), width), fontsize=11)
     save(fig, path)
 
 
 # -----------------------------------------------------------------------------
 # SHAP, Grad-CAM and attention
-def shap_figures(values, inputs, y_true, y_pred, class_names, channel_names, segments, path):
+def sample_heading(samples, i, what="explained sample"):
+    """The one title line of a per-sample figure: which row, its true and predicted class, how sure, right or not."""
+    pred, true = int(samples.y_pred[i]), int(samples.y_true[i])
+    return (f"{what} {i}: test row {samples.rows[i]}, true {samples.class_names[true]}, predicted "
+            f"{samples.class_names[pred]} ({probability(samples.probabilities[i, pred])}, "
+            f"{'correct' if pred == true else 'WRONG'})")
+
+
+def shap_figures(values, samples, windows, path):
     """values (N, C, L, K). Summary bar of the top windows, a per-class heatmap, and per sample the values
-    along each channel for the predicted and the true class."""
+    along each channel for the predicted and the true class. windows: the SHAP players per channel."""
     n, channels, length, k = values.shape
-    windows, edges = per_window(values, segments)  # (N, C, W, K)
-    names = [f"{channel_names[c]} t{edges[w]}-{edges[w + 1] - 1}" for c in range(channels)
-             for w in range(len(edges) - 1)]
-    importance = np.abs(windows).mean(axis=0).reshape(-1, k)  # (C*W, K)
+    class_names, channel_names, features = samples.class_names, samples.channel_names, samples.feature_names
+    spans = window_spans(length, windows)
+    per_window = span_sums(values, spans)  # (N, C, W, K): one value per SHAP player
+    names = [f"{channel_names[c]} {span_label(a, b, features)}" if channels > 1 or features is None
+             else span_label(a, b, features) for c in range(channels) for a, b in spans]
+    importance = np.abs(per_window).mean(axis=0).reshape(-1, k)  # (C*W, K)
     top = np.argsort(importance.sum(1))[::-1][:15]
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(top) + 1.5), layout="constrained")
     bar_comparison(ax, [names[i] for i in top], importance[top].T, class_names,
                    "mean |SHAP value| over explained samples (logit units),\nstacked by class", legend_title="class")
-    ax.set_title(f"Most important channel x time windows ({n} explained test samples)")
+    ax.set_title(f"Most important {'features' if features is not None else 'channel x time windows'} "
+                 f"({n} explained test samples)")
     save(fig, path("shap_summary_bar.png"))
 
-    mean_values = windows.mean(axis=0)  # (C, W, K)
+    mean_values = per_window.mean(axis=0)  # (C, W, K)
     bound = float(np.abs(mean_values).max()) or 1.0
     grid_rows, grid_columns = grid_shape(k, 1 if k <= 3 else 2 if k <= 8 else 3)
     fig, axes = plt.subplots(grid_rows, grid_columns, figsize=({1: 8.0, 2: 9.5, 3: 11.0}[grid_columns],
                                                                (0.2 * channels + 0.9) * grid_rows + 0.8),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
+    edges = window_edges(length, windows)
     for cls, ax in enumerate(axes.ravel()):
         if cls >= k:
             ax.axis("off")
             continue
-        image = heatmap(ax, mean_values[:, :, cls], None, None, SIGNED_CMAP, (-bound, bound),
-                        extent=[0, length, channels - 0.5, -0.5])
+        # pcolormesh on the window edges: each cell is exactly one SHAP player, drawn over its steps
+        image = ax.pcolormesh(edges, np.arange(channels + 1) - 0.5, mean_values[:, :, cls], cmap=SIGNED_CMAP,
+                              vmin=-bound, vmax=bound)
+        ax.set_ylim(channels - 0.5, -0.5)
         ax.set_yticks(range(channels), channel_names, fontsize=8 if channels <= 12 else 6)
+        if features is not None:
+            ax.set_xticks((edges[:-1] + edges[1:]) / 2, [span_label(a, b, features) for a, b in spans],
+                          rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_title(f"class {class_names[cls]}", fontsize=10)
         if cls + grid_columns >= k:
-            ax.set_xlabel("time step")
+            ax.set_xlabel(step_axis_label(features))
             ax.tick_params(labelbottom=True)
     fig.colorbar(image, ax=axes, label="mean SHAP value (logit units)", shrink=0.8 if grid_rows > 1 else 1.0)
-    fig.suptitle(f"Mean SHAP value per channel and time window, per class ({n} explained test samples);\n"
-                 "red raises the class logit, blue lowers it", fontsize=11)
+    fig.suptitle(f"Mean SHAP value per channel and {'feature' if features is not None else 'time window'}, per "
+                 f"class ({n} explained test samples);\nred raises the class logit, blue lowers it", fontsize=11)
     save(fig, path("shap_summary_per_class.png"))
 
     for i in range(n):
-        pred, true = int(y_pred[i]), int(y_true[i])
+        pred, true = int(samples.y_pred[i]), int(samples.y_true[i])
         columns = [f"for the predicted class {class_names[pred]}"]
         maps = [values[i, :, :, pred]]
         if true != pred:
             columns.append(f"for the true class {class_names[true]}")
             maps.append(values[i, :, :, true])
-        verdict = "correct" if pred == true else "WRONG"
-        attribution_figure(inputs[i], maps, columns, channel_names,
-                           f"SHAP values, explained sample {i}: true {class_names[true]} ({verdict})\n"
-                           "red raises the logit, blue lowers it",
-                           "SHAP value (logit units)", path(f"shap_sample_{i}.png"))
+        attribution_figure(samples.inputs[i], maps, columns, channel_names,
+                           f"SHAP values, {sample_heading(samples, i)}\nred raises the logit, blue lowers it",
+                           "SHAP value (logit units)", path(f"shap_sample_{i}.png"), feature_names=features)
 
 
-def gradcam_figures(maps, inputs, y_true, y_pred, probabilities, class_names, channel_names, rows, path):
+def gradcam_figures(maps, samples, path):
     """maps (N, L) non-negative Grad-CAM over time, drawn under every channel of each sample."""
     for i in range(len(maps)):
-        pred, true = int(y_pred[i]), int(y_true[i])
-        cam = np.broadcast_to(maps[i], inputs[i].shape)
-        attribution_figure(inputs[i], [cam], [f"for the predicted class {class_names[pred]} "
-                                              f"({probability(probabilities[i, pred])})"], channel_names,
-                           f"Grad-CAM (last conv block), sample {i}: test row {rows[i]}, true "
-                           f"{class_names[true]}\none map over time, under every channel",
-                           "Grad-CAM (last conv block)", path(f"gradcam_sample_{i}.png"), signed=False)
+        pred = int(samples.y_pred[i])
+        cam = np.broadcast_to(maps[i], samples.inputs[i].shape)
+        attribution_figure(samples.inputs[i], [cam], [f"for the predicted class {samples.class_names[pred]}"],
+                           samples.channel_names,
+                           f"Grad-CAM (last conv block), {sample_heading(samples, i)}\none map over time, under "
+                           "every channel", "Grad-CAM (last conv block)", path(f"gradcam_sample_{i}.png"),
+                           signed=False, feature_names=samples.feature_names)
 
 
-def attention_figures(attention, length, y_true, y_pred, class_names, rows, path):
+def attention_figures(attention, samples, path):
     """attention (N, H, T, T): per sample one heatmap per head and their mean on one colour scale, axes in input
     time steps; the colour bar marks the uniform weight 1/T."""
     n, heads, t, _ = attention.shape
+    length = samples.x.shape[2]
+    unit = "step" if samples.feature_names is None else "feature position"
     for i in range(n):
         maps = list(attention[i]) + [attention[i].mean(axis=0)]
         titles = [f"head {h}" for h in range(heads)] + ["mean of the heads"]
@@ -370,18 +425,16 @@ def attention_figures(attention, length, y_true, y_pred, class_names, rows, path
                 axis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
             ax.set_title(titles[k], fontsize=10)
             if k % columns == 0:
-                ax.set_ylabel("attending step (query)")
+                ax.set_ylabel(f"attending {unit} (query)")
             if k + columns >= len(maps):
-                ax.set_xlabel("attended step (key)")
+                ax.set_xlabel(f"attended {unit} (key)")
                 ax.tick_params(labelbottom=True)
         spare = axes.ravel()[len(maps):]  # the colour bar goes into an empty cell when there is one
         where = {"cax": spare[0].inset_axes((0.08, 0.05, 0.07, 0.9))} if len(spare) else {"ax": axes, "shrink": 0.8}
         bar = fig.colorbar(image, label=f"attention weight\n(white line: uniform, 1/{t})", **where)
         bar.ax.axhline(1.0 / t, color="white", linewidth=2)
-        fig.suptitle(wrapped(f"Self-attention, explained sample {i}: test row {rows[i]}, true "
-                             f"{class_names[int(y_true[i])]}, predicted {class_names[int(y_pred[i])]}\n{t} LSTM step"
-                             f"{'s' * (t != 1)} drawn over the {length} input step{'s' * (length != 1)}; each query's "
-                             "weights sum to 1",
+        fig.suptitle(wrapped(f"Self-attention, {sample_heading(samples, i)}\n{t} LSTM step{'s' * (t != 1)} drawn "
+                             f"over the {length} input {unit}{'s' * (length != 1)}; each query's weights sum to 1",
                              2.9 * columns + 1.2), fontsize=11)
         save(fig, path(f"attention_sample_{i}.png"))
 
@@ -394,38 +447,42 @@ def unit_scaled(attribution):
     return attribution / bound if bound > 0 else attribution
 
 
-def sample_verdict(i, y_true, y_pred, probabilities, class_names):
-    pred, true = int(y_pred[i]), int(y_true[i])
-    return (f"true {class_names[true]}, predicted {class_names[pred]} ({probability(probabilities[i, pred])}, "
-            f"{'correct' if pred == true else 'WRONG'})")
-
-
-def method_sample_figures(maps, inputs, y_true, y_pred, probabilities, class_names, channel_names, path):
-    """maps: method -> (N, C, L). Per sample one figure with every method, each map scaled to [-1, 1]."""
-    for i in range(len(inputs)):
-        attribution_grid_figure(inputs[i], [unit_scaled(m[i]) for m in maps.values()], list(maps), channel_names,
-                                f"Attribution for the predicted class, explained sample {i}: "
-                                f"{sample_verdict(i, y_true, y_pred, probabilities, class_names)}\n"
+def method_sample_figures(maps, methods, samples, path):
+    """maps: method -> (N, C, L); methods: name -> attributions.Method (its label and whether it is signed). Per
+    sample one figure with every method, each map scaled to its largest |value|."""
+    names = list(maps)
+    signed = [methods[name].signed for name in names]
+    unsigned = [methods[name].label for name, s in zip(names, signed) if not s]
+    for i in range(len(samples)):
+        attribution_grid_figure(samples.inputs[i], [unit_scaled(maps[name][i]) for name in names],
+                                [methods[name].label for name in names], signed, samples.channel_names,
+                                f"Attribution for the predicted class, {sample_heading(samples, i)}\n"
                                 "each method scaled to its largest |value|; red supports the predicted class, blue "
-                                f"opposes it\n(saliency and Grad-CAM are unsigned); {SIGNAL_NOTE}",
-                                "attribution / its largest |value|", path(f"attribution_sample_{i}.png"))
+                                "opposes it" + (f"\n(unsigned, white to red: {', '.join(unsigned)}); " if unsigned
+                                                else "; ") + signal_note(samples.feature_names),
+                                path(f"attribution_sample_{i}.png"), feature_names=samples.feature_names)
 
 
-def method_overlay_figure(maps, i, y_true, y_pred, probabilities, class_names, segments, path):
+def method_overlay_figure(maps, samples, i, segments, path):
     """Sample i: |attribution| summed over channels, scaled to a peak of 1, per method over time;
-    named segments (name, start, end) shaded. Long series are drawn as bin maxima."""
+    named segments (name, start, end) shaded. Long series are drawn as bin maxima; a table's features as
+    grouped bars."""
     length = next(iter(maps.values())).shape[2]
-    edges = drawing_bins(length)
-    fig, ax = plt.subplots(figsize=(10, 4.0), layout="constrained")
-    for k, (name, start, end) in enumerate(segments):
-        ax.axvspan(start - 0.5, end - 0.5, color="#f0f0f0" if k % 2 else "#e0e0e0", zorder=0)
-        ax.text((start + end - 1) / 2, 1.04, name, ha="center", va="bottom", fontsize=8)
     curves = [unit_scaled(np.abs(m[i]).sum(axis=0)) for m in maps.values()]
-    line_comparison(ax, edges[:-1], [np.maximum.reduceat(c, edges[:-1]) for c in curves], list(maps), "time step",
-                    "|attribution| summed over channels\n(scaled to a peak of 1)", legend_outside=True)
-    ax.set_ylim(0, 1.12)
-    ax.set_title(f"Methods compared on explained sample {i}:\n"
-                 f"{sample_verdict(i, y_true, y_pred, probabilities, class_names)}")
+    fig, ax = plt.subplots(figsize=(10, 4.0), layout="constrained")
+    ylabel = "|attribution| summed over channels\n(scaled to a peak of 1)"
+    if samples.feature_names is not None:
+        bar_comparison(ax, samples.feature_names, curves, list(maps), ylabel, stacked=False)
+        ax.set_xlim(0, 1.12)
+    else:
+        edges = drawing_bins(length)
+        for k, (name, start, end) in enumerate(segments):
+            ax.axvspan(start - 0.5, end - 0.5, color="#f0f0f0" if k % 2 else "#e0e0e0", zorder=0)
+            ax.text((start + end - 1) / 2, 1.04, name, ha="center", va="bottom", fontsize=8)
+        line_comparison(ax, edges[:-1], [np.maximum.reduceat(c, edges[:-1]) for c in curves], list(maps),
+                        "time step", ylabel, legend_outside=True)
+        ax.set_ylim(0, 1.12)
+    ax.set_title(f"Methods compared on {sample_heading(samples, i)}")
     save(fig, path)
 
 
@@ -506,15 +563,17 @@ def faithfulness_figure(fractions, deletion, insertion, random_deletion, random_
     save(fig, path)
 
 
-def misclassified_figures(inputs, predicted_maps, true_maps, y_true, y_pred, probabilities, rows, class_names,
-                          channel_names, path):
+def misclassified_figures(mistakes, predicted_maps, true_maps, path):
     """Per misclassified sample: integrated gradients for the predicted and for the true class, one colour scale."""
-    for k in range(len(inputs)):
-        pred, true = int(y_pred[k]), int(y_true[k])
-        attribution_figure(inputs[k], [predicted_maps[k], true_maps[k]],
-                           [f"for the predicted class {class_names[pred]} ({probability(probabilities[k, pred])})",
-                            f"for the true class {class_names[true]} ({probability(probabilities[k, true])})"],
-                           channel_names,
-                           f"Misclassified test row {rows[k]}: integrated gradients for the predicted and the true "
-                           "class\nred raises the logit, blue lowers it",
-                           "integrated gradients (logit units)", path(f"misclassified_{k}.png"))
+    for k in range(len(mistakes)):
+        pred, true = int(mistakes.y_pred[k]), int(mistakes.y_true[k])
+        attribution_figure(mistakes.inputs[k], [predicted_maps[k], true_maps[k]],
+                           [f"for the predicted class {mistakes.class_names[pred]} "
+                            f"({probability(mistakes.probabilities[k, pred])})",
+                            f"for the true class {mistakes.class_names[true]} "
+                            f"({probability(mistakes.probabilities[k, true])})"],
+                           mistakes.channel_names,
+                           f"Integrated gradients for the predicted and the true class, "
+                           f"{sample_heading(mistakes, k, 'misclassified')}\nred raises the logit, blue lowers it",
+                           "integrated gradients (logit units)", path(f"misclassified_{k}.png"),
+                           feature_names=mistakes.feature_names)

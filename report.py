@@ -258,11 +258,15 @@ def sample_card(i, explained, figure):
 def samples_section(metrics, figure):
     explained = metrics["explained"]
     correct = sum(e["true"] == e["predicted"] for e in explained)
+    methods = metrics.get("attributions", {}).get("methods", {})
+    signed = [name for name, m in methods.items() if m.get("signed")]
+    unsigned = [name for name, m in methods.items() if m.get("signed") is False]
     intro = (f"<p>{len(explained)} test rows, taken round-robin over the true classes so that every class is shown; "
              f"{correct} of them predicted correctly. Each card shows the input series as black lines over colour "
-             "strips: for signed maps (SHAP, integrated gradients, ...) <b>red</b> raises the class's logit and "
-             "<b>blue</b> lowers it, white is zero; Grad-CAM and saliency are unsigned (white = none). "
-             "Click a figure to see it at full size.</p>")
+             f"strips: for signed maps ({esc(', '.join(signed) or 'SHAP')}) <b>red</b> raises the class's logit and "
+             "<b>blue</b> lowers it, white is zero"
+             + (f"; {esc(', '.join(unsigned))} {'is' if len(unsigned) == 1 else 'are'} unsigned (white = none, red "
+                "= most)" if unsigned else "") + ". Click a figure to see it at full size.</p>")
     return section("samples", "".join(sample_card(i, e, figure) for i, e in enumerate(explained)), intro)
 
 
@@ -416,13 +420,15 @@ def versions_section(metrics):
 
 
 # -----------------------------------------------------------------------------
-def write_report(figure_dir, metrics, config, classification_report, history, tables, path):
+def write_report(figure_dir, metrics, config, history, tables, path):
     """Write report.html to `path` from the run's metrics (metrics.json's content, "explained" included), its
-    settings, the test classification report, the training history (None when training was skipped), the
-    (train, test) tables and the figures in figure_dir. Adds data_summary.png to figure_dir."""
+    settings, the training history (None when training was skipped), the (train, test) tables and the files in
+    figure_dir (its figures and classification_report.txt). Adds data_summary.png to figure_dir."""
     train, test = tables
+    with open(os.path.join(figure_dir, "classification_report.txt"), encoding="utf-8") as f:
+        classification_report = f.read()
     plots.example_series_figure(train.X, train.y, train.class_names, train.channel_names,
-                                os.path.join(figure_dir, "data_summary.png"))
+                                os.path.join(figure_dir, "data_summary.png"), feature_names=train.feature_names)
     figure = Figures(figure_dir)
     attributions = metrics.get("attributions")
     written = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -27,6 +27,12 @@ import math
 import numpy as np
 import torch
 
+from regions import window_of_step
+
+class ShapSettingError(ValueError):
+    """SHAP settings that cannot work on this data (e.g. exact enumeration of too many players); one line."""
+
+
 EXACT_MAX_PLAYERS = 16  # 2^16 coalitions, each evaluated against every background row
 # num_permutations=None: spend about this many (model rows x series length) per explained sample,
 # i.e. 6,000 rows of a 100-step series (~0.5 s on 2 CPU cores for the default model): a row costs
@@ -36,14 +42,13 @@ MAX_DEFAULT_PERMUTATIONS = 2048  # enough for ~2-3 % relative L2 error with 12 p
 
 
 def player_groups(channels: int, length: int, segments_per_channel: int) -> np.ndarray:
-    """(channels, length) int array of player ids: each channel cut into
-    min(segments_per_channel, length) contiguous windows of near-equal size, ids channel-major."""
+    """(channels, length) int array of player ids: each channel cut into the windows of
+    `regions.window_edges(length, segments_per_channel)`, ids channel-major."""
     if channels < 1 or length < 1 or segments_per_channel < 1:
         raise ValueError(f"player_groups needs positive sizes, got channels={channels}, "
                          f"length={length}, segments_per_channel={segments_per_channel}")
-    segments = min(segments_per_channel, length)
-    window = np.arange(length) * segments // length  # 0..segments-1, sizes differ by at most 1
-    return np.arange(channels)[:, None] * segments + window[None, :]
+    window = window_of_step(length, segments_per_channel)
+    return np.arange(channels)[:, None] * (window[-1] + 1) + window[None, :]
 
 
 def _evaluate(f, make_rows, num_rows, batch_size):

@@ -4,9 +4,11 @@
     python train_explain.py --epochs=5 --output_dir=runs/a
     python train_explain.py --help               # every constant, its default and its meaning
 
-The file reads in the order the pipeline runs: constants -> overrides -> model -> training ->
-evaluation -> SHAP -> Grad-CAM -> attention -> report -> main().
-`import train_explain` has no side effects; `load_model()` rebuilds a trained model from its file.
+The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> the staged
+output folder -> run(): data -> training -> evaluation -> SHAP -> Grad-CAM -> attention -> attribution
+methods -> report -> main(). The stages after training are functions of stages.py, one per stage; the model
+and its checkpoint are in model.py (nothing imports this script). `import train_explain` has no side
+effects; `load_model()` (re-exported from model.py) rebuilds a trained model from its file.
 """
 import ast
 import sys
@@ -151,121 +153,14 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from data_loader import CustomDataset, DataError, fit_normalization, normalize, read_train_test, stratified_split  # noqa: E402
+from model import CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
+from regions import SegmentError, parse_segments  # noqa: E402
+from shapley import ShapSettingError  # noqa: E402
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
 RESUME_NAME = "resume_state.pth"  # training state after a finished epoch; removed when a run completes
 RESUME_SAVE_SECONDS = 5.0
-
-
-# -----------------------------------------------------------------------------
-# Model
-def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:
-    """Pool factor of each conv block: halve only while the sequence stays at least min_pooled_length
-    long (so a 4-step series keeps its 4 steps for attention), and pool harder when it would stay
-    above max_pooled_length (so a 1,500-step series reaches the LSTM as ~125 steps)."""
-    sizes = []
-    for remaining in range(blocks, 0, -1):
-        size = 2 if length // 2 >= min_pooled_length else 1
-        size = max(size, math.ceil((length / max_pooled_length) ** (1 / remaining)))
-        sizes.append(size)
-        length //= size
-    return sizes
-
-
-def conv_block(in_channels: int, out_channels: int, kernel_size: int, pool: int) -> nn.Sequential:
-    # Module layers only, each used once: shap.DeepExplainer attaches its rules to modules.
-    return nn.Sequential(
-        nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
-        nn.BatchNorm1d(out_channels),
-        nn.ReLU(),
-        nn.MaxPool1d(pool) if pool > 1 else nn.Identity(),
-    )
-
-
-class HybridCNNLSTMAttention(nn.Module):
-    """(N, C, L) normalized series -> (N, K) logits.
-
-    Two Conv1d blocks extract local shapes, a bidirectional LSTM reads them in order, multi-head
-    self-attention (weights kept per head, read by a forward hook) relates all steps, and the
-    classifier sees the time-averaged attention output beside the time-averaged conv features.
-    `gradcam_layer` is the last conv block, the layer Grad-CAM hooks."""
-
-    def __init__(self, input_channels, sequence_length, num_classes, cnn_channels=32, lstm_hidden_size=64,
-                 lstm_layers=1, attention_heads=4, dropout=0.1, kernel_size=7, min_pooled_length=16,
-                 max_pooled_length=128):
-        super().__init__()
-        pool1, pool2 = pooling_sizes(sequence_length, min_pooled_length, max_pooled_length)
-        self.conv1 = conv_block(input_channels, cnn_channels, kernel_size, pool1)
-        self.conv2 = conv_block(cnn_channels, 2 * cnn_channels, kernel_size, pool2)
-        self.lstm = nn.LSTM(2 * cnn_channels, lstm_hidden_size, lstm_layers, batch_first=True,
-                            bidirectional=True, dropout=dropout if lstm_layers > 1 else 0.0)
-        self.attention = nn.MultiheadAttention(2 * lstm_hidden_size, attention_heads, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * cnn_channels + 2 * lstm_hidden_size, num_classes)
-        self.pooled_length = sequence_length // pool1 // pool2
-
-    @property
-    def gradcam_layer(self) -> nn.Module:
-        return self.conv2
-
-    def forward(self, x):
-        features = self.conv2(self.conv1(x))  # (N, 2*cnn, T)
-        sequence, _ = self.lstm(features.transpose(1, 2))  # (N, T, 2*hidden)
-        attended, _ = self.attention(sequence, sequence, sequence, need_weights=True, average_attn_weights=False)
-        context = torch.cat([features.mean(dim=2), (sequence + attended).mean(dim=1)], dim=1)
-        return self.head(self.dropout(context))
-
-
-MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",
-              "lstm_layers", "attention_heads", "dropout", "kernel_size", "min_pooled_length", "max_pooled_length"]
-
-
-def build_model(hyperparameters: dict) -> HybridCNNLSTMAttention:
-    return HybridCNNLSTMAttention(**{name: hyperparameters[name] for name in MODEL_ARGS})
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message is one line."""
-
-
-def load_model(path, device="cpu"):
-    """Rebuild the model from the checkpoint alone. Returns (model in eval mode, checkpoint dict)."""
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no checkpoint there; train first (TRAIN=True) or point OUTPUT_DIR at a run") from None
-    except Exception as exc:  # torch raises many types for a damaged file; each means the same here
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
-                              "it is damaged or truncated, train again") from None
-    missing = [k for k in ("model_state_dict", "hyperparameters", "class_names", "channel_names", "normalization")
-               if not isinstance(checkpoint, dict) or k not in checkpoint]
-    if missing:
-        raise CheckpointError(f"{path}: not a checkpoint of this program (lacks {', '.join(missing)}); train again")
-    model = build_model(checkpoint["hyperparameters"])
-    try:
-        model.load_state_dict(checkpoint["model_state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model its hyperparameters describe "
-                              f"({str(exc).splitlines()[0]}); train again") from None
-    return model.to(device).eval(), checkpoint
-
-
-def checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_accuracy, val_loss) -> dict:
-    train = tables[0]
-    return {
-        "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "hyperparameters": hyperparameters,
-        "class_names": list(train.class_names),
-        "channel_names": list(train.channel_names),
-        "feature_columns": list(train.feature_columns),
-        "normalization": normalization,
-        "epoch": epoch,
-        # None, not NaN, without a validation split: metrics.json stays strict JSON
-        "val_accuracy": None if math.isnan(val_accuracy) else val_accuracy,
-        "val_loss": None if math.isnan(val_loss) else val_loss,
-        "selected_on": ("last epoch of the schedule (no validation split, VAL_FRACTION=0)" if math.isnan(val_loss)
-                        else "lowest validation loss (cross-entropy without label smoothing)"),
-    }
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
 
 
 # -----------------------------------------------------------------------------
@@ -314,12 +209,6 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return factor
-
-
-@torch.inference_mode()
-def predict_logits(model, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(X[idx]) for idx in batch_indices(len(X), batch_size)]) if len(X) else X.new_zeros(0)
 
 
 def mixup(x, y, alpha: float):
@@ -539,209 +428,37 @@ def save_json(data, path):
         json.dump(data, f, indent=2)
 
 
-# -----------------------------------------------------------------------------
-# Evaluation
-def evaluation_outputs(model, test_data, class_names, outputs) -> dict:
-    """Confusion matrix figure and classification report for the test set; returns the metrics."""
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-    import plots
+def write_history(history, path):
+    import pandas as pd
 
-    logits = predict_logits(model, test_data.X)
-    y_true, y_pred = test_data.y.cpu().numpy(), logits.argmax(1).cpu().numpy()
-    labels = list(range(len(class_names)))
-    report = classification_report(y_true, y_pred, labels=labels, target_names=class_names, zero_division=0, digits=3)
-    with open(outputs.path("classification_report.txt"), "w", encoding="utf-8") as f:
-        f.write(report)
-    plots.confusion_matrix_figure(confusion_matrix(y_true, y_pred, labels=labels), class_names,
-                                  outputs.path("confusion_matrix.png"))
-    return {"test_accuracy": float(accuracy_score(y_true, y_pred)),
-            "test_macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-            "classification_report": report,
-            "probabilities": torch.softmax(logits, 1).cpu().numpy(), "predictions": y_pred}
+    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(path, index=False)
 
 
-def samples_to_explain(y: np.ndarray, count: int) -> np.ndarray:
-    """Test rows to explain: round-robin over the true classes in file order, so every class is shown."""
-    by_class = [list(np.flatnonzero(y == k)) for k in np.unique(y)]
-    chosen = []
-    while len(chosen) < min(count, len(y)):
-        for rows in by_class:
-            if rows and len(chosen) < count:
-                chosen.append(rows.pop(0))
-    return np.array(sorted(chosen), dtype=np.int64)
+def read_history(output_dir):
+    import pandas as pd
+
+    path = os.path.join(output_dir, "train_results_hybrid_explained.csv")
+    return pd.read_csv(path).to_dict("records") if os.path.isfile(path) else None
+
+
+def check_checkpoint_matches(checkpoint, train, path):
+    if checkpoint["class_names"] != list(train.class_names) or checkpoint["channel_names"] != list(train.channel_names) \
+            or checkpoint["hyperparameters"]["sequence_length"] != train.X.shape[2]:
+        raise CheckpointError(f"{path} was trained on other data (classes {checkpoint['class_names']}, channels "
+                              f"{checkpoint['channel_names']}); train again with --train=True or use that run's CSVs")
 
 
 # -----------------------------------------------------------------------------
-# SHAP
-def check_exact_shap_is_feasible(config, channels, length):
-    import shapley
-
-    players = int(shapley.player_groups(channels, length, config["SHAP_SEGMENTS_PER_CHANNEL"]).max()) + 1
-    if config["SHAP_METHOD"] == "exact" and players > shapley.EXACT_MAX_PLAYERS:
-        raise ConfigError(f"SHAP_METHOD='exact' enumerates 2^players coalitions and this data has {players} players "
-                          f"({channels} channels x {players // channels} windows), more than "
-                          f"{shapley.EXACT_MAX_PLAYERS}; use --shap_method=permutation or fewer --shap_segments_per_channel")
-
-
-def shap_values_for(method, model, x, background, groups, config):
-    """(values (N, C, L, K), seconds) for one SHAP method."""
-    import shapley
-
-    start = time.perf_counter()
-    if method == "deep":
-        values = shapley.deep_shap(model, x, background)
-    else:
-        values = shapley.interventional_shap(model, x, background, groups, method=method,
-                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"])
-    return values, time.perf_counter() - start
-
-
-def shap_outputs(model, x, background, sample_rows, tables, predictions, config, outputs) -> tuple[np.ndarray, dict]:
-    """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
-    returns (values (N, C, L, K) of the chosen method, the metrics.json section)."""
-    import plots
-    import shapley
-
-    train, test = tables
-    outputs_logits = predict_logits(model, x).cpu().numpy()
-    expected_value = predict_logits(model, background).cpu().numpy().mean(0)
-    groups = shapley.player_groups(x.shape[1], x.shape[2], config["SHAP_SEGMENTS_PER_CHANNEL"])
-    methods = [config["SHAP_METHOD"]]
-    if config["SHAP_METHOD"] == "all":
-        # Exact enumeration costs 2^players model calls per background row: only for few players.
-        methods = ["permutation", "exact", "deep"] if groups.max() + 1 <= 12 else ["permutation", "deep"]
-    comparison = []
-    for method in methods:
-        values, seconds = shap_values_for(method, model, x, background, groups, config)
-        errors = shapley.additivity_errors(values, outputs_logits, expected_value)
-        comparison.append({"method": method, "seconds": seconds, "additivity_rel_error_median": float(np.median(errors)),
-                           "additivity_rel_error_max": float(errors.max()), "values": values})
-    chosen = comparison[0]
-    values = chosen["values"]
-    np.savez(outputs.path("shap_values.npz"), values=values, inputs=x.cpu().numpy(),
-             background=background.cpu().numpy(), expected_value=expected_value, outputs=outputs_logits,
-             indices=test.row_indices[sample_rows], class_names=np.array(train.class_names))
-    plots.shap_figures(values, x.cpu().numpy(), test.y[sample_rows], predictions[sample_rows],
-                       train.class_names, train.channel_names, config["SHAP_SEGMENTS_PER_CHANNEL"], outputs.path)
-    summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
-               "num_explained": len(x), "segments_per_channel": config["SHAP_SEGMENTS_PER_CHANNEL"],
-               "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
-               "additivity_rel_error_median": chosen["additivity_rel_error_median"],
-               "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
-    if chosen["method"] == "permutation":
-        # Rounded up to a multiple of the background size so that every background row is used equally.
-        wanted = config["SHAP_PERMUTATIONS"] or shapley.default_permutations(summary["players"], x.shape[2])
-        summary["permutations"] = math.ceil(wanted / len(background)) * len(background)
-    if len(comparison) > 1:
-        summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
-    return values, summary
-
-
-# -----------------------------------------------------------------------------
-# Grad-CAM
-class GradCAM:
-    """Grad-CAM on one layer (Selvaraju et al. 2017), in pytorch-grad-cam's shape: the object owns
-    its forward and full-backward hooks and removes them on exit.
-
-        with GradCAM(model, model.gradcam_layer) as cam:
-            maps = cam.attribute(x)          # (N, L): one map over time per sample, target = predicted class
-    """
-
-    def __init__(self, model, layer):
-        self.model, self.layer = model, layer
-
-    def __enter__(self):
-        self.activations = self.gradients = None
-        self.handles = [self.layer.register_forward_hook(self._keep_activations),
-                        self.layer.register_full_backward_hook(self._keep_gradients)]
-        return self
-
-    def _keep_activations(self, module, inputs, output):
-        self.activations = output.detach()
-
-    def _keep_gradients(self, module, grad_inputs, grad_outputs):
-        self.gradients = grad_outputs[0].detach()
-
-    def attribute(self, x, target=None):
-        """ReLU(sum_f mean_t(dy/dA_f) * A_f), stretched linearly from the layer's T steps to the input's L."""
-        self.model.eval()
-        x = x.detach().requires_grad_(True)  # so the full-backward hook fires even with frozen inputs
-        with torch.enable_grad():
-            logits = self.model(x)
-            target = logits.argmax(1) if target is None else torch.as_tensor(target, device=x.device)
-            self.model.zero_grad(set_to_none=True)
-            logits.gather(1, target.view(-1, 1)).sum().backward()
-        if self.activations is None or self.gradients is None:
-            raise RuntimeError("Grad-CAM hooks captured nothing: the layer is not on the path to the output")
-        weights = self.gradients.mean(dim=2, keepdim=True)
-        cam = torch.relu((weights * self.activations).sum(dim=1, keepdim=True))  # (N, 1, T)
-        cam = nn.functional.interpolate(cam, size=x.shape[2], mode="linear", align_corners=False)
-        return cam[:, 0]
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-        return False
-
-
-# -----------------------------------------------------------------------------
-# Attention
-class AttentionRecorder:
-    """Forward hook on nn.MultiheadAttention that keeps its per-head weights (N, heads, T, T)."""
-
-    def __init__(self, attention: nn.MultiheadAttention):
-        self.attention = attention
-
-    def __enter__(self):
-        self.weights = None
-        self.handle = self.attention.register_forward_hook(self._keep)
-        return self
-
-    def _keep(self, module, inputs, output):
-        self.weights = output[1].detach()
-
-    def record(self, model, x) -> torch.Tensor:
-        predict_logits(model, x)
-        if self.weights is None:
-            raise RuntimeError("the attention hook captured nothing")
-        return self.weights
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-        return False
-
-
-def attention_statistics(weights: torch.Tensor) -> dict:
-    """Min, max and mean of the weights per head (seed 004's hook statistics), and how far each head's
-    rows are from uniform (1 = one-hot focus, 0 = uniform): a head near 0 attends to nothing in particular."""
-    n, heads, t, _ = weights.shape
-    entropy = -(weights.clamp_min(1e-12).log() * weights).sum(-1).mean(dim=(0, 2))
-    focus = 1 - entropy / math.log(t) if t > 1 else torch.zeros(heads)
-    return {"per_head": [{"head": h, "min": float(weights[:, h].min()), "max": float(weights[:, h].max()),
-                          "mean": float(weights[:, h].mean()), "focus": float(focus[h])} for h in range(heads)],
-            "sequence_steps": t}
-
-
-# -----------------------------------------------------------------------------
-# main
-def main(argv: list[str]) -> int:
-    try:
-        config = config_from_args(argv)
-        return run(config)
-    except (ConfigError, DataError, CheckpointError, TrainingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: the output folder keeps the files of the last complete run; continue the training "
-              "with --resume=True", file=sys.stderr)
-        return 130
+# The pipeline
+def background_rows(num_rows: int, count: int, seed: int) -> np.ndarray:
+    """Training rows that form the SHAP reference distribution: a seeded sample, in file order."""
+    return np.sort(np.random.default_rng(seed).choice(num_rows, min(count, num_rows), replace=False))
 
 
 def run(config: dict) -> int:
-    import attributions
-    import plots
     import report
+    import stages
 
     timings = {}
     started = clock = time.perf_counter()
@@ -773,11 +490,12 @@ def run(config: dict) -> int:
         check_checkpoint_matches(checkpoint, train, checkpoint_path)
         normalization = checkpoint["normalization"]
     train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
-    test_data = CustomDataset(normalize(test.X, normalization), test.y).to(device)
+    test_x = torch.from_numpy(normalize(test.X, normalization)).to(device)
     log(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
-        f"{train.X.shape[2]} steps, {len(train.class_names)} classes, device {device}, {world_size} process(es)")
-    attributions.parse_segments(config["ATTRIBUTION_SEGMENTS"], train.X.shape[2])  # a typo fails now, not after training
-    check_exact_shap_is_feasible(config, train.X.shape[1], train.X.shape[2])
+        f"{train.X.shape[2]} {'steps' if train.feature_names is None else 'features'}, {len(train.class_names)} "
+        f"classes, device {device}, {world_size} process(es)")
+    parse_segments(config["ATTRIBUTION_SEGMENTS"], train.X.shape[2])  # a typo fails now, not after training
+    stages.check_exact_shap_is_feasible(config, train.X.shape[1], train.X.shape[2], train.feature_names)
     lap("load")
 
     # training: every process under torchrun; everything after it on rank 0 alone
@@ -795,7 +513,8 @@ def run(config: dict) -> int:
         history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, resume_path,
                                                                distributed, log)
         model.load_state_dict(state)
-        checkpoint = checkpoint_dict(model, hyperparameters, tables, normalization, epoch, val_acc, val_loss)
+        checkpoint = checkpoint_dict(model, hyperparameters, train.class_names, train.channel_names,
+                                     train.feature_columns, normalization, epoch, val_acc, val_loss)
     model.eval()
     if distributed:
         distributed.barrier()
@@ -805,70 +524,54 @@ def run(config: dict) -> int:
     lap("train")
 
     with StagedOutputs(config["OUTPUT_DIR"]) as outputs:
+        path = outputs.path
         if history is not None:
-            torch.save(checkpoint, outputs.path(CHECKPOINT_NAME))
-            write_history(history, outputs.path("train_results_hybrid_explained.csv"))
+            torch.save(checkpoint, path(CHECKPOINT_NAME))
+            write_history(history, path("train_results_hybrid_explained.csv"))
         else:  # --train=False: the curves of the run that trained this checkpoint
             history = read_history(config["OUTPUT_DIR"])
         if history:
-            plots.training_curves(history, checkpoint["epoch"], outputs.path("train_plots_hybrid_explained"))
+            import plots
+
+            plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
         # evaluation
-        evaluation = evaluation_outputs(model, test_data, train.class_names, outputs)
+        scored = stages.score(model, test_x, test)
+        evaluation = stages.evaluation_outputs(scored, path)
         print(f"test accuracy {evaluation['test_accuracy']:.4f}, macro F1 {evaluation['test_macro_f1']:.4f}")
         lap("evaluate")
 
         # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
         with torch.backends.cudnn.flags(enabled=False):
-            rows = samples_to_explain(test.y, config["NUM_SAMPLES_TO_EXPLAIN"])
-            generator = np.random.default_rng(config["SEED"])
-            background_rows = np.sort(generator.choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
-                                                                         len(train_x)), replace=False))
-            x = test_data.X[rows]
-            shap_values, shap_summary = shap_outputs(model, x, train_x[background_rows], rows, tables,
-                                                     evaluation["predictions"], config, outputs)
+            samples = scored.subset(stages.samples_to_explain(test.y, config["NUM_SAMPLES_TO_EXPLAIN"]))
+            background = train_x[background_rows(len(train_x), config["NUM_SHAP_BACKGROUND_SAMPLES"], config["SEED"])]
+            shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path)
             print(f"SHAP ({shap_summary['method']}): additivity error median "
                   f"{shap_summary['additivity_rel_error_median']:.3g}, max {shap_summary['additivity_rel_error_max']:.3g}")
             lap("shap")
 
-            with GradCAM(model, model.gradcam_layer) as cam:
-                gradcam_maps = cam.attribute(x).cpu().numpy()
-            plots.gradcam_figures(gradcam_maps, x.cpu().numpy(), test.y[rows], evaluation["predictions"][rows],
-                                  evaluation["probabilities"][rows], train.class_names, train.channel_names,
-                                  test.row_indices[rows], outputs.path)
+            gradcam_summary = stages.gradcam_outputs(model, samples, path)
             lap("gradcam")
 
-            with AttentionRecorder(model.attention) as recorder:
-                attention = recorder.record(model, x).cpu().numpy()
-            attention_summary = attention_statistics(torch.from_numpy(attention))
-            plots.attention_figures(attention, train.X.shape[2], test.y[rows], evaluation["predictions"][rows],
-                                    train.class_names, test.row_indices[rows], outputs.path)
+            attention_summary = stages.attention_outputs(model, samples, path)
             lap("attention")
 
-            predictions, probabilities = evaluation["predictions"], evaluation["probabilities"]
-            attribution_summary = attributions.attribution_outputs(
-                model, x, test.y[rows], predictions[rows], probabilities[rows], shap_values, test_data.X, test.y,
-                predictions, probabilities, test.row_indices, train.class_names, train.channel_names,
-                {name: config[name] for name in ATTRIBUTION_SETTINGS}, outputs.path)
-            attribution_summary["methods"]["shap"]["seconds"] = shap_summary["seconds"]
+            attribution_summary = stages.attribution_outputs(
+                model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]}, config, path)
             lap("attributions")
 
         metrics = {
-            "test_accuracy": evaluation["test_accuracy"], "test_macro_f1": evaluation["test_macro_f1"],
-            "num_parameters": sum(p.numel() for p in model.parameters()),
+            **evaluation, "num_parameters": sum(p.numel() for p in model.parameters()),
             "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
             "device": str(device), "world_size": world_size, "timings_s": timings, "shap": shap_summary,
-            "attention": attention_summary, "attributions": attribution_summary,
-            "explained_rows": test.row_indices[rows].tolist(),
-            "explained": [{"row": int(test.row_indices[r]), "true": train.class_names[test.y[r]],
-                           "predicted": train.class_names[evaluation["predictions"][r]],
-                           "confidence": float(evaluation["probabilities"][r].max())} for r in rows],
+            "gradcam": gradcam_summary, "attention": attention_summary, "attributions": attribution_summary,
+            "explained_rows": samples.rows.tolist(),
+            "explained": [samples.describe(i) for i in range(len(samples))],
         }
-        report.write_report(outputs.staging, metrics, config, evaluation["classification_report"], history,
-                            tables, outputs.path("report.html"))
+        report.write_report(outputs.staging, metrics, config, history, tables, path("report.html"))
         lap("report")
         timings["total"] = time.perf_counter() - started
-        save_json(metrics, outputs.path("metrics.json"))
+        save_json(metrics, path("metrics.json"))
         outputs.commit()
     if os.path.exists(resume_path):
         os.remove(resume_path)
@@ -876,31 +579,22 @@ def run(config: dict) -> int:
     return 0
 
 
-ATTRIBUTION_SETTINGS = ["ATTRIBUTION_WINDOWS", "ATTRIBUTION_SEGMENTS", "IG_STEPS", "OCCLUSION_WINDOW", "MAX_MISCLASSIFIED",
-                        "SEED"]
+# -----------------------------------------------------------------------------
+# main
+USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, SegmentError, ShapSettingError)
 
 
-def check_checkpoint_matches(checkpoint, train, path):
-    if checkpoint["class_names"] != list(train.class_names) or checkpoint["channel_names"] != list(train.channel_names) \
-            or checkpoint["hyperparameters"]["sequence_length"] != train.X.shape[2]:
-        raise CheckpointError(f"{path} was trained on other data (classes {checkpoint['class_names']}, channels "
-                              f"{checkpoint['channel_names']}); train again with --train=True or use that run's CSVs")
-
-
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
-
-
-def write_history(history, path):
-    import pandas as pd
-
-    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(path, index=False)
-
-
-def read_history(output_dir):
-    import pandas as pd
-
-    path = os.path.join(output_dir, "train_results_hybrid_explained.csv")
-    return pd.read_csv(path).to_dict("records") if os.path.isfile(path) else None
+def main(argv: list[str]) -> int:
+    try:
+        config = config_from_args(argv)
+        return run(config)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the output folder keeps the files of the last complete run; continue the training "
+              "with --resume=True", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import shapley  # noqa: E402
-from train_explain import HybridCNNLSTMAttention  # noqa: E402
+from model import HybridCNNLSTMAttention  # noqa: E402
 
 
 def load_series(path, mean=None, std=None):

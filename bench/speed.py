@@ -72,6 +72,7 @@ def training_loop_overhead(train_csv, epochs=20):
 
     import train_explain
     from data_loader import CustomDataset, fit_normalization, normalize, read_train_test
+    from model import build_model
 
     train, _ = read_train_test(train_csv, train_csv)
     data = CustomDataset(normalize(train.X, fit_normalization(train.X)), train.y)
@@ -81,7 +82,7 @@ def training_loop_overhead(train_csv, epochs=20):
 
     def setup():
         torch.manual_seed(0)
-        model = train_explain.build_model(hp)
+        model = build_model(hp)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)

@@ -76,6 +76,20 @@ def test_univariate_step_columns_form_one_channel(tmp_path):
     assert len(train.channel_names) == 1
 
 
+@pytest.mark.parametrize("columns", ["height,weight,age", "x1,x2,y3", "t0,t2,t3"])
+def test_named_features_of_a_table_keep_their_names(tmp_path, columns):
+    csv = f"{columns},label\n1,2,3,x\n4,5,6,y\n"
+    train, test = load(tmp_path, csv, csv)
+    assert train.feature_names == test.feature_names == columns.split(",")
+
+
+@pytest.mark.parametrize("columns", ["t0,t1,t2", "x1,x2,x3", "a_t0,a_t1,a_t2", "0,1,2"])
+def test_numbered_columns_are_a_time_series_without_feature_names(tmp_path, columns):
+    csv = f"{columns},label\n1,2,3,x\n4,5,6,y\n"
+    train, _ = load(tmp_path, csv, csv)
+    assert train.feature_names is None
+
+
 def test_channel_with_a_missing_step_is_rejected(tmp_path):
     csv = "a_t0,a_t2,b_t0,b_t1,label\n1,2,3,4,x\n5,6,7,8,y\n"
     assert "a_t1" in rejection(tmp_path, csv, csv)

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from train_explain import AttentionRecorder, GradCAM, HybridCNNLSTMAttention, batch_indices, pooling_sizes, warmup_cosine
+from attributions import AttentionRecorder, GradCAM
+from model import HybridCNNLSTMAttention, pooling_sizes
+from train_explain import batch_indices, warmup_cosine
 
 
 def small_model(channels, length, classes=3):

@@ -119,3 +119,6 @@ def test_a_four_feature_table_runs(tmp_path):
         frame.to_csv(tmp_path / f"{part}.csv", index=False)
     assert train_explain.main(run_args(tmp_path / "train.csv", tmp_path / "test.csv", tmp_path / "out")) == 0
     assert np.load(tmp_path / "out" / "shap_values.npz")["values"].shape[1:] == (1, 4, 2)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["shap"]["players"] == 4  # one per named feature, not windows of unrelated features
+    assert metrics["attributions"]["windows"] == 4

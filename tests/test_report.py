@@ -163,8 +163,8 @@ def test_figures_stay_legible_with_12_channels_and_1500_steps(tmp_path):
     maps = [rng.normal(size=(12, 1500)) for _ in range(8)]
     names = [f"channel_{c}" for c in range(12)]
     plots.attribution_figure(x, maps[:2], ["predicted", "true"], names, "title", "value", tmp_path / "pair.png")
-    plots.attribution_grid_figure(x, maps, [f"method {k}" for k in range(8)], names, "title", "value",
-                                  tmp_path / "grid.png")
+    plots.attribution_grid_figure(x, maps, [f"method {k}" for k in range(8)], [k % 4 != 0 for k in range(8)], names,
+                                  "title", tmp_path / "grid.png")
     plots.example_series_figure(np.repeat(x[None], 18, axis=0), np.arange(18) % 9, [f"class {k}" for k in range(9)],
                                 names, tmp_path / "data.png")
     for name in ("pair.png", "grid.png", "data.png"):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import train_explain
+from model import HybridCNNLSTMAttention
 from data_loader import CustomDataset
 
 
@@ -18,7 +19,7 @@ def noisy_task(n=48, seed=0):
 def train(tmp_path, **overrides):
     config = train_explain.config_from_args([f"--{k}={v}" for k, v in overrides.items()])
     torch.manual_seed(0)
-    model = train_explain.HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
+    model = HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
     result = train_explain.train_model(model, noisy_task(seed=0), noisy_task(n=20, seed=1), config,
                                        str(tmp_path / "resume.pth"), log=lambda message: None)
     return model, result
@@ -40,7 +41,7 @@ def test_early_stopping_ends_training_after_patience_epochs_without_improvement(
 
 def test_no_validation_split_keeps_the_last_epoch(tmp_path):
     config = train_explain.config_from_args(["--epochs=4"])
-    model = train_explain.HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
+    model = HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
     empty = CustomDataset(torch.zeros(0, 2, 12), torch.zeros(0, dtype=torch.long))
     history, _, epoch, _, _ = train_explain.train_model(model, noisy_task(), empty, config, str(tmp_path / "r.pth"),
                                                         log=lambda message: None)
@@ -60,7 +61,7 @@ def test_mixup_blends_each_sample_with_a_partner_from_its_batch_by_one_weight():
 def test_mixup_weights_the_loss_between_both_labels_of_a_blended_batch():
     torch.manual_seed(0)
     data = noisy_task()
-    model = train_explain.HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
+    model = HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # a frozen model: the epoch only measures
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 

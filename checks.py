@@ -1,0 +1,117 @@
+"""How far to trust an attribution map: faithfulness (deletion and insertion curves, Samek et al. 2017;
+Petsiuk et al. 2018, with a seeded random ordering as the control) and the model-parameter randomization
+sanity check (Adebayo et al. 2018). Metrics only: the methods are in attributions.py, drawing in plots.py."""
+import copy
+
+import numpy as np
+import torch
+
+from attributions import compute_maps
+from model import predict_logits
+
+FAITHFULNESS_FRACTIONS = 20  # deletion/insertion curves take 0, 1/20, ..., 20/20 of the features
+SANITY_THRESHOLD = 0.5  # rank correlation with the randomized model's maps above this: "insensitive to the model"
+BATCH_ROWS = 512  # model rows per forward pass of the curves
+
+
+# -----------------------------------------------------------------------------
+# Faithfulness: deletion and insertion curves
+def feature_ranks(attribution: np.ndarray, rng) -> np.ndarray:
+    """(N, C, L) -> (N, C*L) rank of each feature, 0 = largest attribution; equal values in random order."""
+    values = attribution.reshape(len(attribution), -1)
+    shuffle = rng.permuted(np.tile(np.arange(values.shape[1]), (len(values), 1)), axis=1)
+    order = np.take_along_axis(shuffle, np.argsort(-np.take_along_axis(values, shuffle, axis=1), axis=1,
+                                                   kind="stable"), axis=1)
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(values.shape[1])[None, :].repeat(len(values), 0), axis=1)
+    return ranks
+
+
+def deletion_insertion(model, x, target, ranks: np.ndarray, fractions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted-class probability (N, F) after setting the first fraction of features (by rank) to the
+    baseline 0 (deletion), and after restoring them from the all-zeros baseline (insertion)."""
+    n, channels, length = x.shape
+    counts = np.round(fractions * channels * length).astype(int)
+    first = torch.from_numpy(ranks[:, None, :] < counts[None, :, None]).to(x.device)  # (N, F, C*L)
+    first = first.reshape(n, len(fractions), channels, length)
+    rows = x[:, None].expand(-1, len(fractions), -1, -1)
+    deleted = torch.where(first, 0.0, rows).reshape(-1, channels, length)
+    inserted = torch.where(first, rows, 0.0).reshape(-1, channels, length)
+    curves = []
+    for variant in (deleted, inserted):
+        probability = torch.softmax(predict_logits(model, variant, BATCH_ROWS).float(), dim=1)
+        probability = probability.reshape(n, len(fractions), -1)
+        curves.append(probability.gather(2, target.view(-1, 1, 1).expand(-1, len(fractions), 1))[..., 0].cpu().numpy())
+    return curves[0], curves[1]
+
+
+def area(curves: np.ndarray, fractions: np.ndarray) -> float:
+    """Mean over samples of the area under each curve over fractions in [0, 1]."""
+    return float(np.trapezoid(curves, fractions, axis=1).mean())
+
+
+def faithfulness(model, x, target, maps: dict, seed: int):
+    """(fractions, name -> (deletion, insertion) curves (N, F), the same for a seeded random ordering)."""
+    n, channels, length = x.shape
+    fractions = np.linspace(0.0, 1.0, FAITHFULNESS_FRACTIONS + 1)
+    rng = np.random.default_rng(seed)
+    curves = {name: deletion_insertion(model, x, target, feature_ranks(m, rng), fractions) for name, m in maps.items()}
+    random_ranks = rng.permuted(np.tile(np.arange(channels * length), (n, 1)), axis=1)
+    return fractions, curves, deletion_insertion(model, x, target, random_ranks, fractions)
+
+
+# -----------------------------------------------------------------------------
+# Sanity: model-parameter randomization (Adebayo et al. 2018)
+def randomized_copy(model, seed: int):
+    """A copy of the model with every parameter drawn afresh from its initial distribution (seeded, on the
+    CPU so the draw does not depend on the device) and BatchNorm's running statistics reset."""
+    device = next(model.parameters()).device
+    clone = copy.deepcopy(model).cpu()
+    reset = set()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in clone.modules():
+            # nn.MultiheadAttention names its initializer _reset_parameters
+            initialize = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+            if initialize is not None:
+                initialize()
+                reset.update(id(p) for p in module.parameters(recurse=False))
+    missed = [name for name, p in clone.named_parameters() if id(p) not in reset]
+    if missed:
+        raise RuntimeError(f"randomized_copy cannot reinitialize {missed}: their modules have no reset_parameters")
+    return clone.to(device).eval()
+
+
+def rank_correlations(a: np.ndarray, b: np.ndarray, absolute=True) -> np.ndarray:
+    """Per sample Spearman correlation of |a| and |b| (of a and b when absolute is False) over (C, L);
+    NaN where either map is constant."""
+    from scipy.stats import rankdata
+
+    ranks = [rankdata((np.abs(m) if absolute else m).reshape(len(m), -1), axis=1) for m in (a, b)]
+    centred = [r - r.mean(axis=1, keepdims=True) for r in ranks]
+    norms = np.linalg.norm(centred[0], axis=1) * np.linalg.norm(centred[1], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (centred[0] * centred[1]).sum(axis=1) / norms
+
+
+def mean_defined(values: np.ndarray):
+    defined = values[np.isfinite(values)]
+    return float(defined.mean()) if len(defined) else None
+
+
+def sanity_check(methods: dict, model, x, target, trained_maps: dict, seed: int) -> dict:
+    """Per method in `methods`, the mean over samples of the rank correlation between `trained_maps` and the
+    maps of `randomized_copy(model, seed)`: "rank_correlation" of |attribution| and "signed_rank_correlation"
+    (Adebayo et al. show both). A method is flagged "insensitive_to_model" when both exceed SANITY_THRESHOLD:
+    its maps keep their ranking and their sign without the trained weights. |attribution| alone is not
+    enough: x * gradient methods keep the input's shape in |map| (|rho| ~ 0.5) while their signs change."""
+    random_maps, _ = compute_maps(methods, randomized_copy(model, seed), x, target)
+    result = {}
+    for name in methods:
+        absolute = rank_correlations(trained_maps[name], random_maps[name])
+        mean = mean_defined(absolute)
+        signed = mean_defined(rank_correlations(trained_maps[name], random_maps[name], absolute=False))
+        result[name] = {"rank_correlation": mean, "undefined_samples": int((~np.isfinite(absolute)).sum()),
+                        "signed_rank_correlation": signed,
+                        "insensitive_to_model": min(mean or 0.0, signed or 0.0) > SANITY_THRESHOLD}
+    return result

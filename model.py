@@ -1,0 +1,135 @@
+"""The classifier, its checkpoint and batched prediction. Stands alone: imports torch only.
+
+    from model import load_model, predict_logits
+    net, checkpoint = load_model("outputs/saved_model_hybrid_explained.pth")
+    logits = predict_logits(net, x)       # x (N, C, L), normalized with checkpoint["normalization"]
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:
+    """Pool factor of each conv block: halve only while the sequence stays at least min_pooled_length
+    long (so a 4-step series keeps its 4 steps for attention), and pool harder when it would stay
+    above max_pooled_length (so a 1,500-step series reaches the LSTM as ~125 steps)."""
+    sizes = []
+    for remaining in range(blocks, 0, -1):
+        size = 2 if length // 2 >= min_pooled_length else 1
+        size = max(size, math.ceil((length / max_pooled_length) ** (1 / remaining)))
+        sizes.append(size)
+        length //= size
+    return sizes
+
+
+def conv_block(in_channels: int, out_channels: int, kernel_size: int, pool: int) -> nn.Sequential:
+    # Module layers only, each used once: shap.DeepExplainer attaches its rules to modules.
+    return nn.Sequential(
+        nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+        nn.BatchNorm1d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool1d(pool) if pool > 1 else nn.Identity(),
+    )
+
+
+class HybridCNNLSTMAttention(nn.Module):
+    """(N, C, L) normalized series -> (N, K) logits.
+
+    Two Conv1d blocks extract local shapes, a bidirectional LSTM reads them in order, multi-head
+    self-attention (weights kept per head, read by a forward hook) relates all steps, and the
+    classifier sees the time-averaged attention output beside the time-averaged conv features.
+    `gradcam_layer` is the last conv block, the layer Grad-CAM hooks."""
+
+    def __init__(self, input_channels, sequence_length, num_classes, cnn_channels=32, lstm_hidden_size=64,
+                 lstm_layers=1, attention_heads=4, dropout=0.1, kernel_size=7, min_pooled_length=16,
+                 max_pooled_length=128):
+        super().__init__()
+        pool1, pool2 = pooling_sizes(sequence_length, min_pooled_length, max_pooled_length)
+        self.conv1 = conv_block(input_channels, cnn_channels, kernel_size, pool1)
+        self.conv2 = conv_block(cnn_channels, 2 * cnn_channels, kernel_size, pool2)
+        self.lstm = nn.LSTM(2 * cnn_channels, lstm_hidden_size, lstm_layers, batch_first=True,
+                            bidirectional=True, dropout=dropout if lstm_layers > 1 else 0.0)
+        self.attention = nn.MultiheadAttention(2 * lstm_hidden_size, attention_heads, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * cnn_channels + 2 * lstm_hidden_size, num_classes)
+        self.pooled_length = sequence_length // pool1 // pool2
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.conv2
+
+    def forward(self, x):
+        features = self.conv2(self.conv1(x))  # (N, 2*cnn, T)
+        sequence, _ = self.lstm(features.transpose(1, 2))  # (N, T, 2*hidden)
+        attended, _ = self.attention(sequence, sequence, sequence, need_weights=True, average_attn_weights=False)
+        context = torch.cat([features.mean(dim=2), (sequence + attended).mean(dim=1)], dim=1)
+        return self.head(self.dropout(context))
+
+
+MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",
+              "lstm_layers", "attention_heads", "dropout", "kernel_size", "min_pooled_length", "max_pooled_length"]
+
+
+def build_model(hyperparameters: dict) -> HybridCNNLSTMAttention:
+    return HybridCNNLSTMAttention(**{name: hyperparameters[name] for name in MODEL_ARGS})
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, X, batch_size: int = 512) -> torch.Tensor:
+    """Logits (N, K) of the model in eval mode, batch_size rows per forward pass. X: (N, C, L) tensor or array of
+    any float type (a float64 array from pandas included), moved to the model's device and dtype."""
+    model.eval()
+    parameter = next(model.parameters())
+    X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=parameter.dtype,
+                        device=parameter.device)
+    if not len(X):
+        return X.new_zeros(0)
+    return torch.cat([model(part) for part in X.split(batch_size)])
+
+
+# -----------------------------------------------------------------------------
+# Checkpoint: the weights with everything needed to rebuild and feed the model
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line."""
+
+
+def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_columns, normalization, epoch,
+                    val_accuracy, val_loss) -> dict:
+    return {
+        "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "hyperparameters": hyperparameters,
+        "class_names": list(class_names),
+        "channel_names": list(channel_names),
+        "feature_columns": list(feature_columns),
+        "normalization": normalization,
+        "epoch": epoch,
+        # None, not NaN, without a validation split: metrics.json stays strict JSON
+        "val_accuracy": None if math.isnan(val_accuracy) else val_accuracy,
+        "val_loss": None if math.isnan(val_loss) else val_loss,
+        "selected_on": ("last epoch of the schedule (no validation split, VAL_FRACTION=0)" if math.isnan(val_loss)
+                        else "lowest validation loss (cross-entropy without label smoothing)"),
+    }
+
+
+def load_model(path, device="cpu"):
+    """Rebuild the model from the checkpoint alone. Returns (model in eval mode, checkpoint dict)."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no checkpoint there; train first (TRAIN=True) or point OUTPUT_DIR at a run") from None
+    except Exception as exc:  # torch raises many types for a damaged file; each means the same here
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
+                              "it is damaged or truncated, train again") from None
+    missing = [k for k in ("model_state_dict", "hyperparameters", "class_names", "channel_names", "normalization")
+               if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of this program (lacks {', '.join(missing)}); train again")
+    model = build_model(checkpoint["hyperparameters"])
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model its hyperparameters describe "
+                              f"({str(exc).splitlines()[0]}); train again") from None
+    return model.to(device).eval(), checkpoint
