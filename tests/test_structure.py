@@ -55,7 +55,7 @@ def test_the_attention_recorder_keeps_every_batch_in_order():
     model = HybridCNNLSTMAttention(2, 8, 3, cnn_channels=4, lstm_hidden_size=4, attention_heads=2).eval()
     x = torch.randn(600, 2, 8)
     with AttentionRecorder(model.attention) as recorder:
-        weights = recorder.record(model, x, batch_size=512)
+        weights = recorder.record(model, x)  # more rows than one forward batch (512)
         last_rows = recorder.record(model, x[-88:])
     assert weights.shape[0] == 600
     torch.testing.assert_close(weights[-88:], last_rows)
