@@ -7,6 +7,7 @@ the place (line, column) and the fix.
 import csv
 import math
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +184,8 @@ def _check_is_text_file(path):
     if not path.exists():
         raise DataError(f"{path}: no such file; check the path (--train_csv_path / --test_csv_path)")
     if not path.is_file():
-        raise DataError(f"{path}: is a directory, not a file; give the path of a CSV file")
+        raise DataError(f"{path}: is {_file_kind(path)}, not a regular file; give the path of a CSV file "
+                        "(a pipe or device cannot be read twice, as the reader must)")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: is empty (0 bytes); give a CSV with a header row and data rows")
     try:
@@ -196,6 +198,13 @@ def _check_is_text_file(path):
             f"{path}: contains NUL bytes, so it is binary or UTF-16, not a text CSV; "
             "save it as UTF-8 comma-separated CSV"
         )
+
+
+def _file_kind(path):
+    mode = path.stat().st_mode
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _check_column_names(path, header):

@@ -113,6 +113,61 @@ def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_
     }
 
 
+# Sane ranges of the model arguments a checkpoint may carry: a damaged or hostile file that unpickles
+# (weights_only=True refuses code, not nonsense) is refused here before any memory is asked for.
+ARG_RANGES = {"input_channels": (1, 100_000), "sequence_length": (1, 10_000_000), "num_classes": (1, 100_000),
+              "cnn_channels": (1, 4096), "lstm_hidden_size": (1, 4096), "lstm_layers": (1, 16),
+              "attention_heads": (1, 256), "kernel_size": (1, 1001), "min_pooled_length": (1, 10_000_000),
+              "max_pooled_length": (1, 10_000_000)}
+MAX_PARAMETERS = 200_000_000
+
+
+def parameter_count(hp: dict) -> int:
+    """Parameters build_model(hp) would allocate, computed without allocating them."""
+    c, k, h = hp["cnn_channels"], hp["kernel_size"], hp["lstm_hidden_size"]
+    conv = hp["input_channels"] * c * k + c + 2 * c + 2 * c * c * k + 2 * c + 4 * c
+    lstm = sum(2 * 4 * h * ((2 * c if layer == 0 else 2 * h) + h + 2) for layer in range(hp["lstm_layers"]))
+    attention = 4 * (2 * h) ** 2 + 4 * 2 * h
+    return conv + lstm + attention + (2 * c + 2 * h + 1) * hp["num_classes"]
+
+
+def check_checkpoint(checkpoint, path):
+    """Every field load_model reads, with its type and a sane range; CheckpointError names the first bad one."""
+    def bad(field, why):
+        return CheckpointError(f"{path}: field {field} {why}; the file is damaged or not from this program, "
+                               "train again")
+
+    missing = [k for k in ("model_state_dict", "hyperparameters", "class_names", "channel_names", "normalization")
+               if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of this program (lacks {', '.join(missing)}); train again")
+    hp = checkpoint["hyperparameters"]
+    if not isinstance(hp, dict):
+        raise bad("hyperparameters", "is not a dict")
+    for name, (low, high) in ARG_RANGES.items():
+        value = hp.get(name)
+        if type(value) is not int or not low <= value <= high:
+            raise bad(f"hyperparameters.{name}", f"is {value!r}, expected an integer in [{low}, {high}]")
+    if type(hp.get("dropout")) not in (int, float) or not 0 <= hp["dropout"] < 1:
+        raise bad("hyperparameters.dropout", f"is {hp.get('dropout')!r}, expected a number in [0, 1)")
+    if (2 * hp["lstm_hidden_size"]) % hp["attention_heads"]:
+        raise bad("hyperparameters.attention_heads", "does not divide 2 * lstm_hidden_size")
+    if parameter_count(hp) > MAX_PARAMETERS:
+        raise bad("hyperparameters", f"describe a model of {parameter_count(hp):,} parameters, more than "
+                                     f"{MAX_PARAMETERS:,}")
+    for field, size in (("class_names", hp["num_classes"]), ("channel_names", hp["input_channels"])):
+        names = checkpoint[field]
+        if not isinstance(names, list) or len(names) != size or not all(isinstance(n, str) for n in names):
+            raise bad(field, f"is not a list of {size} names")
+    normalization = checkpoint["normalization"]
+    if not isinstance(normalization, dict) or any(
+            not isinstance(normalization.get(key), list) or len(normalization[key]) != hp["input_channels"]
+            for key in ("mean", "std")):
+        raise bad("normalization", f"is not a mean and a std of {hp['input_channels']} channels")
+    if not isinstance(checkpoint["model_state_dict"], dict):
+        raise bad("model_state_dict", "is not a dict of tensors")
+
+
 def load_model(path, device="cpu"):
     """Rebuild the model from the checkpoint alone. Returns (model in eval mode, checkpoint dict)."""
     try:
@@ -122,10 +177,7 @@ def load_model(path, device="cpu"):
     except Exception as exc:  # torch raises many types for a damaged file; each means the same here
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
                               "it is damaged or truncated, train again") from None
-    missing = [k for k in ("model_state_dict", "hyperparameters", "class_names", "channel_names", "normalization")
-               if not isinstance(checkpoint, dict) or k not in checkpoint]
-    if missing:
-        raise CheckpointError(f"{path}: not a checkpoint of this program (lacks {', '.join(missing)}); train again")
+    check_checkpoint(checkpoint, path)
     model = build_model(checkpoint["hyperparameters"])
     try:
         model.load_state_dict(checkpoint["model_state_dict"])

@@ -22,6 +22,7 @@ Methods:
   on which other samples are explained with it.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -169,18 +170,21 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
                          "batch statistics make its outputs random")
     groups_t = torch.from_numpy(groups).long().to(x.device)
 
+    if method == "permutation":
+        num_permutations = num_permutations or default_permutations(num_players, x.shape[2])
+        if num_permutations < 1:
+            raise ValueError(f"num_permutations must be positive, got {num_permutations}")
+        player_values = functools.partial(_permutation_player_values, num_permutations=num_permutations,
+                                          seed=seed)
+    elif method == "exact":
+        player_values = _exact_player_values
+    else:
+        raise ValueError(f"unknown method {method!r}: choose 'exact' or 'permutation'")
     with torch.inference_mode():
-        if method == "exact":
-            phi = _exact_player_values(f, x, background, groups_t, batch_size)
-        elif method == "permutation":
-            if num_permutations is None:
-                num_permutations = default_permutations(num_players, x.shape[2])
-            if num_permutations < 1:
-                raise ValueError(f"num_permutations must be positive, got {num_permutations}")
-            phi = _permutation_player_values(f, x, background, groups_t, num_permutations,
-                                             seed, batch_size)
-        else:
-            raise ValueError(f"unknown method {method!r}: choose 'exact' or 'permutation'")
+        # One sample at a time: memory is bounded by one sample's coalitions, whatever the number of samples,
+        # and the values are the same (a sample's values never depend on the others).
+        phi = torch.cat([player_values(f, x[i:i + 1], background, groups_t, batch_size=batch_size)
+                         for i in range(len(x))])
     phi = phi.cpu().numpy()                                    # (N, P, K)
     return phi[:, groups] / sizes[groups][None, :, :, None]    # (N, C, L, K)
 

@@ -19,11 +19,13 @@ import sys
 TRAIN_CSV_PATH = "train_set.csv"  # training CSV: a label column and numeric feature columns
 TEST_CSV_PATH = "test_set.csv"  # test CSV with the same columns
 LABEL_COLUMN = "label"  # name of the class column in both CSVs
-OUTPUT_DIR = "outputs"  # every file of a run goes here; an earlier run's files stay whole until a run succeeds
+OUTPUT_DIR = "outputs"  # each run in OUTPUT_DIR/runs/<id>/; the top-level names show the latest complete run
+KEEP_RUNS = 5  # complete runs kept in OUTPUT_DIR/runs (older ones are removed), and as many interrupted ones
+RUN = "latest"  # the run --train=False and --resume=True read: "latest" or a run id (a folder name in OUTPUT_DIR/runs)
 DEVICE = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
 SEED = 0  # seeds the split, initialisation, batch order and explanations
 TRAIN = True  # False: reuse OUTPUT_DIR's checkpoint, only evaluate and explain
-RESUME = False  # True: continue the interrupted training saved in OUTPUT_DIR/resume_state.pth
+RESUME = False  # True: continue the interrupted training of RUN (its resume state in OUTPUT_DIR/runs/<id>.partial)
 # model
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
 KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
@@ -49,6 +51,7 @@ NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM and attentio
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
+ATTRIBUTION_SUITE = True  # False: leave out the attribution suite (seven more methods, faithfulness, sanity, misclassified) in a quick run
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
@@ -110,14 +113,27 @@ def config_from_args(argv: list[str]) -> dict:
     return config
 
 
+# Settings whose memory or time grows with their value: far beyond any useful value, but below a run that
+# would fill the memory or never end (10,000 permutations of 60 players already take minutes per sample).
+UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "LSTM_HIDDEN_SIZE": 4096,
+                "LSTM_LAYERS": 16, "ATTENTION_HEADS": 256, "KERNEL_SIZE": 1001, "SHAP_PERMUTATIONS": 10_000,
+                "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
+                "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
+                "KEEP_RUNS": 1000}
+
+
 def check_config(config: dict) -> None:
     positive = ["EPOCHS", "BATCH_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
                 "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
                 "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
-                "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW"]
+                "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW", "KEEP_RUNS"]
     for name in positive:
         if config[name] <= 0:
             raise ConfigError(f"{name} is {config[name]}; it must be positive")
+    for name, most in UPPER_BOUNDS.items():
+        if config[name] > most:
+            raise ConfigError(f"{name} is {config[name]}, more than {most:,}: its memory or time would grow "
+                              f"without bound; use at most {most:,}")
     for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MIXUP_ALPHA", "MAX_MISCLASSIFIED",
                  "SHAP_PERMUTATIONS"]:
         if config[name] < 0:
@@ -141,11 +157,12 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     print(constant_help())
     sys.exit(0)
 
-import json  # noqa: E402  (below the --help fast path on purpose)
+import contextlib  # noqa: E402  (below the --help fast path on purpose)
+import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import tempfile  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -155,10 +172,10 @@ import torch.nn as nn  # noqa: E402
 from data_loader import CustomDataset, DataError, fit_normalization, normalize, read_train_test, stratified_split  # noqa: E402
 from model import CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
+from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
-RESUME_NAME = "resume_state.pth"  # training state after a finished epoch; removed when a run completes
 RESUME_SAVE_SECONDS = 5.0
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
 
@@ -344,8 +361,10 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 
 
 # Settings that may change between an interrupted run and its resumption without changing the training.
-RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN", "SHAP_METHOD",
-                     "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE"}
+RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "RUN", "KEEP_RUNS", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN",
+                     "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE"}
+RESUME_FIELDS = ("config", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "epoch",
+                 "history", "best", "best_key", "since_best")
 
 
 def save_training_state(path, progress_state, config, model, optimizer, scheduler, generator):
@@ -357,32 +376,53 @@ def save_training_state(path, progress_state, config, model, optimizer, schedule
 
 
 def restore_training_state(path, config, model, optimizer, scheduler, generator) -> dict:
-    if not os.path.isfile(path):
-        raise CheckpointError(f"--resume=True but {path} does not exist: no interrupted run to continue in "
-                              "this OUTPUT_DIR; run without --resume")
+    """Load the resume state into the training objects; every field is checked, and a bad one is named."""
     try:
         state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
-        changed = sorted(k for k in config if k not in RESUMABLE_CHANGES and state["config"].get(k) != config[k])
     except Exception as exc:  # a damaged file fails in torch's unpickler with many exception types
-        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}); delete it and train without --resume") from None
+        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}); train without --resume") from None
+    missing = [k for k in RESUME_FIELDS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path} is not a resume state of this program (lacks {', '.join(missing) or 'config'}); "
+                              "train without --resume")
+    changed = sorted(k for k in config if k not in RESUMABLE_CHANGES and state["config"].get(k) != config[k])
     if changed:
         raise CheckpointError(f"{path} was saved with other settings ({', '.join(changed)} differ); "
                               "resume with the same constants, or train without --resume")
-    model.load_state_dict(state["model_state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
+    restores = [("model_state_dict", model.load_state_dict), ("optimizer", optimizer.load_state_dict),
+                ("scheduler", scheduler.load_state_dict), ("generator", generator.set_state),
+                ("torch_rng", torch.set_rng_state)]
     if state["cuda_rng"]:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restores.append(("cuda_rng", torch.cuda.set_rng_state_all))
+    for field, restore in restores:
+        try:
+            restore(state[field])
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CheckpointError(f"{path}: field {field} does not fit this model and optimizer "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                                  "train without --resume") from None
+    if type(state["epoch"]) is not int or not isinstance(state["history"], list) or state["best"] is None:
+        raise CheckpointError(f"{path}: fields epoch, history or best are damaged; train without --resume")
     return {k: state[k] for k in ("epoch", "history", "best", "best_key", "since_best")}
+
+
+def save_torch(obj, path):
+    """torch.save, with its failed writes (a RuntimeError from its zip writer) raised as the OSError they are."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as exc:  # our own dicts of tensors always serialize: a RuntimeError here is the file
+        raise OSError(None, f"torch.save could not write the file ({str(exc).splitlines()[0][:100]})", path) from None
 
 
 def atomic_save(obj, path):
     """torch.save under a temporary name, then rename: a reader never sees half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     partial = f"{path}.partial"
-    torch.save(obj, partial)
+    try:
+        save_torch(obj, partial)
+    except OSError:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
     os.replace(partial, path)
 
 
@@ -391,42 +431,25 @@ class TrainingError(RuntimeError):
 
 
 # -----------------------------------------------------------------------------
-# Output directory: every file is written into a staging folder and moved into OUTPUT_DIR only
-# when the whole run succeeded, so a failed or interrupted run leaves the earlier run's files whole.
-class StagedOutputs:
-    def __init__(self, output_dir: str):
-        self.output_dir = output_dir
-
-    def __enter__(self):
-        parent = os.path.dirname(os.path.abspath(self.output_dir))
-        os.makedirs(parent, exist_ok=True)
-        self.staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(self.output_dir))}-staging-",
-                                        dir=parent)
-        return self
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.staging, name)
-
-    def commit(self):
-        """Move this run's files into OUTPUT_DIR. Figures of an earlier run that this run did not draw
-        (e.g. a sample that is no longer explained) are removed, so the folder shows one run."""
-        os.makedirs(self.output_dir, exist_ok=True)
-        written = set(os.listdir(self.staging))
-        for name in os.listdir(self.output_dir):
-            if name.endswith(".png") and name not in written:
-                os.remove(os.path.join(self.output_dir, name))
-        for name in sorted(written):
-            os.replace(os.path.join(self.staging, name), os.path.join(self.output_dir, name))
-
-    def __exit__(self, *exc):
-        shutil.rmtree(self.staging, ignore_errors=True)
-        return False
-
-
+# Output files (the versioned OUTPUT_DIR itself is run_folder.OutputFolder)
 def save_json(data, path):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
 
+
+def needed_bytes(model) -> int:
+    """A generous estimate of a run's files: checkpoint (weights), resume state (weights, the kept epoch's copy
+    and AdamW's two moments), and 50 MB of figures, report and arrays."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 5 * weights + 50_000_000
+
+
+def link_or_copy(source, target):
+    """A hard link where the filesystem has them (no second copy of the weights), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def write_history(history, path):
@@ -435,10 +458,10 @@ def write_history(history, path):
     pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(path, index=False)
 
 
-def read_history(output_dir):
+def read_history(run_dir):
     import pandas as pd
 
-    path = os.path.join(output_dir, "train_results_hybrid_explained.csv")
+    path = os.path.join(run_dir, "train_results_hybrid_explained.csv")
     return pd.read_csv(path).to_dict("records") if os.path.isfile(path) else None
 
 
@@ -481,120 +504,155 @@ def run(config: dict) -> int:
     # data
     tables = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
     train, test = tables
-    checkpoint_path = os.path.join(config["OUTPUT_DIR"], CHECKPOINT_NAME)
-    resume_path = os.path.join(config["OUTPUT_DIR"], RESUME_NAME)
-    if config["TRAIN"]:
-        normalization = fit_normalization(train.X)
-    else:
-        model, checkpoint = load_model(checkpoint_path, device)
-        check_checkpoint_matches(checkpoint, train, checkpoint_path)
-        normalization = checkpoint["normalization"]
-    train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
-    test_x = torch.from_numpy(normalize(test.X, normalization)).to(device)
-    log(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
-        f"{train.X.shape[2]} {'steps' if train.feature_names is None else 'features'}, {len(train.class_names)} "
-        f"classes, device {device}, {world_size} process(es)")
     parse_segments(config["ATTRIBUTION_SEGMENTS"], train.X.shape[2])  # a typo fails now, not after training
     stages.check_exact_shap_is_feasible(config, train.X.shape[1], train.X.shape[2], train.feature_names)
-    lap("load")
 
-    # training: every process under torchrun; everything after it on rank 0 alone
-    history = None
-    if config["TRAIN"]:
-        fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
-        fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx]).to(device)
-        val_data = CustomDataset(train_x[val_idx], train.y[val_idx]).to(device)
-        hyperparameters = {name.lower(): value for name, value in config.items()}
-        hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
-                               num_classes=len(train.class_names))
-        model = build_model(hyperparameters).to(device)
-        if distributed:
-            torch.manual_seed(config["SEED"] + rank)  # same initial weights, different dropout masks per process
-        history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, resume_path,
-                                                               distributed, log)
-        model.load_state_dict(state)
-        checkpoint = checkpoint_dict(model, hyperparameters, train.class_names, train.channel_names,
-                                     train.feature_columns, normalization, epoch, val_acc, val_loss)
-    model.eval()
-    if distributed:
-        distributed.barrier()
-        distributed.destroy_process_group()
-        if rank:
-            return 0
-    lap("train")
+    # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
+    folder = OutputFolder(config["OUTPUT_DIR"], config["KEEP_RUNS"], log)
+    with folder if rank == 0 else contextlib.nullcontext():
+        resumed = folder.resumable(config["RUN"]) if config["TRAIN"] and config["RESUME"] else None
+        if not config["TRAIN"]:
+            source = folder.run_dir(config["RUN"])
+            model, checkpoint = load_model(os.path.join(source, CHECKPOINT_NAME), device)
+            check_checkpoint_matches(checkpoint, train, os.path.join(source, CHECKPOINT_NAME))
+            log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
+        normalization = fit_normalization(train.X) if config["TRAIN"] else checkpoint["normalization"]
+        train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
+        test_x = torch.from_numpy(normalize(test.X, normalization)).to(device)
+        log(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
+            f"{train.X.shape[2]} {'steps' if train.feature_names is None else 'features'}, {len(train.class_names)} "
+            f"classes, device {device}, {world_size} process(es)")
+        lap("load")
 
-    with StagedOutputs(config["OUTPUT_DIR"]) as outputs:
-        path = outputs.path
-        if history is not None:
-            torch.save(checkpoint, path(CHECKPOINT_NAME))
-            write_history(history, path("train_results_hybrid_explained.csv"))
-        else:  # --train=False: the curves of the run that trained this checkpoint
-            history = read_history(config["OUTPUT_DIR"])
-        if history:
-            import plots
+        with folder.staged_run(resumed) if rank == 0 else contextlib.nullcontext():
+            path = folder.path if rank == 0 else None
+            if rank == 0:
+                log(f"this run writes {RUNS}/{folder.run_id}{PARTIAL}/ until it is complete")
 
-            plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
+            # training: every process under torchrun; everything after it on rank 0 alone
+            history = None
+            if config["TRAIN"]:
+                fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
+                fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx]).to(device)
+                val_data = CustomDataset(train_x[val_idx], train.y[val_idx]).to(device)
+                hyperparameters = {name.lower(): value for name, value in config.items()}
+                hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
+                                       num_classes=len(train.class_names))
+                model = build_model(hyperparameters).to(device)
+                if rank == 0:
+                    folder.check_free_space(needed_bytes(model))
+                if distributed:
+                    torch.manual_seed(config["SEED"] + rank)  # same initial weights, different dropout masks
+                resume_path = path(RESUME_NAME) if path else (
+                    folder.partial_path(resumed, RESUME_NAME) if resumed else None)
+                history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config,
+                                                                       resume_path, distributed, log)
+                model.load_state_dict(state)
+                checkpoint = checkpoint_dict(model, hyperparameters, train.class_names, train.channel_names,
+                                             train.feature_columns, normalization, epoch, val_acc, val_loss)
+            model.eval()
+            if distributed:
+                distributed.barrier()
+                distributed.destroy_process_group()
+                if rank:
+                    return 0
+            lap("train")
 
-        # evaluation
-        scored = stages.score(model, test_x, test)
-        evaluation = stages.evaluation_outputs(scored, path)
-        print(f"test accuracy {evaluation['test_accuracy']:.4f}, macro F1 {evaluation['test_macro_f1']:.4f}")
-        lap("evaluate")
+            if history is not None:
+                save_torch(checkpoint, path(CHECKPOINT_NAME))
+                write_history(history, path("train_results_hybrid_explained.csv"))
+            else:  # --train=False: this run's folder holds the checkpoint it explains and that training's curves
+                link_or_copy(os.path.join(source, CHECKPOINT_NAME), path(CHECKPOINT_NAME))
+                history = read_history(source)
+                if history:
+                    write_history(history, path("train_results_hybrid_explained.csv"))
+            if history:
+                import plots
 
-        # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
-        with torch.backends.cudnn.flags(enabled=False):
-            samples = scored.subset(stages.samples_to_explain(test.y, config["NUM_SAMPLES_TO_EXPLAIN"]))
-            background = train_x[background_rows(len(train_x), config["NUM_SHAP_BACKGROUND_SAMPLES"], config["SEED"])]
-            shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path)
-            print(f"SHAP ({shap_summary['method']}): additivity error median "
-                  f"{shap_summary['additivity_rel_error_median']:.3g}, max {shap_summary['additivity_rel_error_max']:.3g}")
-            lap("shap")
+                plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
-            gradcam_summary = stages.gradcam_outputs(model, samples, path)
-            lap("gradcam")
+            # evaluation
+            scored = stages.score(model, test_x, test)
+            evaluation = stages.evaluation_outputs(scored, path)
+            print(f"test accuracy {evaluation['test_accuracy']:.4f}, macro F1 {evaluation['test_macro_f1']:.4f}")
+            lap("evaluate")
 
-            attention_summary = stages.attention_outputs(model, samples, path)
-            lap("attention")
+            # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
+            with torch.backends.cudnn.flags(enabled=False):
+                samples = scored.subset(stages.samples_to_explain(test.y, config["NUM_SAMPLES_TO_EXPLAIN"]))
+                background = train_x[background_rows(len(train_x), config["NUM_SHAP_BACKGROUND_SAMPLES"],
+                                                     config["SEED"])]
+                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path)
+                print(f"SHAP ({shap_summary['method']}): additivity error median "
+                      f"{shap_summary['additivity_rel_error_median']:.3g}, "
+                      f"max {shap_summary['additivity_rel_error_max']:.3g}")
+                lap("shap")
 
-            attribution_summary = stages.attribution_outputs(
-                model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]}, config, path)
-            lap("attributions")
+                gradcam_summary = stages.gradcam_outputs(model, samples, path)
+                lap("gradcam")
 
-        metrics = {
-            **evaluation, "num_parameters": sum(p.numel() for p in model.parameters()),
-            "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
-            "device": str(device), "world_size": world_size, "timings_s": timings, "shap": shap_summary,
-            "gradcam": gradcam_summary, "attention": attention_summary, "attributions": attribution_summary,
-            "explained_rows": samples.rows.tolist(),
-            "explained": [samples.describe(i) for i in range(len(samples))],
-        }
-        report.write_report(outputs.staging, metrics, config, history, tables, path("report.html"))
-        lap("report")
-        timings["total"] = time.perf_counter() - started
-        save_json(metrics, path("metrics.json"))
-        outputs.commit()
-    if os.path.exists(resume_path):
-        os.remove(resume_path)
-    print(f"outputs in {config['OUTPUT_DIR']}/ ({timings['total']:.1f} s)")
+                attention_summary = stages.attention_outputs(model, samples, path)
+                lap("attention")
+
+                if config["ATTRIBUTION_SUITE"]:
+                    attribution_summary = stages.attribution_outputs(
+                        model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]}, config,
+                        path)
+                    lap("attributions")
+
+            metrics = {
+                **evaluation, "num_parameters": sum(p.numel() for p in model.parameters()),
+                "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
+                "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
+                "shap": shap_summary, "gradcam": gradcam_summary, "attention": attention_summary,
+                "explained_rows": samples.rows.tolist(),
+                "explained": [samples.describe(i) for i in range(len(samples))],
+            }
+            if config["ATTRIBUTION_SUITE"]:
+                metrics["attributions"] = attribution_summary
+            report.write_report(folder.staging, metrics, config, history, tables, path("report.html"))
+            lap("report")
+            timings["total"] = time.perf_counter() - started
+            save_json(metrics, path("metrics.json"))
+            published, replaced = folder.publish()
+    log(f"outputs in {config['OUTPUT_DIR']}/ = {os.path.relpath(published, folder.root)}"
+        + (f" (replaces {os.path.relpath(replaced, folder.root)} as the latest, which is kept)" if replaced else "")
+        + f" ({timings['total']:.1f} s)")
     return 0
 
 
 # -----------------------------------------------------------------------------
 # main
-USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, SegmentError, ShapSettingError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, SegmentError, ShapSettingError, OutputError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run stops, the earlier runs stay whole."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def main(argv: list[str]) -> int:
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         config = config_from_args(argv)
         return run(config)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: the output folder keeps the files of the last complete run; continue the training "
-              "with --resume=True", file=sys.stderr)
-        return 130
+    except OSError as exc:  # a write that fails mid-run (disk full, folder removed); the run left nothing partial
+        print(f"error: could not write the run's outputs: {describe_error(exc)}; the latest complete run in "
+              "OUTPUT_DIR is unchanged", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: OUTPUT_DIR's latest complete "
+              "run is whole and unchanged; training interrupted after its first epoch continues with --resume=True",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ def run_script(*args):
 
 
 def snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """The files a reader sees at the top of OUTPUT_DIR (the latest run's, through their links)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 def test_help_lists_every_constant_with_its_default():

@@ -15,7 +15,12 @@ RESUME_ARGS = ["--epochs=40", "--early_stopping_patience=100", "--num_samples_to
 
 
 def snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != train_explain.RESUME_NAME}
+    """The files a reader sees at the top of OUTPUT_DIR (the latest run's, through their links)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+
+def resume_states(out):
+    return list((out / "runs").glob(f"*.partial/{train_explain.RESUME_NAME}"))
 
 
 def weights(folder):
@@ -34,9 +39,8 @@ def interrupted(tmp_path_factory):
     process = subprocess.Popen([sys.executable, str(ROOT / "train_explain.py"), *run_args(train, test, out, *RESUME_ARGS)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
-    resume_file = out / train_explain.RESUME_NAME
     deadline = time.time() + 120
-    while not resume_file.exists() and process.poll() is None and time.time() < deadline:
+    while not resume_states(out) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
@@ -61,7 +65,7 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(interrupted):
     assert train_explain.main(run_args(train, test, folder / "straight", *RESUME_ARGS)) == 0
     resumed, straight = weights(out), weights(folder / "straight")
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
-    assert not (out / train_explain.RESUME_NAME).exists()
+    assert not resume_states(out) and not list((out / "runs").glob("*.partial"))
 
 
 def test_resume_without_an_interrupted_run_is_a_clear_error(tmp_path, capsys):
