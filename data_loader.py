@@ -46,34 +46,69 @@ class SeriesTable:
     row_indices: np.ndarray
     feature_names: list[str] | None = None  # a table's column names; None when the columns form a time series
 
+    @property
+    def labelled(self) -> bool:
+        return self.y is not None
+
 
 def read_train_test(train_path, test_path, label_column="label"):
-    """Read both CSVs as (N, C, L) series; layout and classes come from the training file."""
+    """Read both CSVs as (N, C, L) series; layout and classes come from the training file. The test file may
+    lack the label column (new data to score): its table's y is then None."""
     train_header = _header(train_path, label_column)
-    test_header = _header(test_path, label_column)
-    _check_same_columns(train_path, train_header, test_path, test_header)
     features = [name for name in train_header if name != label_column]
     channel_names, feature_columns = _channel_layout(train_path, features)
-
     train_X, train_labels = _read_rows(train_path, train_header, label_column, feature_columns)
     class_names = _class_names(train_path, train_labels)
-    test_X, test_labels = _read_rows(test_path, test_header, label_column, feature_columns)
-    test_y = _class_indices(test_labels, class_names)
-    if (test_y < 0).any():
-        raise DataError(_unseen_classes_message(test_path, train_path, test_labels, test_y))
+    train = _table(train_X, _class_indices(train_labels, class_names), class_names, channel_names, feature_columns)
+    layout = {"class_names": class_names, "channel_names": channel_names, "feature_columns": feature_columns}
+    return train, read_table(test_path, layout, label_column, reference=train_path)
 
-    def table(X, y):
-        return SeriesTable(
-            X=X.reshape(len(X), len(channel_names), -1),
-            y=y,
-            class_names=class_names,
-            channel_names=channel_names,
-            feature_columns=feature_columns,
-            row_indices=np.arange(len(X), dtype=np.int64),
-            feature_names=None if _is_series(feature_columns) else list(feature_columns),
-        )
 
-    return table(train_X, _class_indices(train_labels, class_names)), table(test_X, test_y)
+def read_table(path, layout, label_column="label", reference=None):
+    """A CSV laid out like the training file (layout: its class_names, channel_names and feature_columns, e.g.
+    a checkpoint's), its columns in any order, the label column optional; y is None without it."""
+    header = _header(path, label_column, require_label=False)
+    _check_same_columns(path, [name for name in header if name != label_column], layout["feature_columns"],
+                        reference or "the training file")
+    X, labels = _read_rows(path, header, label_column, layout["feature_columns"])
+    y = None
+    if labels is not None:
+        y = _class_indices(labels, layout["class_names"])
+        if (y < 0).any():
+            raise DataError(_unseen_classes_message(path, reference or "the training file", labels, y))
+    return _table(X, y, list(layout["class_names"]), list(layout["channel_names"]), list(layout["feature_columns"]))
+
+
+def table_from_frame(frame, layout, label_column="label", name="the DataFrame"):
+    """A DataFrame laid out like the training file (as read_table reads a CSV): feature columns in any order,
+    the label column optional, every value a finite number."""
+    features = [str(c) for c in frame.columns if c != label_column]
+    _check_same_columns(name, features, layout["feature_columns"], "the training file")
+    try:
+        X = frame[layout["feature_columns"]].to_numpy(dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{name}: some feature values are not numbers; convert them or drop those rows") from None
+    if not np.isfinite(X).all():
+        row, column = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{name}: row {row}, column {layout['feature_columns'][column]!r} is missing or infinite")
+    y = None
+    if label_column in frame.columns:
+        y = _class_indices(frame[label_column].astype(str).str.strip(), layout["class_names"])
+        if (y < 0).any():
+            raise DataError(f"{name}: labels that are not classes of the training file in row {int(np.argmax(y < 0))}")
+    return _table(X, y, list(layout["class_names"]), list(layout["channel_names"]), list(layout["feature_columns"]))
+
+
+def _table(X, y, class_names, channel_names, feature_columns):
+    return SeriesTable(
+        X=X.reshape(len(X), len(channel_names), -1),
+        y=y,
+        class_names=class_names,
+        channel_names=channel_names,
+        feature_columns=feature_columns,
+        row_indices=np.arange(len(X), dtype=np.int64),
+        feature_names=None if _is_series(feature_columns) else list(feature_columns),
+    )
 
 
 def fit_normalization(X):
@@ -147,7 +182,7 @@ class CustomDataset(torch.utils.data.Dataset):
         return CustomDataset(self.X.to(device), self.y.to(device))
 
 
-def _header(path, label_column):
+def _header(path, label_column, require_label=True):
     """The stripped column names of a readable CSV that has a label and at least one feature."""
     _check_is_text_file(path)
     try:
@@ -167,12 +202,12 @@ def _header(path, label_column):
                     "save the file as comma-separated CSV"
                 )
     _check_column_names(path, header)
-    if label_column not in header:
+    if label_column not in header and require_label:
         raise DataError(
             f"{path}: no column {label_column!r} (columns: {_few(header)}); "
             f"rename the label column to {label_column!r} or set LABEL_COLUMN (--label_column=NAME)"
         )
-    if len(header) == 1:
+    if header == [label_column]:
         raise DataError(
             f"{path}: the only column is the label {label_column!r}; add numeric feature columns"
         )
@@ -221,10 +256,11 @@ def _check_column_names(path, header):
         seen.add(name)
 
 
-def _check_same_columns(train_path, train_header, test_path, test_header):
-    test_names, train_names = set(test_header), set(train_header)
-    missing = [name for name in train_header if name not in test_names]
-    extra = [name for name in test_header if name not in train_names]
+def _check_same_columns(path, features, expected, reference):
+    """The file's feature columns are the training file's, in any order."""
+    names, expected_names = set(features), set(expected)
+    missing = [name for name in expected if name not in names]
+    extra = [name for name in features if name not in expected_names]
     if missing or extra:
         parts = []
         if missing:
@@ -232,8 +268,8 @@ def _check_same_columns(train_path, train_header, test_path, test_header):
         if extra:
             parts.append(f"extra {_few(extra)}")
         raise DataError(
-            f"{test_path}: columns differ from {train_path} ({'; '.join(parts)}); "
-            "give both files the same columns"
+            f"{path}: feature columns differ from {reference}'s ({'; '.join(parts)}); "
+            "give it the training file's feature columns (any order; the label column may be left out)"
         )
 
 
@@ -280,8 +316,10 @@ def _channel_layout(path, features):
 
 
 def _read_rows(path, header, label_column, feature_columns):
-    """(features as float32 (N, F) in feature_columns order, stripped labels as a Series)."""
+    """(features as float32 (N, F) in feature_columns order, stripped labels as a Series or None when the file
+    has no label column)."""
     features = [name for name in header if name != label_column]
+    has_labels = label_column in header
     try:
         with warnings.catch_warnings():
             # pandas only warns when the first data row is longer than the header.
@@ -292,7 +330,7 @@ def _read_rows(path, header, label_column, feature_columns):
                 names=header,
                 header=0,
                 index_col=False,
-                dtype={**dict.fromkeys(features, np.float32), label_column: str},
+                dtype={**dict.fromkeys(features, np.float32), **({label_column: str} if has_labels else {})},
                 keep_default_na=False,
                 na_values=[""],
             )
@@ -303,10 +341,9 @@ def _read_rows(path, header, label_column, feature_columns):
     if frame.empty:
         raise DataError(f"{path}: has a header but no data rows; add one row per sample")
 
-    labels = frame[label_column].str.strip()
-    missing_labels = labels.isna() | (labels == "")
-    if missing_labels.any():
-        line = _line_number(path, int(missing_labels.to_numpy().argmax()))
+    labels = frame[label_column].str.strip() if has_labels else None
+    if has_labels and (labels.isna() | (labels == "")).any():
+        line = _line_number(path, int((labels.isna() | (labels == "")).to_numpy().argmax()))
         raise DataError(f"{path}: line {line} has no {label_column!r} value; fill it in or delete the row")
 
     X = frame[feature_columns].to_numpy(dtype=np.float32)

@@ -166,6 +166,13 @@ def check_checkpoint(checkpoint, path):
         raise bad("normalization", f"is not a mean and a std of {hp['input_channels']} channels")
     if not isinstance(checkpoint["model_state_dict"], dict):
         raise bad("model_state_dict", "is not a dict of tensors")
+    columns = checkpoint.get("feature_columns")
+    if not isinstance(columns, list) or len(columns) != hp["input_channels"] * hp["sequence_length"]:
+        raise bad("feature_columns", f"is not a list of {hp['input_channels']} x {hp['sequence_length']} column names")
+    background = checkpoint.get("background")
+    if background is not None and (not torch.is_tensor(background) or background.dim() != 3
+                                   or tuple(background.shape[1:]) != (hp["input_channels"], hp["sequence_length"])):
+        raise bad("background", "is not a (B, channels, length) tensor")
 
 
 def load_model(path, device="cpu"):

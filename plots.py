@@ -282,7 +282,7 @@ def line_comparison(ax, x, series, names, xlabel, ylabel, reference=None, refere
 # -----------------------------------------------------------------------------
 # Data summary (drawn by the report from the training table)
 def example_series_figure(X, y, class_names, channel_names, path, per_class=3, max_classes=6, max_channels=12,
-                          feature_names=None):
+                          feature_names=None, source="Training data", grouping=""):
     """A few training series per class: rows = channels (raw values, one y scale per row), columns = classes.
     A table's rows are drawn as dots per named feature, with no line joining unrelated features."""
     shown_classes = [k for k in range(len(class_names)) if np.any(y == k)][:max_classes]
@@ -310,15 +310,16 @@ def example_series_figure(X, y, class_names, channel_names, path, per_class=3, m
             ax.tick_params(labelsize=8)
             if j == 0:
                 ax.set_ylabel(channel_names[c], rotation=0, ha="right", va="center")
-        axes[0, j].set_title(wrapped(f"{class_names[k]}\n({int((y == k).sum())} training rows)", 1.75, 10), fontsize=10)
+        axes[0, j].set_title(wrapped(f"{grouping}{class_names[k]}\n({int((y == k).sum())} rows)", 1.75, 10),
+                             fontsize=10)
         axes[-1, j].set_xlabel(step_axis_label(feature_names))
     hidden = []
     if len(shown_classes) < len(class_names):
         hidden.append(f"first {len(shown_classes)} of {len(class_names)} classes")
     if channels < X.shape[1]:
         hidden.append(f"first {channels} of {X.shape[1]} channels")
-    fig.suptitle(wrapped(f"Training data: the first {per_class} {'series' if feature_names is None else 'rows'} of "
-                         "each class, raw values as in the CSV"
+    fig.suptitle(wrapped(f"{source}: the first {per_class} {'series' if feature_names is None else 'rows'} of "
+                         f"each {grouping}class, raw values as in the CSV"
                          + (f" ({', '.join(hidden)})" if hidden else ""), width), fontsize=11)
     save(fig, path)
 
@@ -327,9 +328,12 @@ def example_series_figure(X, y, class_names, channel_names, path, per_class=3, m
 # SHAP, Grad-CAM and attention
 def sample_heading(samples, i, what="explained sample"):
     """The one title line of a per-sample figure: which row, its true and predicted class, how sure, right or not."""
-    pred, true = int(samples.y_pred[i]), int(samples.y_true[i])
-    return (f"{what} {i}: test row {samples.rows[i]}, true {samples.class_names[true]}, predicted "
-            f"{samples.class_names[pred]} ({probability(samples.probabilities[i, pred])}, "
+    pred = int(samples.y_pred[i])
+    predicted = f"predicted {samples.class_names[pred]} ({probability(samples.probabilities[i, pred])}"
+    if samples.y_true is None:
+        return f"{what} {i}: row {samples.rows[i]} (no label), {predicted})"
+    true = int(samples.y_true[i])
+    return (f"{what} {i}: test row {samples.rows[i]}, true {samples.class_names[true]}, {predicted}, "
             f"{'correct' if pred == true else 'WRONG'})")
 
 
@@ -380,7 +384,8 @@ def shap_figures(values, samples, windows, path):
     save(fig, path("shap_summary_per_class.png"))
 
     for i in range(n):
-        pred, true = int(samples.y_pred[i]), int(samples.y_true[i])
+        pred = int(samples.y_pred[i])
+        true = pred if samples.y_true is None else int(samples.y_true[i])
         columns = [f"for the predicted class {class_names[pred]}"]
         maps = [values[i, :, :, pred]]
         if true != pred:

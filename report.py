@@ -83,7 +83,7 @@ document.addEventListener('click', function (event) {
 });
 """
 
-SECTIONS = [("data", "Data"), ("training", "Training"), ("evaluation", "Test evaluation"),
+SECTIONS = [("data", "Data"), ("training", "Training"), ("evaluation", "Test evaluation"), ("predictions", "Predictions"),
             ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
             ("methods", "Attribution methods compared"), ("misclassified", "Misclassified test samples"),
             ("settings", "Run settings"), ("versions", "Versions and timings")]
@@ -189,18 +189,26 @@ def section(key, body, intro=""):
 
 # -----------------------------------------------------------------------------
 # Sections
-def data_section(train, test, figure):
-    counts = [[name, int((train.y == k).sum()), int((test.y == k).sum())] for k, name in enumerate(train.class_names)]
-    counts.append(["all classes", len(train.y), len(test.y)])
-    channels, length = train.X.shape[1], train.X.shape[2]
+def data_section(train_counts, test, figure):
+    """train_counts: training rows per class (None for a checkpoint of an earlier version, reused)."""
+    test_counts = np.bincount(test.y, minlength=len(test.class_names)) if test.labelled else None
+    columns = ([("training rows", train_counts)] if train_counts is not None else []) + \
+        ([("test rows", test_counts)] if test_counts is not None else [])
+    counts = [[name] + [int(c[k]) for _, c in columns] for k, name in enumerate(test.class_names)]
+    counts.append(["all classes"] + [int(sum(c)) for _, c in columns])
+    channels, length = test.X.shape[1], test.X.shape[2]
     facts = (f"<p><b>{channels}</b> channel{'s' if channels != 1 else ''} "
-             f"(<code>{esc(', '.join(train.channel_names))}</code>) &times; <b>{length}</b> time step"
-             f"{'s' if length != 1 else ''} per sample, <b>{len(train.class_names)}</b> classes. The model sees each "
+             f"(<code>{esc(', '.join(test.channel_names))}</code>) &times; <b>{length}</b> time step"
+             f"{'s' if length != 1 else ''} per sample, <b>{len(test.class_names)}</b> classes. The model sees each "
              "channel z-scored with the training file's mean and standard deviation; the figures of explained "
              "samples draw these normalized values.</p>")
-    return section("data", facts + "<div class='row'><div class='side'>"
-                   + table(counts, ["class", "training rows", "test rows"], numeric=(1, 2), css=" class='total'")
-                   + "</div>" + figure("data_summary.png", "Example training series per class, raw values") + "</div>")
+    if not test.labelled:
+        facts += (f"<p class='note'>The explained file has <b>no labels</b> ({len(test.X)} rows): this run predicts "
+                  "and explains; accuracy, the confusion matrix and the misclassified rows need labels.</p>")
+    summary_table = table(counts, ["class"] + [name for name, _ in columns], numeric=tuple(range(1, len(columns) + 1)),
+                          css=" class='total'") if columns else ""
+    return section("data", facts + "<div class='row'><div class='side'>" + summary_table + "</div>"
+                   + figure("data_summary.png", "Example series per class, raw values") + "</div>")
 
 
 def training_section(metrics, history, figure):
@@ -222,6 +230,19 @@ def training_section(metrics, history, figure):
                                                         "epoch", wide=True))
 
 
+def predictions_section(predictions):
+    """Without labels: what the model predicted, and the rows it is least sure of."""
+    total = predictions["rows"]
+    distribution = table([[name, count, ("html", f"{count / total:.1%} {meter(count / total)}")]
+                          for name, count in predictions["predicted_class_counts"].items()],
+                         ["predicted class", "rows", "share"], numeric=(1,))
+    unsure = table([[r["row"], r["predicted"], ("html", f"{r['confidence']:.1%} {meter(r['confidence'])}")]
+                    for r in predictions["least_confident"]], ["row", "predicted", "probability"], numeric=(0,))
+    return section("predictions", f"<p>{total} rows predicted; every row's class probabilities are in "
+                                 "<code>predictions.csv</code>.</p><div class='row'><div><h3>Predicted classes</h3>"
+                   + distribution + "</div><div><h3>The least confident rows</h3>" + unsure + "</div></div>")
+
+
 def evaluation_section(metrics, classification_report, test, figure):
     rows = parse_classification_report(classification_report)
     if rows:
@@ -240,12 +261,17 @@ def evaluation_section(metrics, classification_report, test, figure):
 
 
 def sample_card(i, explained, figure):
-    ok = explained["true"] == explained["predicted"]
-    verdict = "ok" if ok else "wrong"
-    badge = f"<span class='badge {verdict}'>{'&#10003; correct' if ok else '&#10007; wrong'}</span>"
     confidence = explained["confidence"]
-    head = (f"<h3>{badge} Sample {i} <span class='muted'>test row {explained['row']}</span></h3>"
-            f"<p>true class <b>{esc(explained['true'])}</b> &middot; predicted <b>{esc(explained['predicted'])}</b> "
+    if "true" in explained:
+        ok = explained["true"] == explained["predicted"]
+        verdict = "ok" if ok else "wrong"
+        badge = f"<span class='badge {verdict}'>{'&#10003; correct' if ok else '&#10007; wrong'}</span> "
+        truth = f"true class <b>{esc(explained['true'])}</b> &middot; "
+    else:
+        verdict, badge, truth = "", "", "no label &middot; "
+    head = (f"<h3>{badge}Sample {i} <span class='muted'>{'test ' if 'true' in explained else ''}row "
+            f"{explained['row']}</span></h3>"
+            f"<p>{truth}predicted <b>{esc(explained['predicted'])}</b> "
             f"with probability <b>{confidence:.1%}</b> {meter(confidence)}</p>")
     figures = (figure(f"shap_sample_{i}.png", "SHAP values along each channel")
                + figure(f"gradcam_sample_{i}.png", "Grad-CAM of the last convolutional block")
@@ -255,14 +281,18 @@ def sample_card(i, explained, figure):
     return f"<article class='card {verdict}' id='sample-{i}'>{head}<div class='figs'>{figures}</div></article>"
 
 
-def samples_section(metrics, figure):
+def samples_section(metrics, config, figure):
     explained = metrics["explained"]
-    correct = sum(e["true"] == e["predicted"] for e in explained)
+    correct = sum(e.get("true") == e["predicted"] for e in explained)
+    rule = config.get("EXPLAIN_ROWS", "")
+    chosen = ("the least confident rows" if rule == "least_confident" else "the rows EXPLAIN_ROWS names" if rule
+              else "taken round-robin over the " + ("true" if metrics["labelled"] else "predicted")
+              + " classes so that every class is shown")
+    verdict = f"{correct} of them predicted correctly" if metrics["labelled"] else "the file has no labels"
     methods = metrics.get("attributions", {}).get("methods", {})
     signed = [name for name, m in methods.items() if m.get("signed")]
     unsigned = [name for name, m in methods.items() if m.get("signed") is False]
-    intro = (f"<p>{len(explained)} test rows, taken round-robin over the true classes so that every class is shown; "
-             f"{correct} of them predicted correctly. Each card shows the input series as black lines over colour "
+    intro = (f"<p>{len(explained)} rows, {chosen}; {verdict}. Each card shows the input series as black lines over colour "
              f"strips: for signed maps ({esc(', '.join(signed) or 'SHAP')}) <b>red</b> raises the class's logit and "
              "<b>blue</b> lowers it, white is zero"
              + (f"; {esc(', '.join(unsigned))} {'is' if len(unsigned) == 1 else 'are'} unsigned (white = none, red "
@@ -420,35 +450,54 @@ def versions_section(metrics):
 
 
 # -----------------------------------------------------------------------------
-def write_report(figure_dir, metrics, config, history, tables, path):
+def write_report(figure_dir, metrics, config, history, tables, path, train_counts=None, predicted=None):
     """Write report.html to `path` from the run's metrics (metrics.json's content, "explained" included), its
-    settings, the training history (None when training was skipped), the (train, test) tables and the files in
-    figure_dir (its figures and classification_report.txt). Adds data_summary.png to figure_dir."""
+    settings, the training history (None when training was skipped), the (train, test) tables (train is None
+    when a checkpoint was reused) and the files in figure_dir (its figures and classification_report.txt when
+    the file had labels). train_counts: training rows per class when there is no training table; predicted:
+    the predicted class of every row of the explained file. Adds data_summary.png to figure_dir."""
     train, test = tables
-    with open(os.path.join(figure_dir, "classification_report.txt"), encoding="utf-8") as f:
-        classification_report = f.read()
-    plots.example_series_figure(train.X, train.y, train.class_names, train.channel_names,
-                                os.path.join(figure_dir, "data_summary.png"), feature_names=train.feature_names)
+    labelled = metrics["labelled"]
+    if train is not None:
+        train_counts = np.bincount(train.y, minlength=len(train.class_names))
+    shown = train if train is not None else test  # example series: the training file's, or the explained file's
+    plots.example_series_figure(shown.X, shown.y if shown.labelled else predicted,
+                                shown.class_names, shown.channel_names, os.path.join(figure_dir, "data_summary.png"),
+                                feature_names=shown.feature_names,
+                                source="Training data" if train is not None else "The explained file",
+                                grouping="" if shown.labelled else "predicted ")
     figure = Figures(figure_dir)
     attributions = metrics.get("attributions")
     written = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    header = ("<header><h1>train_explain report</h1><p class='muted'>Trained on "
-              f"<code>{esc(config['TRAIN_CSV_PATH'])}</code>, tested on <code>{esc(config['TEST_CSV_PATH'])}</code>; "
-              f"written {written}.</p><div class='stats'>"
-              + stat(number(metrics["test_accuracy"]), "test accuracy")
-              + stat(number(metrics["test_macro_f1"]), "test macro F1")
-              + stat(f"{len(train.y)} / {len(test.y)}", "training / test rows")
-              + stat(f"{train.X.shape[1]} &times; {train.X.shape[2]}", "channels × time steps")
-              + stat(len(train.class_names), "classes")
+    explained_file = "tested on" if labelled else "predicted and explained (no labels)"
+    header = ("<header><h1>train_explain report</h1><p class='muted'>"
+              + (f"Trained on <code>{esc(config['TRAIN_CSV_PATH'])}</code>, " if train is not None else
+                 "A reused checkpoint, ")
+              + f"{explained_file} <code>{esc(config['TEST_CSV_PATH'])}</code>; written {written}.</p>"
+              "<div class='stats'>"
+              + (stat(number(metrics["test_accuracy"]), "test accuracy")
+                 + stat(number(metrics["test_macro_f1"]), "test macro F1") if labelled
+                 else stat("none", "labels in the file"))
+              + stat(f"{int(sum(train_counts)) if train_counts is not None else '?'} / {len(test.X)}",
+                     "training / explained-file rows")
+              + stat(f"{test.X.shape[1]} &times; {test.X.shape[2]}", "channels × time steps")
+              + stat(len(test.class_names), "classes")
               + stat(f"{metrics['num_parameters']:,}", "parameters")
               + stat(metrics.get("best_epoch", "?"), "kept epoch")
               + stat(f"{sum(v for k, v in metrics['timings_s'].items() if k != 'total'):.0f} s", "run time")
               + "</div></header>")
-    parts = [data_section(train, test, figure), training_section(metrics, history, figure),
-             evaluation_section(metrics, classification_report, test, figure), samples_section(metrics, figure),
-             shap_section(metrics["shap"], figure), attention_section(metrics["attention"])]
+    if labelled:
+        with open(os.path.join(figure_dir, "classification_report.txt"), encoding="utf-8") as f:
+            evaluation = evaluation_section(metrics, f.read(), test, figure)
+    else:
+        evaluation = predictions_section(metrics["predictions"])
+    parts = [data_section(train_counts, test, figure), training_section(metrics, history, figure), evaluation,
+             samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),
+             attention_section(metrics["attention"])]
     if attributions:
-        parts += [methods_section(attributions, figure), misclassified_section(attributions["misclassified"], figure)]
+        parts.append(methods_section(attributions, figure))
+        if "misclassified" in attributions:
+            parts.append(misclassified_section(attributions["misclassified"], figure))
     if figure.rest():
         parts.append("<section id='other'><h2>Other figures</h2><div class='figs'>"
                      + "".join(figure(name, name) for name in figure.rest()) + "</div></section>")
@@ -456,10 +505,11 @@ def write_report(figure_dir, metrics, config, history, tables, path):
     body = "\n".join(parts)
     nav = "<nav><b>Contents</b><ol>" + "".join(f"<li><a href='#{key}'>{esc(title)}</a></li>" for key, title in SECTIONS
                                                if f"<section id='{key}'>" in body) + "</ol></nav>"
+    title = (f"test accuracy {number(metrics['test_accuracy'])}" if labelled else "predictions without labels")
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>train_explain report: {esc(os.path.basename(str(config['TRAIN_CSV_PATH'])))}, test accuracy "
-            f"{number(metrics['test_accuracy'])}</title><style>{CSS}</style></head><body>"
-            + header + nav + body + f"<script>{SCRIPT}</script></body></html>")
+            f"<title>train_explain report: {esc(os.path.basename(str(config['TEST_CSV_PATH'])))}, {title}</title>"
+            f"<style>{CSS}</style></head><body>" + header + nav + body + f"<script>{SCRIPT}</script></body></html>")
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
+

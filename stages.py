@@ -32,7 +32,7 @@ class Samples:
     """Rows fed to the model, with what it said about them: the one record every stage and figure takes."""
     x: torch.Tensor  # (N, C, L) normalized, as fed to the model, on its device
     rows: np.ndarray  # (N,) row numbers in the test file
-    y_true: np.ndarray  # (N,) class indices
+    y_true: Optional[np.ndarray]  # (N,) class indices; None for a file without labels
     y_pred: np.ndarray  # (N,) predicted class indices
     probabilities: np.ndarray  # (N, K) softmax of the logits
     class_names: list
@@ -44,8 +44,8 @@ class Samples:
 
     def subset(self, index) -> "Samples":
         index = np.asarray(index, dtype=np.int64)
-        return Samples(self.x[torch.as_tensor(index, device=self.x.device)], self.rows[index], self.y_true[index],
-                       self.y_pred[index], self.probabilities[index], self.class_names, self.channel_names,
+        return Samples(self.x[torch.as_tensor(index, device=self.x.device)], self.rows[index],
+                       None if self.y_true is None else self.y_true[index], self.y_pred[index], self.probabilities[index], self.class_names, self.channel_names,
                        self.feature_names)
 
     @property
@@ -56,8 +56,13 @@ class Samples:
         """Time windows per channel for SHAP players and region shares: each feature of a table is its own."""
         return self.x.shape[2] if self.feature_names is not None else requested
 
+    @property
+    def labelled(self) -> bool:
+        return self.y_true is not None
+
     def describe(self, i: int) -> dict:
-        return {"row": int(self.rows[i]), "true": self.class_names[self.y_true[i]],
+        """Row i for metrics.json: its file row, predicted class and confidence, and its true class when known."""
+        return {"row": int(self.rows[i]), **({"true": self.class_names[self.y_true[i]]} if self.labelled else {}),
                 "predicted": self.class_names[self.y_pred[i]], "confidence": float(self.probabilities[i].max())}
 
 
@@ -68,8 +73,8 @@ def score(model, x: torch.Tensor, table) -> Samples:
                    list(table.channel_names), table.feature_names)
 
 
-def samples_to_explain(y: np.ndarray, count: int) -> np.ndarray:
-    """Test rows to explain: round-robin over the true classes in file order, so every class is shown."""
+def round_robin(y: np.ndarray, count: int) -> np.ndarray:
+    """`count` rows taken round-robin over the classes y in file order, so every class is shown."""
     by_class = [list(np.flatnonzero(y == k)) for k in np.unique(y)]
     chosen = []
     while len(chosen) < min(count, len(y)):
@@ -77,6 +82,37 @@ def samples_to_explain(y: np.ndarray, count: int) -> np.ndarray:
             if rows and len(chosen) < count:
                 chosen.append(rows.pop(0))
     return np.array(sorted(chosen), dtype=np.int64)
+
+
+def rows_to_explain(scored: Samples, rule, count: int) -> np.ndarray:
+    """Indices of the rows to explain: explicit indices (a list), the `count` least confident rows
+    ("least_confident"), or round-robin over the true classes, or the predicted ones without labels ("")."""
+    if isinstance(rule, list):
+        return np.array(rule, dtype=np.int64)
+    if rule == "least_confident":
+        return np.sort(np.argsort(scored.probabilities.max(axis=1), kind="stable")[:count])
+    return round_robin(scored.y_true if scored.labelled else scored.y_pred, count)
+
+
+# -----------------------------------------------------------------------------
+# Predictions
+def predictions_outputs(scored: Samples, path, least_confident: int = 10) -> dict:
+    """predictions.csv: one row per row of the file, in file order (row, predicted, one probability per class,
+    and with labels true and correct); returns the predicted class distribution and the least confident rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"row": scored.rows, "predicted": np.array(scored.class_names)[scored.y_pred]})
+    for k, name in enumerate(scored.class_names):
+        frame[name] = scored.probabilities[:, k]
+    if scored.labelled:
+        frame["true"] = np.array(scored.class_names)[scored.y_true]
+        frame["correct"] = scored.y_true == scored.y_pred
+    frame.to_csv(path("predictions.csv"), index=False)
+    counts = np.bincount(scored.y_pred, minlength=len(scored.class_names))
+    unsure = np.argsort(scored.probabilities.max(axis=1), kind="stable")[:least_confident]
+    return {"rows": len(scored), "labelled": scored.labelled,
+            "predicted_class_counts": dict(zip(scored.class_names, counts.tolist())),
+            "least_confident": [scored.describe(i) for i in unsure]}
 
 
 # -----------------------------------------------------------------------------
@@ -280,5 +316,5 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, co
                    "threshold": checks.SANITY_THRESHOLD, "seed": config["SEED"],
                    "not_checked": {"shap": "computed by the pipeline's SHAP stage (it needs the background rows)"}},
         "windows": len(windows), "segments": [list(s) for s in segments],
-        "misclassified": misclassification_outputs(model, scored, config, path),
+        **({"misclassified": misclassification_outputs(model, scored, config, path)} if scored.labelled else {}),
     }

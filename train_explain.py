@@ -48,6 +48,7 @@ EARLY_STOPPING_PATIENCE = 30  # with a validation split: stop after this many ep
 # explanations
 NUM_SHAP_BACKGROUND_SAMPLES = 100  # training rows that form the SHAP reference distribution
 NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM and attention
+EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted ones without labels), "least_confident", or row numbers "0,17,42"
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
@@ -169,7 +170,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from data_loader import CustomDataset, DataError, fit_normalization, normalize, read_train_test, stratified_split  # noqa: E402
+from data_loader import (CustomDataset, DataError, fit_normalization, normalize, read_table,  # noqa: E402
+                         read_train_test, stratified_split)
+from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
 from model import CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
@@ -474,9 +477,47 @@ def check_checkpoint_matches(checkpoint, train, path):
 
 # -----------------------------------------------------------------------------
 # The pipeline
-def background_rows(num_rows: int, count: int, seed: int) -> np.ndarray:
+def check_settings_fit_data(config, table):
+    """Settings that depend on the data's shape, checked before any work: a typo fails now, not after training."""
+    import stages
+
+    parse_segments(config["ATTRIBUTION_SEGMENTS"], table.X.shape[2])
+    stages.check_exact_shap_is_feasible(config, table.X.shape[1], table.X.shape[2], table.feature_names)
+    explain_rows(config, len(table.X))
+
+
+def explain_rows(config, num_rows: int):
+    """EXPLAIN_ROWS as stages.rows_to_explain takes it: "" or "least_confident", or a list of row indices."""
+    text = config["EXPLAIN_ROWS"].strip()
+    if text in ("", "least_confident"):
+        return text
+    try:
+        rows = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"EXPLAIN_ROWS={text!r} is not row numbers like 0,17,42, nor 'least_confident'") from None
+    outside = [r for r in rows if not 0 <= r < num_rows]
+    if outside or not rows or len(set(rows)) != len(rows):
+        raise ConfigError(f"EXPLAIN_ROWS={text!r} names rows {outside or 'twice'}, but "
+                          f"{config['TEST_CSV_PATH']} has rows 0..{num_rows - 1}; give each row once, counted from 0")
+    return rows
+
+
+def train_background(train_x: np.ndarray, config) -> np.ndarray:
     """Training rows that form the SHAP reference distribution: a seeded sample, in file order."""
-    return np.sort(np.random.default_rng(seed).choice(num_rows, min(count, num_rows), replace=False))
+    rows = np.random.default_rng(config["SEED"]).choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
+                                                                          len(train_x)), replace=False)
+    return train_x[np.sort(rows)]
+
+
+def checkpoint_background(checkpoint, config, path, log) -> np.ndarray:
+    """The SHAP background a checkpoint carries (the first NUM_SHAP_BACKGROUND_SAMPLES of them); a checkpoint
+    of an earlier version carries none, and the training file gives it, as it did then."""
+    if "background" in checkpoint:
+        return checkpoint["background"].numpy()[:config["NUM_SHAP_BACKGROUND_SAMPLES"]]
+    log(f"{path} carries no SHAP background (an earlier version wrote it): reading {config['TRAIN_CSV_PATH']}")
+    train, _ = read_train_test(config["TRAIN_CSV_PATH"], config["TRAIN_CSV_PATH"], config["LABEL_COLUMN"])
+    check_checkpoint_matches(checkpoint, train, path)
+    return train_background(normalize(train.X, checkpoint["normalization"]), config)
 
 
 def run(config: dict) -> int:
@@ -501,27 +542,34 @@ def run(config: dict) -> int:
     device = resolve_device(config["DEVICE"])
     torch.manual_seed(config["SEED"])
 
-    # data
-    tables = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
-    train, test = tables
-    parse_segments(config["ATTRIBUTION_SEGMENTS"], train.X.shape[2])  # a typo fails now, not after training
-    stages.check_exact_shap_is_feasible(config, train.X.shape[1], train.X.shape[2], train.feature_names)
+    # data: training reads both files now, so that bad input fails before any work
+    if config["TRAIN"]:
+        train, test = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
+        check_settings_fit_data(config, test)
 
     # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
     folder = OutputFolder(config["OUTPUT_DIR"], config["KEEP_RUNS"], log)
     with folder if rank == 0 else contextlib.nullcontext():
         resumed = folder.resumable(config["RUN"]) if config["TRAIN"] and config["RESUME"] else None
-        if not config["TRAIN"]:
+        if config["TRAIN"]:
+            normalization = fit_normalization(train.X)
+            background = train_background(normalize(train.X, normalization), config)
+        else:  # the checkpoint alone gives the layout, the normalization and the SHAP background
             source = folder.run_dir(config["RUN"])
-            model, checkpoint = load_model(os.path.join(source, CHECKPOINT_NAME), device)
-            check_checkpoint_matches(checkpoint, train, os.path.join(source, CHECKPOINT_NAME))
+            checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
+            model, checkpoint = load_model(checkpoint_path, device)
             log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
-        normalization = fit_normalization(train.X) if config["TRAIN"] else checkpoint["normalization"]
-        train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
+            train, test = None, read_table(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"],
+                                           reference=checkpoint_path)
+            check_settings_fit_data(config, test)
+            normalization = checkpoint["normalization"]
+            background = checkpoint_background(checkpoint, config, checkpoint_path, log)
         test_x = torch.from_numpy(normalize(test.X, normalization)).to(device)
-        log(f"data: {len(train.y)} training and {len(test.y)} test samples, {train.X.shape[1]} channels x "
-            f"{train.X.shape[2]} {'steps' if train.feature_names is None else 'features'}, {len(train.class_names)} "
-            f"classes, device {device}, {world_size} process(es)")
+        background = torch.from_numpy(background).to(device)
+        log(f"data: {f'{len(train.y)} training and ' if train else ''}{len(test.X)} "
+            f"{'test' if test.labelled else 'unlabelled'} samples, {test.X.shape[1]} channels x {test.X.shape[2]} "
+            f"{'steps' if test.feature_names is None else 'features'}, {len(test.class_names)} classes, device "
+            f"{device}, {world_size} process(es)")
         lap("load")
 
         with folder.staged_run(resumed) if rank == 0 else contextlib.nullcontext():
@@ -532,6 +580,7 @@ def run(config: dict) -> int:
             # training: every process under torchrun; everything after it on rank 0 alone
             history = None
             if config["TRAIN"]:
+                train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
                 fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
                 fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx]).to(device)
                 val_data = CustomDataset(train_x[val_idx], train.y[val_idx]).to(device)
@@ -550,6 +599,9 @@ def run(config: dict) -> int:
                 model.load_state_dict(state)
                 checkpoint = checkpoint_dict(model, hyperparameters, train.class_names, train.channel_names,
                                              train.feature_columns, normalization, epoch, val_acc, val_loss)
+                # what --train=False needs to explain new data without the training file
+                checkpoint.update(background=background.cpu(),
+                                  train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist())
             model.eval()
             if distributed:
                 distributed.barrier()
@@ -571,17 +623,22 @@ def run(config: dict) -> int:
 
                 plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
-            # evaluation
+            # predictions and, with labels, evaluation
             scored = stages.score(model, test_x, test)
-            evaluation = stages.evaluation_outputs(scored, path)
-            print(f"test accuracy {evaluation['test_accuracy']:.4f}, macro F1 {evaluation['test_macro_f1']:.4f}")
+            predictions = stages.predictions_outputs(scored, path)
+            if scored.labelled:
+                evaluation = stages.evaluation_outputs(scored, path)
+                print(f"test accuracy {evaluation['test_accuracy']:.4f}, macro F1 {evaluation['test_macro_f1']:.4f}")
+            else:
+                evaluation = {"test_accuracy": None, "test_macro_f1": None}
+                print(f"{config['TEST_CSV_PATH']} has no {config['LABEL_COLUMN']!r} column: wrote predictions.csv "
+                      "and the explanations; accuracy, confusion matrix and misclassified rows need labels")
             lap("evaluate")
 
             # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
             with torch.backends.cudnn.flags(enabled=False):
-                samples = scored.subset(stages.samples_to_explain(test.y, config["NUM_SAMPLES_TO_EXPLAIN"]))
-                background = train_x[background_rows(len(train_x), config["NUM_SHAP_BACKGROUND_SAMPLES"],
-                                                     config["SEED"])]
+                samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
+                                                               config["NUM_SAMPLES_TO_EXPLAIN"]))
                 shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path)
                 print(f"SHAP ({shap_summary['method']}): additivity error median "
                       f"{shap_summary['additivity_rel_error_median']:.3g}, "
@@ -601,7 +658,7 @@ def run(config: dict) -> int:
                     lap("attributions")
 
             metrics = {
-                **evaluation, "num_parameters": sum(p.numel() for p in model.parameters()),
+                **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
                 "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
                 "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
                 "shap": shap_summary, "gradcam": gradcam_summary, "attention": attention_summary,
@@ -610,7 +667,8 @@ def run(config: dict) -> int:
             }
             if config["ATTRIBUTION_SUITE"]:
                 metrics["attributions"] = attribution_summary
-            report.write_report(folder.staging, metrics, config, history, tables, path("report.html"))
+            report.write_report(folder.staging, metrics, config, history, (train, test), path("report.html"),
+                                checkpoint.get("train_class_counts"), scored.y_pred)
             lap("report")
             timings["total"] = time.perf_counter() - started
             save_json(metrics, path("metrics.json"))

@@ -1,0 +1,44 @@
+"""Score new data with a trained model from Python, as `--train=False` does from the command line:
+
+    from api import predict                      # also: from train_explain import predict
+    result = predict("outputs/saved_model_hybrid_explained.pth", "new.csv")   # or a DataFrame, or an array
+    result.classes[:3], result.probabilities[:3]
+
+The data are read with the checkpoint's own layout (feature columns in any order, the label column ignored)
+and normalization, never refitted on the new data.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from data_loader import DataError, normalize, read_table, table_from_frame
+from model import load_model, predict_logits
+
+
+@dataclass
+class Prediction:
+    classes: list  # (N,) predicted class names
+    probabilities: np.ndarray  # (N, K) softmax probabilities, columns in class_names order
+    class_names: list
+
+
+def predict(model, data, label_column="label", device="cpu", batch_size=512) -> Prediction:
+    """model: a checkpoint path or load_model()'s (model, checkpoint) pair. data: a CSV path, a DataFrame laid out
+    like the training file, or raw (not normalized) values (N, C, L) of any float dtype."""
+    net, checkpoint = load_model(model, device) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") \
+        else model
+    if isinstance(data, pd.DataFrame):
+        X = table_from_frame(data, checkpoint, label_column).X
+    elif isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
+        X = read_table(data, checkpoint, label_column).X
+    else:
+        X = np.asarray(data, dtype=np.float64)
+        expected = (len(checkpoint["channel_names"]), checkpoint["hyperparameters"]["sequence_length"])
+        if X.ndim != 3 or X.shape[1:] != expected:
+            raise DataError(f"the array has shape {X.shape}; this model reads (N, {expected[0]}, {expected[1]}) "
+                            "(rows, channels, steps)")
+    logits = predict_logits(net, normalize(X, checkpoint["normalization"]), batch_size)
+    probabilities = np.asarray(logits.softmax(1).cpu(), dtype=np.float64)
+    names = list(checkpoint["class_names"])
+    return Prediction([names[k] for k in probabilities.argmax(1)], probabilities, names)
