@@ -57,7 +57,7 @@ def read_train_test(train_path, test_path, label_column="label"):
     train_header = _header(train_path, label_column)
     features = [name for name in train_header if name != label_column]
     channel_names, feature_columns = _channel_layout(train_path, features)
-    train_X, train_labels = _read_rows(train_path, train_header, label_column, feature_columns)
+    ((train_X, train_labels),) = _read_rows(train_path, train_header, label_column, feature_columns)
     class_names = _class_names(train_path, train_labels)
     train = _table(train_X, _class_indices(train_labels, class_names), class_names, channel_names, feature_columns)
     layout = {"class_names": class_names, "channel_names": channel_names, "feature_columns": feature_columns}
@@ -67,16 +67,28 @@ def read_train_test(train_path, test_path, label_column="label"):
 def read_table(path, layout, label_column="label", reference=None):
     """A CSV laid out like the training file (layout: its class_names, channel_names and feature_columns, e.g.
     a checkpoint's), its columns in any order, the label column optional; y is None without it."""
+    (table,) = iter_table(path, layout, label_column, None, reference)
+    return table
+
+
+def iter_table(path, layout, label_column="label", chunk_rows=None, reference=None):
+    """read_table's table in parts of at most chunk_rows rows (None: one part), in file order, each checked as
+    read_table checks the whole; row_indices count from the top of the file. Memory is bounded by the part."""
     header = _header(path, label_column, require_label=False)
     _check_same_columns(path, [name for name in header if name != label_column], layout["feature_columns"],
                         reference or "the training file")
-    X, labels = _read_rows(path, header, label_column, layout["feature_columns"])
-    y = None
-    if labels is not None:
-        y = _class_indices(labels, layout["class_names"])
-        if (y < 0).any():
-            raise DataError(_unseen_classes_message(path, reference or "the training file", labels, y))
-    return _table(X, y, list(layout["class_names"]), list(layout["channel_names"]), list(layout["feature_columns"]))
+    offset = 0
+    for X, labels in _read_rows(path, header, label_column, layout["feature_columns"], chunk_rows):
+        y = None
+        if labels is not None:
+            y = _class_indices(labels, layout["class_names"])
+            if (y < 0).any():
+                raise DataError(_unseen_classes_message(path, reference or "the training file", labels, y, offset))
+        table = _table(X, y, list(layout["class_names"]), list(layout["channel_names"]),
+                       list(layout["feature_columns"]))
+        table.row_indices += offset
+        offset += len(X)
+        yield table
 
 
 def table_from_frame(frame, layout, label_column="label", name="the DataFrame"):
@@ -315,16 +327,17 @@ def _channel_layout(path, features):
     return list(steps_by_channel), feature_columns
 
 
-def _read_rows(path, header, label_column, feature_columns):
-    """(features as float32 (N, F) in feature_columns order, stripped labels as a Series or None when the file
-    has no label column)."""
+def _read_rows(path, header, label_column, feature_columns, chunk_rows=None):
+    """Yields (features as float32 (n, F) in feature_columns order, stripped labels as a Series or None when the
+    file has no label column) for parts of at most chunk_rows rows (None: the whole file as one part)."""
     features = [name for name in header if name != label_column]
     has_labels = label_column in header
+    offset = 0
     try:
         with warnings.catch_warnings():
             # pandas only warns when the first data row is longer than the header.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
+            frames = pd.read_csv(
                 path,
                 encoding="utf-8-sig",
                 names=header,
@@ -333,25 +346,34 @@ def _read_rows(path, header, label_column, feature_columns):
                 dtype={**dict.fromkeys(features, np.float32), **({label_column: str} if has_labels else {})},
                 keep_default_na=False,
                 na_values=[""],
+                chunksize=chunk_rows,
             )
+            for frame in [frames] if chunk_rows is None else frames:
+                if frame.empty and not offset:
+                    raise DataError(f"{path}: has a header but no data rows; add one row per sample")
+                yield _checked_rows(path, frame, label_column if has_labels else None, feature_columns, offset)
+                offset += len(frame)
+            if not offset:
+                raise DataError(f"{path}: has a header but no data rows; add one row per sample")
     except UnicodeDecodeError as err:
         raise DataError(_not_utf8_message(path, err)) from None
     except (ValueError, pd.errors.ParserWarning) as err:
+        if isinstance(err, DataError):
+            raise
         raise DataError(_malformed_message(path, header, label_column, err)) from None
-    if frame.empty:
-        raise DataError(f"{path}: has a header but no data rows; add one row per sample")
 
-    labels = frame[label_column].str.strip() if has_labels else None
-    if has_labels and (labels.isna() | (labels == "")).any():
-        line = _line_number(path, int((labels.isna() | (labels == "")).to_numpy().argmax()))
+
+def _checked_rows(path, frame, label_column, feature_columns, offset):
+    """(X, labels) of one part of the file: every label present, every value finite; offset: its first row."""
+    labels = frame[label_column].str.strip() if label_column else None
+    if label_column and (labels.isna() | (labels == "")).any():
+        line = _line_number(path, offset + int((labels.isna() | (labels == "")).to_numpy().argmax()))
         raise DataError(f"{path}: line {line} has no {label_column!r} value; fill it in or delete the row")
-
     X = frame[feature_columns].to_numpy(dtype=np.float32)
-    del frame
     finite = np.isfinite(X)
     if not finite.all():
         row, column = np.argwhere(~finite)[0]
-        where = f"{path}: line {_line_number(path, row)}, column {feature_columns[column]!r}"
+        where = f"{path}: line {_line_number(path, offset + row)}, column {feature_columns[column]!r}"
         if np.isnan(X[row, column]):
             raise DataError(f"{where} is missing; fill it in or delete the row")
         raise DataError(f"{where} is infinite; replace it with a finite number or delete the row")
@@ -418,9 +440,9 @@ def _class_indices(labels, class_names):
     return pd.Index(class_names).get_indexer(labels).astype(np.int64)
 
 
-def _unseen_classes_message(test_path, train_path, labels, y):
+def _unseen_classes_message(test_path, train_path, labels, y, offset=0):
     unseen = labels[y < 0]
-    line = _line_number(test_path, int(np.argmax(y < 0)))
+    line = _line_number(test_path, offset + int(np.argmax(y < 0)))
     return (
         f"{test_path}: classes not in {train_path}: {_few(list(unseen.unique()))} "
         f"(first on line {line}); remove those rows or add training samples of those classes"

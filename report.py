@@ -189,9 +189,10 @@ def section(key, body, intro=""):
 
 # -----------------------------------------------------------------------------
 # Sections
-def data_section(train_counts, test, figure):
-    """train_counts: training rows per class (None for a checkpoint of an earlier version, reused)."""
-    test_counts = np.bincount(test.y, minlength=len(test.class_names)) if test.labelled else None
+def data_section(train_counts, test, predictions, figure):
+    """train_counts: training rows per class (None for a checkpoint of an earlier version, reused); test: the
+    explained file's table (or its first part); predictions: metrics.json's section of it."""
+    test_counts = list(predictions["true_class_counts"].values()) if test.labelled else None
     columns = ([("training rows", train_counts)] if train_counts is not None else []) + \
         ([("test rows", test_counts)] if test_counts is not None else [])
     counts = [[name] + [int(c[k]) for _, c in columns] for k, name in enumerate(test.class_names)]
@@ -203,7 +204,7 @@ def data_section(train_counts, test, figure):
              "channel z-scored with the training file's mean and standard deviation; the figures of explained "
              "samples draw these normalized values.</p>")
     if not test.labelled:
-        facts += (f"<p class='note'>The explained file has <b>no labels</b> ({len(test.X)} rows): this run predicts "
+        facts += (f"<p class='note'>The explained file has <b>no labels</b> ({predictions['rows']} rows): this run predicts "
                   "and explains; accuracy, the confusion matrix and the misclassified rows need labels.</p>")
     summary_table = table(counts, ["class"] + [name for name, _ in columns], numeric=tuple(range(1, len(columns) + 1)),
                           css=" class='total'") if columns else ""
@@ -252,7 +253,7 @@ def evaluation_section(metrics, classification_report, test, figure):
         report_html = f"<pre>{esc(classification_report)}</pre>"
     wrong = metrics["attributions"]["misclassified"]["count"] if "attributions" in metrics else None
     summary = (f"<p>Test accuracy <b>{number(metrics['test_accuracy'])}</b>, macro F1 "
-               f"<b>{number(metrics['test_macro_f1'])}</b> on {len(test.y)} test rows"
+               f"<b>{number(metrics['test_macro_f1'])}</b> on {metrics['predictions']['rows']} test rows"
                + (f"; {wrong} misclassified (<a href='#misclassified'>gallery</a>)" if wrong else "") + ".</p>")
     return section("evaluation", summary + "<div class='row'>" + figure("confusion_matrix.png",
                                                                           "Confusion matrix of the test set",
@@ -478,7 +479,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
               + (stat(number(metrics["test_accuracy"]), "test accuracy")
                  + stat(number(metrics["test_macro_f1"]), "test macro F1") if labelled
                  else stat("none", "labels in the file"))
-              + stat(f"{int(sum(train_counts)) if train_counts is not None else '?'} / {len(test.X)}",
+              + stat(f"{int(sum(train_counts)) if train_counts is not None else '?'} / {metrics['predictions']['rows']}",
                      "training / explained-file rows")
               + stat(f"{test.X.shape[1]} &times; {test.X.shape[2]}", "channels × time steps")
               + stat(len(test.class_names), "classes")
@@ -491,7 +492,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
             evaluation = evaluation_section(metrics, f.read(), test, figure)
     else:
         evaluation = predictions_section(metrics["predictions"])
-    parts = [data_section(train_counts, test, figure), training_section(metrics, history, figure), evaluation,
+    parts = [data_section(train_counts, test, metrics["predictions"], figure), training_section(metrics, history, figure), evaluation,
              samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),
              attention_section(metrics["attention"])]
     if attributions:

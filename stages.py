@@ -21,6 +21,7 @@ import torch
 
 import attributions
 import checks
+import data_loader
 import plots
 import regions
 import shapley
@@ -66,11 +67,46 @@ class Samples:
                 "predicted": self.class_names[self.y_pred[i]], "confidence": float(self.probabilities[i].max())}
 
 
-def score(model, x: torch.Tensor, table) -> Samples:
-    """Every row of the table (a data_loader.SeriesTable, x its normalized inputs) with the model's predictions."""
-    probabilities = torch.softmax(predict_logits(model, x).float(), 1).cpu().numpy()
-    return Samples(x, table.row_indices, table.y, probabilities.argmax(1), probabilities, list(table.class_names),
-                   list(table.channel_names), table.feature_names)
+CHUNK_ROWS = 10_000  # rows of a file scored at once when it is read in parts (--train=False)
+
+
+class FileRows:
+    """The normalized rows of a CSV read in parts of CHUNK_ROWS, read again when some rows are needed: stands in for
+    Samples.x of a file that need not fit in memory (Samples only indexes it, `rows[index]`, and reads .device)."""
+
+    def __init__(self, path, layout, label_column, normalization, device, reference=None):
+        self.path, self.layout, self.label_column, self.reference = path, layout, label_column, reference
+        self.normalization, self.device = normalization, device
+
+    def parts(self):
+        return data_loader.iter_table(self.path, self.layout, self.label_column, CHUNK_ROWS, self.reference)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        wanted = np.asarray(index.cpu() if torch.is_tensor(index) else index, dtype=np.int64)
+        found = {}
+        for part in self.parts():
+            first, count = part.row_indices[0], len(part.row_indices)
+            for row in wanted[(wanted >= first) & (wanted < first + count)]:
+                found[int(row)] = part.X[row - first]
+        X = np.stack([found[int(row)] for row in wanted]) if len(wanted) else \
+            np.zeros((0, len(self.layout["channel_names"]), len(self.layout["feature_columns"]) //
+                      len(self.layout["channel_names"])), np.float32)
+        return torch.from_numpy(data_loader.normalize(X, self.normalization)).to(self.device)
+
+
+def score(model, parts, x, normalization) -> Samples:
+    """Every row of a file with the model's predictions. parts: the file's tables (data_loader.SeriesTable) in file
+    order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows)."""
+    probabilities, labels, rows = [], [], []
+    for part in parts:
+        logits = predict_logits(model, data_loader.normalize(part.X, normalization))
+        probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
+        labels.append(part.y)
+        rows.append(part.row_indices)
+    probabilities = np.concatenate(probabilities)
+    y = None if labels[0] is None else np.concatenate(labels)
+    return Samples(x, np.concatenate(rows), y, probabilities.argmax(1), probabilities, list(part.class_names),
+                   list(part.channel_names), part.feature_names)
 
 
 def round_robin(y: np.ndarray, count: int) -> np.ndarray:
@@ -112,6 +148,8 @@ def predictions_outputs(scored: Samples, path, least_confident: int = 10) -> dic
     unsure = np.argsort(scored.probabilities.max(axis=1), kind="stable")[:least_confident]
     return {"rows": len(scored), "labelled": scored.labelled,
             "predicted_class_counts": dict(zip(scored.class_names, counts.tolist())),
+            **({"true_class_counts": dict(zip(scored.class_names, np.bincount(
+                scored.y_true, minlength=len(scored.class_names)).tolist()))} if scored.labelled else {}),
             "least_confident": [scored.describe(i) for i in unsure]}
 
 

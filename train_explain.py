@@ -477,13 +477,15 @@ def check_checkpoint_matches(checkpoint, train, path):
 
 # -----------------------------------------------------------------------------
 # The pipeline
-def check_settings_fit_data(config, table):
-    """Settings that depend on the data's shape, checked before any work: a typo fails now, not after training."""
+def check_settings_fit_data(config, table, num_rows):
+    """Settings that depend on the data's shape, checked before any work: a typo fails now, not after training.
+    num_rows: the rows of the file explained (None: not known yet, EXPLAIN_ROWS is checked when it is)."""
     import stages
 
     parse_segments(config["ATTRIBUTION_SEGMENTS"], table.X.shape[2])
     stages.check_exact_shap_is_feasible(config, table.X.shape[1], table.X.shape[2], table.feature_names)
-    explain_rows(config, len(table.X))
+    if num_rows is not None:
+        explain_rows(config, num_rows)
 
 
 def explain_rows(config, num_rows: int):
@@ -545,7 +547,7 @@ def run(config: dict) -> int:
     # data: training reads both files now, so that bad input fails before any work
     if config["TRAIN"]:
         train, test = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
-        check_settings_fit_data(config, test)
+        check_settings_fit_data(config, test, len(test.X))
 
     # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
     folder = OutputFolder(config["OUTPUT_DIR"], config["KEEP_RUNS"], log)
@@ -559,14 +561,17 @@ def run(config: dict) -> int:
             checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
             model, checkpoint = load_model(checkpoint_path, device)
             log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
-            train, test = None, read_table(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"],
-                                           reference=checkpoint_path)
-            check_settings_fit_data(config, test)
             normalization = checkpoint["normalization"]
+            # the new file is read in parts, so that its size is bounded by the disk, not the memory
+            test_x = stages.FileRows(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"], normalization,
+                                     device, reference=checkpoint_path)
+            train, test = None, next(iter(test_x.parts()))  # its first part: checked now, and shown in the report
+            check_settings_fit_data(config, test, num_rows=None)
             background = checkpoint_background(checkpoint, config, checkpoint_path, log)
-        test_x = torch.from_numpy(normalize(test.X, normalization)).to(device)
+        if config["TRAIN"]:
+            test_x = torch.from_numpy(normalize(test.X, normalization)).to(device)
         background = torch.from_numpy(background).to(device)
-        log(f"data: {f'{len(train.y)} training and ' if train else ''}{len(test.X)} "
+        log(f"data: {f'{len(train.y)} training and ' if train else ''}{len(test.X) if train else 'new'} "
             f"{'test' if test.labelled else 'unlabelled'} samples, {test.X.shape[1]} channels x {test.X.shape[2]} "
             f"{'steps' if test.feature_names is None else 'features'}, {len(test.class_names)} classes, device "
             f"{device}, {world_size} process(es)")
@@ -624,7 +629,7 @@ def run(config: dict) -> int:
                 plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
             # predictions and, with labels, evaluation
-            scored = stages.score(model, test_x, test)
+            scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization)
             predictions = stages.predictions_outputs(scored, path)
             if scored.labelled:
                 evaluation = stages.evaluation_outputs(scored, path)

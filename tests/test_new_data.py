@@ -139,3 +139,21 @@ def test_the_readme_snippet_runs_as_written(trained_run, tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["logits"].shape == (len(pd.read_csv(test)), 3)
+
+
+def test_a_file_read_in_parts_gets_the_same_predictions_and_explanations(unlabelled_run, tmp_path, monkeypatch):
+    import stages
+
+    copy, new, _ = unlabelled_run
+    out = tmp_path / "out"
+    shutil.copytree(copy, out, symlinks=True)
+    monkeypatch.setattr(stages, "CHUNK_ROWS", 5)  # 24 rows: five parts, the last one short
+    assert train_explain.main(run_args(new, new, out, "--train=False", "--explain_rows=23,4,10")) == 0
+    whole, parts = (pd.read_csv(folder / "predictions.csv") for folder in (copy, out))
+    pd.testing.assert_frame_equal(whole, parts)
+    model, checkpoint = train_explain.load_model(out / CHECKPOINT)
+    frame = pd.read_csv(new)
+    raw = frame[checkpoint["feature_columns"]].to_numpy(np.float32).reshape(len(frame), 2, -1)[[23, 4, 10]]
+    explained = np.load(out / "shap_values.npz")
+    np.testing.assert_allclose(explained["inputs"], train_explain.normalize(raw, checkpoint["normalization"]))
+    assert explained["indices"].tolist() == [23, 4, 10]
