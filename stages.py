@@ -288,21 +288,23 @@ def misclassification_outputs(model, scored: Samples, config, path) -> dict:
             "confused_pairs": confused_pairs(scored.y_true, scored.y_pred, scored.class_names)}
 
 
-def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, config, path) -> dict:
+def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, chosen: list, config, path) -> dict:
     """Every method's maps for the explained samples (target: their predicted classes), written to
     attributions.npz (one (N, C, L) array per method, the samples in the order of shap_values.npz) with
     their figures; returns the metrics.json section: per method seconds, deletion and insertion areas
     and the randomization sanity check, the random-ordering control, regions and misclassifications.
 
-    shap: {"values": (N, C, L, K) the SHAP stage's values, "seconds": its time}."""
+    shap: {"values": (N, C, L, K) the SHAP stage's values, "seconds": its time}; chosen: the methods to run
+    (names of attributions.METHODS, "shap" for the SHAP stage's map)."""
     x = samples.x
     n, channels, length = x.shape
     segments = regions.parse_segments(config["ATTRIBUTION_SEGMENTS"], length)
     target = torch.as_tensor(samples.y_pred, device=x.device, dtype=torch.long)
-    methods = attributions.method_functions(config)
+    methods = {name: f for name, f in attributions.method_functions(config).items() if name in chosen}
     maps, seconds = attributions.compute_maps(methods, model, x, target)
-    maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
-    seconds["shap"] = shap["seconds"]
+    if "shap" in chosen:
+        maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
+        seconds["shap"] = shap["seconds"]
     np.savez(path("attributions.npz"), **maps)
 
     fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"])
@@ -352,7 +354,8 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, co
         "sanity": {"test": "Spearman rank correlation of |attribution| with a weight-randomized model's maps, "
                            "mean over samples",
                    "threshold": checks.SANITY_THRESHOLD, "seed": config["SEED"],
-                   "not_checked": {"shap": "computed by the pipeline's SHAP stage (it needs the background rows)"}},
+                   "not_checked": {"shap": "computed by the pipeline's SHAP stage (it needs the background rows)"}
+                   if "shap" in chosen else {}},
         "windows": len(windows), "segments": [list(s) for s in segments],
         **({"misclassified": misclassification_outputs(model, scored, config, path)} if scored.labelled else {}),
     }

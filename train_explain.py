@@ -11,6 +11,7 @@ and its checkpoint are in model.py (nothing imports this script). `import train_
 effects; `load_model()` (re-exported from model.py) rebuilds a trained model from its file.
 """
 import ast
+import difflib
 import sys
 
 # -----------------------------------------------------------------------------
@@ -52,7 +53,7 @@ EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted 
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
-ATTRIBUTION_SUITE = True  # False: leave out the attribution suite (seven more methods, faithfulness, sanity, misclassified) in a quick run
+ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all", names "saliency,integrated_gradients,shap,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
@@ -108,7 +109,9 @@ def config_from_args(argv: list[str]) -> dict:
             text = args.pop(0)
         name = key.upper().replace("-", "_")
         if name not in config:
-            raise ConfigError(f"unknown flag --{key}; run python train_explain.py --help for the constants")
+            nearest = difflib.get_close_matches(name, list(config), n=1)
+            hint = f"did you mean --{nearest[0].lower()}? " if nearest else ""
+            raise ConfigError(f"unknown flag --{key}; {hint}run python train_explain.py --help for the constants")
         config[name] = parse_value(name, text, config[name])
     check_config(config)
     return config
@@ -483,9 +486,23 @@ def check_settings_fit_data(config, table, num_rows):
     import stages
 
     parse_segments(config["ATTRIBUTION_SEGMENTS"], table.X.shape[2])
+    chosen_methods(config)
     stages.check_exact_shap_is_feasible(config, table.X.shape[1], table.X.shape[2], table.feature_names)
     if num_rows is not None:
         explain_rows(config, num_rows)
+
+
+def chosen_methods(config) -> list[str]:
+    """ATTRIBUTION_METHODS as a list of attributions.METHODS names, checked."""
+    from attributions import METHODS
+
+    text = config["ATTRIBUTION_METHODS"].strip()
+    names = list(METHODS) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METHODS]
+    if unknown:
+        raise ConfigError(f"ATTRIBUTION_METHODS names {', '.join(unknown)}, which are not methods; choose among "
+                          f"{', '.join(METHODS)}, 'all' or ''")
+    return names
 
 
 def explain_rows(config, num_rows: int):
@@ -656,10 +673,10 @@ def run(config: dict) -> int:
                 attention_summary = stages.attention_outputs(model, samples, path)
                 lap("attention")
 
-                if config["ATTRIBUTION_SUITE"]:
+                if chosen_methods(config):
                     attribution_summary = stages.attribution_outputs(
-                        model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]}, config,
-                        path)
+                        model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
+                        chosen_methods(config), config, path)
                     lap("attributions")
 
             metrics = {
@@ -670,7 +687,7 @@ def run(config: dict) -> int:
                 "explained_rows": samples.rows.tolist(),
                 "explained": [samples.describe(i) for i in range(len(samples))],
             }
-            if config["ATTRIBUTION_SUITE"]:
+            if chosen_methods(config):
                 metrics["attributions"] = attribution_summary
             report.write_report(folder.staging, metrics, config, history, (train, test), path("report.html"),
                                 checkpoint.get("train_class_counts"), scored.y_pred)

@@ -59,14 +59,14 @@ def main():
             synthetic(120, options.channels, options.length, seed, True).to_csv(folder / f"{part}.csv", index=False)
         out = folder / "out"
         run([f"--train_csv_path={folder / 'train.csv'}", f"--test_csv_path={folder / 'test.csv'}",
-             f"--output_dir={out}", "--epochs=2", "--num_samples_to_explain=1", "--attribution_suite=False"])
+             f"--output_dir={out}", "--epochs=2", "--num_samples_to_explain=1", "--attribution_methods="])
         print(f"| rows | CSV MB | scoring s | run s | rows/s | peak RSS MiB |\n|---|---|---|---|---|---|")
         peaks = []
         for rows in options.rows:
             new = folder / f"new_{rows}.csv"
             synthetic(rows, options.channels, options.length, 2, False).to_csv(new, index=False)
             seconds, peak = run([f"--test_csv_path={new}", f"--output_dir={out}", "--train=False",
-                                 "--num_samples_to_explain=1", "--attribution_suite=False", "--keep_runs=1"])
+                                 "--num_samples_to_explain=1", "--attribution_methods=", "--keep_runs=1"])
             scoring = json.loads((out / "metrics.json").read_text())["timings_s"]["evaluate"]
             peaks.append(peak)
             print(f"| {rows:,} | {new.stat().st_size / 1e6:,.0f} | {scoring:.1f} | {seconds:.1f} | "

@@ -186,7 +186,7 @@ def test_attribution_outputs_writes_one_map_per_method_the_figures_and_the_metri
     samples = scored.subset(planted["rows"][:n])
     samples.y_true = planted["test_y"][planted["rows"][:n]]
     result = stages.attribution_outputs(planted["model"], samples, scored, {"values": shap_values, "seconds": 0.5},
-                                        config, lambda name: str(tmp_path / name))
+                                        METHODS, config, lambda name: str(tmp_path / name))
 
     with np.load(tmp_path / "attributions.npz") as saved:
         assert sorted(saved.files) == sorted(METHODS)

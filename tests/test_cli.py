@@ -41,6 +41,8 @@ def test_overrides_take_both_flag_forms_and_keep_the_default_type():
     (["--device=tpu"], "DEVICE is 'tpu'"),
     (["--kernel_size=4"], "odd"),
     (["stray"], "unexpected argument"),
+    (["--epoch=3"], "unknown flag --epoch; did you mean --epochs?"),
+    (["--attribution_methods=saliency,gradcm"], "gradcm, which are not methods"),
 ])
 def test_a_bad_flag_is_one_error_line_and_exit_status_2(args, words):
     result = run_script(*args)
@@ -72,3 +74,18 @@ def test_exact_shap_with_too_many_players_fails_before_training(tmp_path, capsys
     assert train_explain.main(run_args(train, test, tmp_path / "out", "--shap_method=exact")) == 2
     assert "2^players" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_attribution_methods_runs_exactly_the_methods_named(tmp_path):
+    import numpy as np
+
+    from conftest import write_series_csvs
+
+    train, test = write_series_csvs(tmp_path)
+    out = tmp_path / "out"
+    assert train_explain.main(run_args(train, test, out, "--attribution_methods=saliency,shap")) == 0
+    with np.load(out / "attributions.npz") as maps:
+        assert sorted(maps.files) == ["saliency", "shap"]
+    import json
+
+    assert sorted(json.loads((out / "metrics.json").read_text())["attributions"]["methods"]) == ["saliency", "shap"]

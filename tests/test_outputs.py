@@ -26,7 +26,7 @@ LONG = ["--epochs=400", "--early_stopping_patience=1000"]
 
 def run_args(*args):
     """The tests' fast settings, without the attribution suite: these tests are about files, not maps."""
-    return full_run_args(*args[:3], "--attribution_suite=False", *args[3:])
+    return full_run_args(*args[:3], "--attribution_methods=", *args[3:])
 
 
 def start(*args, **kwargs):
@@ -221,6 +221,36 @@ def test_a_kill_at_any_point_leaves_the_latest_complete_run_whole(data, publishe
     assert complete_runs(out) == [run] and files_of(run) == before
     assert os.path.realpath(out / "latest") == str(run.resolve())
     assert_whole(out)
+
+
+@pytest.mark.parametrize("step", ["rename", "links", "switch"])
+def test_a_crash_during_publication_leaves_the_latest_complete_run_whole(tmp_path, monkeypatch, step):
+    """Killed between the steps of publish(): before the rename, while the links are made, before the switch."""
+    import run_folder
+
+    out = tmp_path / "out"
+    with OutputFolder(str(out), keep_runs=5, log=lambda message: None) as folder:
+        first = os.path.basename(fake_run(folder, ["a.txt", "b.txt"])[0])
+        original_rename, original_link = os.rename, run_folder.replace_with_symlink
+
+        def crash_rename(*args):
+            raise KeyboardInterrupt
+
+        def crash_link(target, link):
+            if step == "links" or target.startswith("runs"):
+                raise KeyboardInterrupt
+            original_link(target, link)
+
+        if step == "rename":
+            monkeypatch.setattr(run_folder.os, "rename", crash_rename)
+        else:
+            monkeypatch.setattr(run_folder, "replace_with_symlink", crash_link)
+        with pytest.raises(KeyboardInterrupt):
+            fake_run(folder, ["a.txt", "c.txt"])
+        monkeypatch.setattr(run_folder.os, "rename", original_rename)
+    assert os.path.basename(os.path.realpath(out / "latest")) == first
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == \
+        {"a.txt": first, "b.txt": first}
 
 
 # 4. A quick run does not destroy a long one
