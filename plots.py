@@ -191,7 +191,8 @@ def attribution_grid_figure(signals, attributions, titles, signed, channel_names
     channels, length = signals.shape
     columns = min(columns, len(titles))
     blocks = -(-len(titles) // columns)
-    ratios = ([1.0] * channels + [1.9]) * blocks  # a spacer row holds x labels and the next titles
+    panel = 1.0 if feature_names is None else 2.6  # a table's bars need the height to be read
+    ratios = ([panel] * channels + [1.9 if feature_names is None else 3.2]) * blocks  # spacer: x labels, next titles
     ratios = ratios[:-1]
     width, height = 2.8 * columns + 2.4, 0.42 * sum(ratios) + 1.4
     grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.25, wspace=0.08, left=0.9 / width,
@@ -209,7 +210,7 @@ def attribution_grid_figure(signals, attributions, titles, signed, channel_names
             ax.tick_params(labelbottom=c == channels - 1)
         axes[0].set_title(column)
         axes[-1].set_xlabel(step_axis_label(feature_names), fontsize=9)
-    bars = [(True, "signed map / its largest |value|"), (False, "unsigned map / its largest value")]
+    bars = [(True, "signed / largest |value|"), (False, "unsigned / largest")]
     bars = [(key, label) for key, label in bars if key in images]
     for k, (key, label) in enumerate(bars):
         bottom = 0.55 if len(bars) > 1 and k == 0 else 0.12 if len(bars) > 1 else 0.25
@@ -478,6 +479,7 @@ def method_overlay_figure(maps, samples, i, segments, path):
     ylabel = "|attribution| summed over channels\n(scaled to a peak of 1)"
     if samples.feature_names is not None:
         bar_comparison(ax, samples.feature_names, curves, list(maps), ylabel, stacked=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, clear of the axis label
         ax.set_xlim(0, 1.12)
     else:
         edges = drawing_bins(length)
