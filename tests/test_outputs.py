@@ -253,6 +253,25 @@ def test_a_crash_during_publication_leaves_the_latest_complete_run_whole(tmp_pat
         {"a.txt": first, "b.txt": first}
 
 
+def test_without_symlinks_latest_is_a_pointer_file_and_the_top_level_files_are_copies(tmp_path, monkeypatch):
+    import errno
+
+    import run_folder
+
+    def no_symlinks(*args):
+        raise OSError(errno.EPERM, "symlinks not supported here")
+
+    monkeypatch.setattr(run_folder.os, "symlink", no_symlinks)
+    out = tmp_path / "out"
+    with OutputFolder(str(out), keep_runs=5, log=lambda message: None) as folder:
+        fake_run(folder, ["a.txt", "b.txt"])
+        second = os.path.basename(fake_run(folder, ["a.txt", "c.txt"])[0])
+        assert folder.latest() == second
+    assert (out / "latest").read_text().strip() == second
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file() and p.name.endswith(".txt")} == \
+        {"a.txt": second, "c.txt": second}
+
+
 # 4. A quick run does not destroy a long one
 def test_a_quick_run_after_a_long_one_keeps_the_long_one(data, published, tmp_path):
     out = copy_of(published, tmp_path)
