@@ -173,8 +173,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from data_loader import (CustomDataset, DataError, fit_normalization, normalize, read_table,  # noqa: E402
-                         read_train_test, stratified_split)
+from data_loader import (CustomDataset, DataError, fit_normalization, normalize, read_train_test,  # noqa: E402
+                         stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
 from model import CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402

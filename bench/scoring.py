@@ -60,7 +60,7 @@ def main():
         out = folder / "out"
         run([f"--train_csv_path={folder / 'train.csv'}", f"--test_csv_path={folder / 'test.csv'}",
              f"--output_dir={out}", "--epochs=2", "--num_samples_to_explain=1", "--attribution_methods="])
-        print(f"| rows | CSV MB | scoring s | run s | rows/s | peak RSS MiB |\n|---|---|---|---|---|---|")
+        print("| rows | CSV MB | scoring s | run s | rows/s | peak RSS MiB |\n|---|---|---|---|---|---|")
         peaks = []
         for rows in options.rows:
             new = folder / f"new_{rows}.csv"
