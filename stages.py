@@ -2,13 +2,15 @@
 with the explanation modules, draws with plots.py, writes its files through `path(name)` (a file in the
 run's staging folder) and returns its section of metrics.json:
 
-    evaluation_outputs(scored, path)                                     -> metrics of the test set
+    predictions_outputs(scored, path)                                    -> predictions.csv's summary
+    evaluation_outputs(scored, path)                                     -> metrics of the test set (labels only)
     shap_outputs(model, samples, background, config, path)              -> (section, SHAP values)
     gradcam_outputs(model, samples, path)                                -> section
     attention_outputs(model, samples, path)                              -> section
-    attribution_outputs(model, samples, scored, shap, config, path)     -> section
+    attribution_outputs(model, samples, scored, shap, chosen, config, path) -> section
 
-`scored` is every test row with the model's predictions, `samples` the few rows explained (`Samples`).
+`scored` is every row of the test (or new) file with the model's predictions (`score`), `samples` the few
+rows explained (`Samples`, chosen by `rows_to_explain`).
 Gradient stages run through the LSTM: on CUDA, call them inside torch.backends.cudnn.flags(enabled=False).
 """
 import math
