@@ -54,14 +54,19 @@ class SeriesTable:
 def read_train_test(train_path, test_path, label_column="label"):
     """Read both CSVs as (N, C, L) series; layout and classes come from the training file. The test file may
     lack the label column (new data to score): its table's y is then None."""
-    train_header = _header(train_path, label_column)
-    features = [name for name in train_header if name != label_column]
-    channel_names, feature_columns = _channel_layout(train_path, features)
-    ((train_X, train_labels),) = _read_rows(train_path, train_header, label_column, feature_columns)
-    class_names = _class_names(train_path, train_labels)
-    train = _table(train_X, _class_indices(train_labels, class_names), class_names, channel_names, feature_columns)
-    layout = {"class_names": class_names, "channel_names": channel_names, "feature_columns": feature_columns}
+    train = read_train(train_path, label_column)
+    layout = {"class_names": train.class_names, "channel_names": train.channel_names,
+              "feature_columns": train.feature_columns}
     return train, read_table(test_path, layout, label_column, reference=train_path)
+
+
+def read_train(path, label_column="label"):
+    """The training CSV, which defines the layout (channels, steps) and the classes; it must have labels."""
+    header = _header(path, label_column)
+    channel_names, feature_columns = _channel_layout(path, [name for name in header if name != label_column])
+    ((X, labels),) = _read_rows(path, header, label_column, feature_columns)
+    class_names = _class_names(path, labels)
+    return _table(X, _class_indices(labels, class_names), class_names, channel_names, feature_columns)
 
 
 def read_table(path, layout, label_column="label", reference=None):

@@ -244,7 +244,7 @@ def predictions_section(predictions):
                    + distribution + "</div><div><h3>The least confident rows</h3>" + unsure + "</div></div>")
 
 
-def evaluation_section(metrics, classification_report, test, figure):
+def evaluation_section(metrics, classification_report, figure):
     rows = parse_classification_report(classification_report)
     if rows:
         report_html = table([[r[0]] + [number(v) if isinstance(v, float) else v for v in r[1:]] for r in rows],
@@ -455,12 +455,11 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
     """Write report.html to `path` from the run's metrics (metrics.json's content, "explained" included), its
     settings, the training history (None when training was skipped), the (train, test) tables (train is None
     when a checkpoint was reused) and the files in figure_dir (its figures and classification_report.txt when
-    the file had labels). train_counts: training rows per class when there is no training table; predicted:
+    the file had labels). train_counts: training rows per class (the checkpoint's; None for one of an earlier
+    version); predicted:
     the predicted class of every row of the explained file. Adds data_summary.png to figure_dir."""
     train, test = tables
     labelled = metrics["labelled"]
-    if train is not None:
-        train_counts = np.bincount(train.y, minlength=len(train.class_names))
     shown = train if train is not None else test  # example series: the training file's, or the explained file's
     plots.example_series_figure(shown.X, shown.y if shown.labelled else predicted,
                                 shown.class_names, shown.channel_names, os.path.join(figure_dir, "data_summary.png"),
@@ -489,7 +488,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
               + "</div></header>")
     if labelled:
         with open(os.path.join(figure_dir, "classification_report.txt"), encoding="utf-8") as f:
-            evaluation = evaluation_section(metrics, f.read(), test, figure)
+            evaluation = evaluation_section(metrics, f.read(), figure)
     else:
         evaluation = predictions_section(metrics["predictions"])
     parts = [data_section(train_counts, test, metrics["predictions"], figure), training_section(metrics, history, figure), evaluation,

@@ -55,9 +55,9 @@ class Samples:
     def inputs(self) -> np.ndarray:
         return self.x.detach().cpu().numpy()
 
-    def windows(self, requested: int) -> int:
-        """Time windows per channel for SHAP players and region shares: each feature of a table is its own."""
-        return self.x.shape[2] if self.feature_names is not None else requested
+    def least_confident(self, count: int) -> np.ndarray:
+        """Indices of the `count` rows whose predicted class has the lowest probability, least confident first."""
+        return np.argsort(self.probabilities.max(axis=1), kind="stable")[:count]
 
     @property
     def labelled(self) -> bool:
@@ -128,7 +128,7 @@ def rows_to_explain(scored: Samples, rule, count: int) -> np.ndarray:
     if isinstance(rule, list):
         return np.array(rule, dtype=np.int64)
     if rule == "least_confident":
-        return np.sort(np.argsort(scored.probabilities.max(axis=1), kind="stable")[:count])
+        return np.sort(scored.least_confident(count))
     return round_robin(scored.y_true if scored.labelled else scored.y_pred, count)
 
 
@@ -147,12 +147,11 @@ def predictions_outputs(scored: Samples, path, least_confident: int = 10) -> dic
         frame["correct"] = scored.y_true == scored.y_pred
     frame.to_csv(path("predictions.csv"), index=False)
     counts = np.bincount(scored.y_pred, minlength=len(scored.class_names))
-    unsure = np.argsort(scored.probabilities.max(axis=1), kind="stable")[:least_confident]
     return {"rows": len(scored), "labelled": scored.labelled,
             "predicted_class_counts": dict(zip(scored.class_names, counts.tolist())),
             **({"true_class_counts": dict(zip(scored.class_names, np.bincount(
                 scored.y_true, minlength=len(scored.class_names)).tolist()))} if scored.labelled else {}),
-            "least_confident": [scored.describe(i) for i in unsure]}
+            "least_confident": [scored.describe(i) for i in scored.least_confident(least_confident)]}
 
 
 # -----------------------------------------------------------------------------
@@ -175,11 +174,15 @@ def evaluation_outputs(scored: Samples, path) -> dict:
 
 # -----------------------------------------------------------------------------
 # SHAP
+def windows_per_channel(length: int, feature_names, requested: int) -> int:
+    """Time windows per channel for SHAP players and region shares: each feature of a table is its own."""
+    return length if feature_names is not None else requested
+
+
 def shap_players(samples_shape, feature_names, segments_per_channel: int) -> np.ndarray:
-    """(C, L) player ids: windows of each channel; every feature of a table is its own player."""
+    """(C, L) player ids: the windows of each channel (windows_per_channel)."""
     channels, length = samples_shape
-    windows = length if feature_names is not None else segments_per_channel
-    return shapley.player_groups(channels, length, windows)
+    return shapley.player_groups(channels, length, windows_per_channel(length, feature_names, segments_per_channel))
 
 
 def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
@@ -314,7 +317,8 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"])
     sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"])
     shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
-    windows = regions.window_spans(length, samples.windows(config["ATTRIBUTION_WINDOWS"]))
+    windows = regions.window_spans(length, windows_per_channel(length, samples.feature_names,
+                                                               config["ATTRIBUTION_WINDOWS"]))
     summary = {}
     for name in maps:
         checked, magnitude = sanity.get(name, {}), np.abs(shares[name])

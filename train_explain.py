@@ -174,8 +174,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from data_loader import (CustomDataset, DataError, fit_normalization, normalize, read_train_test,  # noqa: E402
-                         stratified_split)
+from data_loader import (CustomDataset, DataError, fit_normalization, normalize, read_train,  # noqa: E402
+                         read_train_test, stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
 from model import CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
@@ -535,7 +535,7 @@ def checkpoint_background(checkpoint, config, path, log) -> np.ndarray:
     if "background" in checkpoint:
         return checkpoint["background"].numpy()[:config["NUM_SHAP_BACKGROUND_SAMPLES"]]
     log(f"{path} carries no SHAP background (an earlier version wrote it): reading {config['TRAIN_CSV_PATH']}")
-    train, _ = read_train_test(config["TRAIN_CSV_PATH"], config["TRAIN_CSV_PATH"], config["LABEL_COLUMN"])
+    train = read_train(config["TRAIN_CSV_PATH"], config["LABEL_COLUMN"])
     check_checkpoint_matches(checkpoint, train, path)
     return train_background(normalize(train.X, checkpoint["normalization"]), config)
 
