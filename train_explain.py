@@ -6,8 +6,8 @@
 
 The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> output
 files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
-evaluation (with labels) -> SHAP -> Grad-CAM -> attention -> attribution methods -> report -> publication
--> main(). The stages after training are functions of stages.py, one per stage; the model and its
+evaluation (with labels) -> SHAP -> Grad-CAM -> attention -> attribution methods -> counterfactuals -> report ->
+publication -> main(). The stages after training are functions of stages.py, one per stage; the model and its
 checkpoint are in model.py (nothing imports this script). `import train_explain` has no side effects;
 `load_model()` and `predict()` (re-exported from model.py and api.py) reuse a trained model.
 """
