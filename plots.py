@@ -588,13 +588,15 @@ def misclassified_figures(mistakes, predicted_maps, true_maps, path):
 
 # -----------------------------------------------------------------------------
 # Counterfactuals (counterfactuals.py)
-def counterfactual_caption(entry):
-    """What the search found for one sample, in words, for its figure's title."""
+def counterfactual_caption(entry, channels):
+    """What the search found for one sample, in words, for its figure's title; channels: how many the data has."""
     toward = f"counterfactual toward {entry['target']}"
     if not entry["found"]:
         return f"{toward}: none found ({entry['reason']}); the original is drawn alone"
     start, end = entry["changed_steps"]
-    return (f"{toward}: steps {start}-{end - 1} of {', '.join(entry['changed_channels'])} from the nearest "
+    changed = entry["changed_channels"]
+    where = f"all {channels} channels" if len(changed) == channels > 1 else ", ".join(changed)
+    return (f"{toward}: steps {start}-{end - 1} of {where} from the nearest "
             f"{entry['target']} training series; the model then says {entry['predicted']}, "
             f"{probability(entry['probability_before'])} \u2192 {entry['probability_after']:.2f} for {entry['target']}")
 
@@ -634,6 +636,6 @@ def counterfactual_figures(inputs, series, mask, entries, samples, path):
         labels = {line.get_label(): line for line in handles}
         axes[0, 0].legend(list(labels.values()), list(labels), loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2,
                           fontsize=8, frameon=False)
-        fig.suptitle(wrapped(f"Counterfactual, {sample_heading(samples, i)}\n{counterfactual_caption(entries[i])}; "
+        fig.suptitle(wrapped(f"Counterfactual, {sample_heading(samples, i)}\n{counterfactual_caption(entries[i], channels)}; "
                              "z-scored values, shaded: the changed steps", 9.5), fontsize=10)
         save(fig, path(f"counterfactual_sample_{i}.png"))
