@@ -173,6 +173,13 @@ def check_checkpoint(checkpoint, path):
     if background is not None and (not torch.is_tensor(background) or background.dim() != 3
                                    or tuple(background.shape[1:]) != (hp["input_channels"], hp["sequence_length"])):
         raise bad("background", "is not a (B, channels, length) tensor")
+    guides, labels = checkpoint.get("guides"), checkpoint.get("guide_labels")
+    if guides is not None and (not torch.is_tensor(guides) or guides.dim() != 3
+                               or tuple(guides.shape[1:]) != (hp["input_channels"], hp["sequence_length"])):
+        raise bad("guides", "is not a (G, channels, length) tensor")
+    if guides is not None and (not torch.is_tensor(labels) or labels.shape != (len(guides),) or labels.is_floating_point()
+                               or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < hp["num_classes"])):
+        raise bad("guide_labels", f"is not one class index below {hp['num_classes']} per guide")
 
 
 def load_model(path, device="cpu"):

@@ -2,7 +2,7 @@
 is inlined as a data URI, the page refers to nothing outside itself, reads at laptop width and prints.
 
     data -> training -> test evaluation -> explained samples -> SHAP -> attention -> attribution methods
-    -> misclassified test samples -> run settings -> versions and timings
+    -> misclassified test samples -> counterfactuals -> run settings -> versions and timings
 
 The report draws one figure of its own, data_summary.png (example training series per class), from the
 training table; like every figure it never runs the model."""
@@ -86,6 +86,7 @@ document.addEventListener('click', function (event) {
 SECTIONS = [("data", "Data"), ("training", "Training"), ("evaluation", "Test evaluation"), ("predictions", "Predictions"),
             ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
             ("methods", "Attribution methods compared"), ("misclassified", "Misclassified test samples"),
+            ("counterfactuals", "Counterfactuals"),
             ("settings", "Run settings"), ("versions", "Versions and timings")]
 WIDE_PX = 1000  # figures wider than this get a full row; narrower ones share it with a neighbour
 VERSIONED = ["torch", "numpy", "shap", "captum", "scikit-learn", "pandas", "matplotlib", "seaborn"]
@@ -393,6 +394,33 @@ def methods_section(attributions, figure):
     return section("methods", body, intro)
 
 
+def counterfactuals_section(entries, summary, figure):
+    found = [e for e in entries if e["found"]]
+    median = summary["median_share_of_steps_changed"]
+    intro = (f"<p>For each explained sample, the smallest change that makes the model predict another class "
+             f"(target: {esc(summary['target'])}). {esc(summary['method'])} ({esc(summary['guides'])} to choose the "
+             f"guide from; at most {summary['budget']:,} model evaluations per sample). Every counterfactual was run "
+             "through the model again: the class shown is the model's on the stored series. Distances are in "
+             f"normalized units.</p><p><b>{len(found)} of {len(entries)}</b> found"
+             + (f"; median share of steps changed {median:.0%}" if median is not None else "") + ".</p>")
+    rows = []
+    for e in entries:
+        if e["found"]:
+            start, end = e["changed_steps"]
+            change = [f"{', '.join(e['changed_channels'])}: steps {start}-{end - 1}", number(e["share_of_steps_changed"], 2),
+                      number(e["l1"], 3), number(e["l2"], 3), number(e["probability_after"], 2), e["predicted"]]
+        else:
+            change = [("html", f"<span class='flag'>none found</span> <span class='muted'>{esc(e['reason'])}</span>"),
+                      "", "", "", "", ""]
+        rows.append([e["row"], e["original"], e["target"], number(e["probability_before"], 2), *change])
+    body = table(rows, ["row", "predicted", "target", "p(target) before", "changed", "share of steps", "L1", "L2",
+                        "p(target) after", "model says"], numeric=(3, 5, 6, 7, 8))
+    body += "<div class='figs'>" + "".join(
+        figure(f"counterfactual_sample_{i}.png", f"Counterfactual of explained sample {i} (test row {e['row']}) toward "
+                                                 f"{e['target']}", wide=True) for i, e in enumerate(entries)) + "</div>"
+    return section("counterfactuals", body, intro)
+
+
 def misclassified_section(misclassified, figure):
     count, total = misclassified["count"], misclassified["of"]
     if not count:
@@ -498,6 +526,8 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
         parts.append(methods_section(attributions, figure))
         if "misclassified" in attributions:
             parts.append(misclassified_section(attributions["misclassified"], figure))
+    if "counterfactuals" in metrics:
+        parts.append(counterfactuals_section(metrics["counterfactuals"], metrics["counterfactual_summary"], figure))
     if figure.rest():
         parts.append("<section id='other'><h2>Other figures</h2><div class='figs'>"
                      + "".join(figure(name, name) for name in figure.rest()) + "</div></section>")

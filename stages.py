@@ -8,6 +8,7 @@ run's staging folder) and returns its section of metrics.json:
     gradcam_outputs(model, samples, path)                                -> section
     attention_outputs(model, samples, path)                              -> section
     attribution_outputs(model, samples, scored, shap, chosen, config, path) -> section
+    counterfactual_outputs(model, samples, shap_values, guides, config, path) -> (entries, summary)
 
 `scored` is every row of the test (or new) file with the model's predictions (`score`), `samples` the few
 rows explained (`Samples`, chosen by `rows_to_explain`).
@@ -23,6 +24,7 @@ import torch
 
 import attributions
 import checks
+import counterfactuals
 import data_loader
 import plots
 import regions
@@ -367,3 +369,59 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
         "windows": len(windows), "segments": [list(s) for s in segments],
         **({"misclassified": misclassification_outputs(model, scored, config, path)} if scored.labelled else {}),
     }
+
+
+# -----------------------------------------------------------------------------
+# Counterfactuals
+def counterfactual_entry(samples: Samples, i: int, result, x: np.ndarray) -> dict:
+    """Sample i's counterfactual for metrics.json; distances in normalized units, None where none was found."""
+    names, length = samples.class_names, x.shape[1]
+    entry = {"row": int(samples.rows[i]), "original": names[samples.y_pred[i]], "target": names[result.target],
+             "found": result.found, "predicted": None if result.predicted is None else names[result.predicted],
+             "changed_channels": [], "changed_steps": None, "probability_before": result.probability_before,
+             "probability_after": result.probability_after, "l1": None, "l2": None, "share_of_steps_changed": None,
+             "share_of_cells_changed": None, "evaluations": result.evaluations, "reason": result.reason}
+    if result.found:
+        change = result.series - x
+        s = result.stretch
+        entry.update(changed_channels=[samples.channel_names[c] for c in s.channels], changed_steps=[s.start, s.end],
+                     l1=float(np.abs(change).sum()), l2=float(np.sqrt((change ** 2).sum())),
+                     share_of_steps_changed=(s.end - s.start) / length, share_of_cells_changed=s.cells / x.size)
+    return entry
+
+
+def counterfactual_outputs(model, samples: Samples, shap_values: np.ndarray, guides, config, path):
+    """A counterfactual per explained sample toward COUNTERFACTUAL_TARGET (or its most likely other class), guided
+    by the SHAP values of its predicted class's logit minus the target's; writes counterfactuals.npz and one figure
+    per sample. guides: (rows (G, C, L) normalized, their labels (G,) or None: the model's classes stand in).
+    Returns (one metrics.json entry per sample, the summary)."""
+    start = time.perf_counter()
+    n = len(samples)
+    targets = counterfactuals.target_classes(samples.probabilities, counterfactuals.target_index(
+        config["COUNTERFACTUAL_TARGET"], samples.class_names))
+    contrasts = shap_values[np.arange(n), :, :, samples.y_pred] - shap_values[np.arange(n), :, :, targets]
+    pool, pool_labels = guides
+    results = counterfactuals.counterfactuals(model, samples.x, targets, pool, pool_labels, contrasts,
+                                              config["COUNTERFACTUAL_BUDGET"])
+    inputs = samples.inputs
+    series = np.stack([r.series if r.found else np.full(inputs.shape[1:], np.nan, np.float32) for r in results])
+    mask = np.stack([counterfactuals.stretch_mask(inputs.shape[1:], r.stretch) if r.found
+                     else np.zeros(inputs.shape[1:], bool) for r in results])
+    np.savez(path("counterfactuals.npz"), counterfactuals=series.astype(np.float32), mask=mask, inputs=inputs,
+             indices=samples.rows, targets=targets, found=np.array([r.found for r in results]),
+             predicted=np.array([-1 if r.predicted is None else r.predicted for r in results]),
+             class_names=np.array(samples.class_names))
+    entries = [counterfactual_entry(samples, i, r, inputs[i]) for i, r in enumerate(results)]
+    seconds = time.perf_counter() - start
+    plots.counterfactual_figures(inputs, series, mask, entries, samples, path)
+    found = [e for e in entries if e["found"]]
+    summary = {
+        "method": "Native Guide: the smallest stretch (one channel or all) of the nearest training series of the "
+                  "target class that the model predicts as it, copied into the sample",
+        "target": config["COUNTERFACTUAL_TARGET"] or "the most likely other class",
+        "guides": f"{len(pool)} training rows" + (" labelled by the model (a checkpoint of an earlier version "
+                                                 "carries its SHAP background only)" if pool_labels is None else ""),
+        "budget": config["COUNTERFACTUAL_BUDGET"], "num_explained": n, "found_share": len(found) / n if n else None,
+        "median_share_of_steps_changed": float(np.median([e["share_of_steps_changed"] for e in found]))
+        if found else None, "seconds": seconds}
+    return entries, summary

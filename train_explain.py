@@ -6,8 +6,8 @@
 
 The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> output
 files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
-evaluation (with labels) -> SHAP -> Grad-CAM -> attention -> attribution methods -> report -> publication
--> main(). The stages after training are functions of stages.py, one per stage; the model and its
+evaluation (with labels) -> SHAP -> Grad-CAM -> attention -> attribution methods -> counterfactuals -> report ->
+publication -> main(). The stages after training are functions of stages.py, one per stage; the model and its
 checkpoint are in model.py (nothing imports this script). `import train_explain` has no side effects;
 `load_model()` and `predict()` (re-exported from model.py and api.py) reuse a trained model.
 """
@@ -60,6 +60,8 @@ ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive),
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
 OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
+COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
+COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"
 
 CONSTANT_NAMES = [name for name in list(globals()) if name.isupper() and name != "CONSTANT_NAMES"]
 
@@ -124,14 +126,15 @@ UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "
                 "LSTM_LAYERS": 16, "ATTENTION_HEADS": 256, "KERNEL_SIZE": 1001, "SHAP_PERMUTATIONS": 10_000,
                 "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
                 "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
-                "KEEP_RUNS": 1000}
+                "KEEP_RUNS": 1000, "COUNTERFACTUAL_BUDGET": 1_000_000}
 
 
 def check_config(config: dict) -> None:
     positive = ["EPOCHS", "BATCH_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
                 "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
                 "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
-                "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW", "KEEP_RUNS"]
+                "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW", "KEEP_RUNS",
+                "COUNTERFACTUAL_BUDGET"]
     for name in positive:
         if config[name] <= 0:
             raise ConfigError(f"{name} is {config[name]}; it must be positive")
@@ -174,6 +177,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
+from counterfactuals import CounterfactualError, guide_pool, target_index  # noqa: E402
 from data_loader import (CustomDataset, DataError, fit_normalization, normalize, read_train,  # noqa: E402
                          read_train_test, stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
@@ -369,7 +373,8 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 
 # Settings that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "RUN", "KEEP_RUNS", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN",
-                     "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE"}
+                     "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE",
+                     "COUNTERFACTUAL_TARGET", "COUNTERFACTUAL_BUDGET"}
 RESUME_FIELDS = ("config", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "epoch",
                  "history", "best", "best_key", "since_best")
 
@@ -487,6 +492,7 @@ def check_settings_fit_data(config, table, num_rows):
     import stages
 
     parse_segments(config["ATTRIBUTION_SEGMENTS"], table.X.shape[2])
+    target_index(config["COUNTERFACTUAL_TARGET"], table.class_names)
     chosen_methods(config)
     stages.check_exact_shap_is_feasible(config, table.X.shape[1], table.X.shape[2], table.feature_names)
     if num_rows is not None:
@@ -538,6 +544,14 @@ def checkpoint_background(checkpoint, config, path, log) -> np.ndarray:
     train = read_train(config["TRAIN_CSV_PATH"], config["LABEL_COLUMN"])
     check_checkpoint_matches(checkpoint, train, path)
     return train_background(normalize(train.X, checkpoint["normalization"]), config)
+
+
+def counterfactual_guides(checkpoint, background: torch.Tensor):
+    """(rows, labels) the counterfactuals take their guides from: the checkpoint's guide pool, or for a checkpoint
+    of an earlier version its SHAP background with no labels (the model's classes stand in for them)."""
+    if "guides" in checkpoint:
+        return checkpoint["guides"], checkpoint["guide_labels"].cpu().numpy()
+    return background, None
 
 
 def run(config: dict) -> int:
@@ -625,6 +639,7 @@ def run(config: dict) -> int:
                 # what --train=False needs to explain new data without the training file
                 checkpoint.update(background=background.cpu(),
                                   train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist())
+                checkpoint.update(guide_pool(train_x.cpu().numpy(), train.y, config["SEED"]))  # counterfactual guides
             model.eval()
             if distributed:
                 distributed.barrier()
@@ -680,6 +695,12 @@ def run(config: dict) -> int:
                         chosen_methods(config), config, path)
                     lap("attributions")
 
+                counterfactual_entries, counterfactual_summary = stages.counterfactual_outputs(
+                    model, samples, shap_values, counterfactual_guides(checkpoint, background), config, path)
+                print(f"counterfactuals: {sum(e['found'] for e in counterfactual_entries)} of "
+                      f"{len(counterfactual_entries)} found")
+                lap("counterfactuals")
+
             metrics = {
                 **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
                 "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
@@ -690,6 +711,7 @@ def run(config: dict) -> int:
             }
             if chosen_methods(config):
                 metrics["attributions"] = attribution_summary
+            metrics.update(counterfactuals=counterfactual_entries, counterfactual_summary=counterfactual_summary)
             report.write_report(folder.staging, metrics, config, history, (train, test), path("report.html"),
                                 checkpoint.get("train_class_counts"), scored.y_pred)
             lap("report")
@@ -704,7 +726,8 @@ def run(config: dict) -> int:
 
 # -----------------------------------------------------------------------------
 # main
-USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, SegmentError, ShapSettingError, OutputError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, SegmentError, ShapSettingError, OutputError,
+               CounterfactualError)
 
 
 class Terminated(KeyboardInterrupt):
