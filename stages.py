@@ -27,7 +27,7 @@ import data_loader
 import plots
 import regions
 import shapley
-from model import predict_logits
+from model import predict_logits, row_lengths
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Samples:
     class_names: list
     channel_names: list
     feature_names: Optional[list] = None  # a table's column names (features are not time steps); None for series
+    lengths: Optional[np.ndarray] = None  # (N,) each row's series length, x[i, :, :lengths[i]]; None: all full length
 
     def __len__(self):
         return len(self.rows)
@@ -49,11 +50,21 @@ class Samples:
         index = np.asarray(index, dtype=np.int64)
         return Samples(self.x[torch.as_tensor(index, device=self.x.device)], self.rows[index],
                        None if self.y_true is None else self.y_true[index], self.y_pred[index], self.probabilities[index], self.class_names, self.channel_names,
-                       self.feature_names)
+                       self.feature_names, None if self.lengths is None else self.lengths[index])
 
     @property
     def inputs(self) -> np.ndarray:
         return self.x.detach().cpu().numpy()
+
+    @property
+    def row_lengths(self) -> np.ndarray:
+        """(N,) each row's length, the full width where lengths is None."""
+        return np.full(len(self), self.x.shape[2], dtype=np.int64) if self.lengths is None else self.lengths
+
+    @property
+    def length_tensor(self) -> Optional[torch.Tensor]:
+        """lengths as the model takes them, on x's device; None when every row is full length (the fast path)."""
+        return row_lengths(self.lengths, self.x.shape[2], self.x.device)
 
     def least_confident(self, count: int) -> np.ndarray:
         """Indices of the `count` rows whose predicted class has the lowest probability, least confident first."""
@@ -76,12 +87,13 @@ class FileRows:
     """The normalized rows of a CSV read in parts of CHUNK_ROWS, read again when some rows are needed: stands in for
     Samples.x of a file that need not fit in memory (Samples only indexes it, `rows[index]`, and reads .device)."""
 
-    def __init__(self, path, layout, label_column, normalization, device, reference=None):
+    def __init__(self, path, layout, label_column, normalization, device, reference=None, missing_values="interpolate"):
         self.path, self.layout, self.label_column, self.reference = path, layout, label_column, reference
-        self.normalization, self.device = normalization, device
+        self.normalization, self.device, self.missing_values = normalization, device, missing_values
 
     def parts(self):
-        return data_loader.iter_table(self.path, self.layout, self.label_column, CHUNK_ROWS, self.reference)
+        return data_loader.iter_table(self.path, self.layout, self.label_column, CHUNK_ROWS, self.reference,
+                                      self.missing_values)
 
     def __getitem__(self, index) -> torch.Tensor:
         wanted = np.asarray(index.cpu() if torch.is_tensor(index) else index, dtype=np.int64)
@@ -89,26 +101,34 @@ class FileRows:
         for part in self.parts():
             first, count = part.row_indices[0], len(part.row_indices)
             for row in wanted[(wanted >= first) & (wanted < first + count)]:
-                found[int(row)] = part.X[row - first]
-        X = np.stack([found[int(row)] for row in wanted]) if len(wanted) else \
+                found[int(row)] = part.X[row - first], part.lengths[row - first]
+        X = np.stack([found[int(row)][0] for row in wanted]) if len(wanted) else \
             np.zeros((0, len(self.layout["channel_names"]), len(self.layout["feature_columns"]) //
                       len(self.layout["channel_names"])), np.float32)
-        return torch.from_numpy(data_loader.normalize(X, self.normalization)).to(self.device)
+        lengths = np.array([found[int(row)][1] for row in wanted], dtype=np.int64)
+        return torch.from_numpy(data_loader.normalize(X, self.normalization, lengths)).to(self.device)
 
 
-def score(model, parts, x, normalization) -> Samples:
+def score(model, parts, x, normalization, counts=None) -> Samples:
     """Every row of a file with the model's predictions. parts: the file's tables (data_loader.SeriesTable) in file
-    order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows)."""
-    probabilities, labels, rows = [], [], []
+    order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows); counts: a
+    data_loader.SeriesCounts that counts the parts' lengths and filled cells as they are read (None: not counted)."""
+    probabilities, labels, rows, lengths = [], [], [], []
     for part in parts:
-        logits = predict_logits(model, data_loader.normalize(part.X, normalization))
+        if counts is not None:
+            counts.add(part)
+        logits = predict_logits(model, data_loader.normalize(part.X, normalization, part.lengths),
+                                lengths=part.lengths)
         probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
         labels.append(part.y)
         rows.append(part.row_indices)
+        lengths.append(part.lengths)
     probabilities = np.concatenate(probabilities)
     y = None if labels[0] is None else np.concatenate(labels)
+    lengths = np.concatenate(lengths)
     return Samples(x, np.concatenate(rows), y, probabilities.argmax(1), probabilities, list(part.class_names),
-                   list(part.channel_names), part.feature_names)
+                   list(part.channel_names), part.feature_names,
+                   lengths if (lengths < part.X.shape[2]).any() else None)
 
 
 def round_robin(y: np.ndarray, count: int) -> np.ndarray:
