@@ -237,6 +237,17 @@ def check_checkpoint(checkpoint, path):
     if background is not None and (not torch.is_tensor(background) or background.dim() != 3
                                    or tuple(background.shape[1:]) != (hp["input_channels"], hp["sequence_length"])):
         raise bad("background", "is not a (B, channels, length) tensor")
+    # Both fields are optional: a checkpoint written before rows could differ in length has every row full length.
+    lengths = checkpoint.get("background_lengths")
+    if lengths is not None and (background is None or not torch.is_tensor(lengths) or lengths.shape != (len(background),)
+                                or lengths.dtype != torch.long or not bool(((lengths >= 1) &
+                                                                             (lengths <= hp["sequence_length"])).all())):
+        raise bad("background_lengths", f"is not one length in [1, {hp['sequence_length']}] per background row")
+    length_range = checkpoint.get("length_range")
+    if length_range is not None and (not isinstance(length_range, list) or len(length_range) != 2
+                                     or not all(type(n) is int for n in length_range)
+                                     or not 1 <= length_range[0] <= length_range[1] <= hp["sequence_length"]):
+        raise bad("length_range", f"is not [shortest, longest] training length within [1, {hp['sequence_length']}]")
 
 
 def load_model(path, device="cpu"):

@@ -246,10 +246,10 @@ def deep_shap(model, x, background) -> np.ndarray:
 
 def additivity_errors(values, outputs, expected_value) -> np.ndarray:
     """Per sample ||sum_i phi_i - (f(x) - E f)||_2 / ||f(x) - E f||_2, norms over the classes.
-    values (N, C, L, K), outputs (N, K), expected_value (K,). A sample with f(x) == E f gets
+    values (N, C, L, K), outputs (N, K), expected_value (K,) or (N, K). A sample with f(x) == E f gets
     0 when its values sum to zero and inf otherwise."""
     values, outputs = np.asarray(values, np.float64), np.asarray(outputs, np.float64)
-    gap = outputs - np.asarray(expected_value, np.float64)[None, :]
+    gap = outputs - np.asarray(expected_value, np.float64)  # (K,) or one base value per sample (N, K)
     total = values.reshape(len(values), -1, values.shape[-1]).sum(axis=1)
     error = np.linalg.norm(total - gap, axis=1)
     scale = np.linalg.norm(gap, axis=1)

@@ -27,7 +27,7 @@ import data_loader
 import plots
 import regions
 import shapley
-from model import predict_logits, row_lengths
+from model import predict_logits, row_lengths, trimmed
 
 
 @dataclass
@@ -205,6 +205,22 @@ def shap_players(samples_shape, feature_names, segments_per_channel: int) -> np.
     return shapley.player_groups(channels, length, windows_per_channel(length, feature_names, segments_per_channel))
 
 
+def shap_players_per_row(samples_shape, lengths, feature_names, segments_per_channel: int) -> np.ndarray:
+    """(N, C, L) player ids of rows of their own lengths: each row's own steps cut into windows as shap_players
+    cuts a full row; -1 after its end (no player)."""
+    channels, width = samples_shape
+    groups = np.full((len(lengths), channels, width), -1, dtype=np.int64)
+    for i, length in enumerate(lengths):
+        groups[i, :, :length] = shap_players((channels, int(length)), feature_names, segments_per_channel)
+    return groups
+
+
+def model_at_lengths(model):
+    """f(rows, lengths) for shapley: the model on rows cut to their longest series."""
+    minimum = math.prod(model.pool_factors)
+    return lambda rows, lengths: model(*trimmed(rows, lengths, minimum))
+
+
 def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
     players = int(shap_players((channels, length), feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"]).max()) + 1
     if config["SHAP_METHOD"] == "exact" and players > shapley.EXACT_MAX_PLAYERS:
@@ -215,44 +231,68 @@ def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
                                        "--shap_segments_per_channel")
 
 
-def shap_values_for(method, model, x, background, groups, config):
-    """(values (N, C, L, K), seconds) for one SHAP method."""
+def shap_values_for(method, model, x, background, groups, config, lengths=None, background_lengths=None):
+    """(values (N, C, L, K), seconds) for one SHAP method; with lengths, rows of their own lengths (groups per row)."""
     start = time.perf_counter()
     if method == "deep":
         values = shapley.deep_shap(model, x, background)
+    elif lengths is not None:
+        values = shapley.interventional_shap(model_at_lengths(model), x, background, groups, method=method,
+                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"],
+                                             lengths=lengths, background_lengths=background_lengths)
     else:
         values = shapley.interventional_shap(model, x, background, groups, method=method,
                                              num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"])
     return values, time.perf_counter() - start
 
 
-def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path) -> tuple[dict, np.ndarray]:
+def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path,
+                 background_lengths: Optional[np.ndarray] = None) -> tuple[dict, np.ndarray]:
     """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
-    returns (the metrics.json section, values (N, C, L, K) of the chosen method)."""
+    returns (the metrics.json section, values (N, C, L, K) of the chosen method). background_lengths (B,): the
+    background rows' lengths (None: all full length); rows of different lengths are explained as shapley.py says."""
     x = samples.x
-    outputs_logits = predict_logits(model, x).cpu().numpy()
-    expected_value = predict_logits(model, background).cpu().numpy().mean(0)
+    outputs_logits = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
+    expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
     groups = shap_players(x.shape[1:], samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
     windows = int(groups.max()) // x.shape[1] + 1
+    variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
+    lengths = base_values = None
+    if variable:
+        lengths = samples.row_lengths
+        background_lengths = (np.full(len(background), x.shape[2], dtype=np.int64) if background_lengths is None
+                              else np.asarray(background_lengths))
+        groups = shap_players_per_row(x.shape[1:], lengths, samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
+        base_values = shapley.expected_outputs(model_at_lengths(model), background, background_lengths, lengths)
     methods = [config["SHAP_METHOD"]]
     if config["SHAP_METHOD"] == "all":
         # Exact enumeration costs 2^players model calls per background row: only for few players.
         methods = ["permutation", "exact", "deep"] if groups.max() + 1 <= 12 else ["permutation", "deep"]
+        if variable:  # DeepExplainer cannot be told where a row ends
+            methods.remove("deep")
+    elif config["SHAP_METHOD"] == "deep" and variable:
+        raise shapley.ShapSettingError("SHAP_METHOD='deep' (shap.DeepExplainer) cannot be told where a row ends, and "
+                                       "these rows differ in length; use --shap_method=permutation or exact")
     comparison = []
     for method in methods:
-        values, seconds = shap_values_for(method, model, x, background, groups, config)
-        errors = shapley.additivity_errors(values, outputs_logits, expected_value)
+        values, seconds = shap_values_for(method, model, x, background, groups, config, lengths, background_lengths)
+        errors = shapley.additivity_errors(values, outputs_logits, expected_value if base_values is None else base_values)
         comparison.append({"method": method, "seconds": seconds, "additivity_rel_error_median": float(np.median(errors)),
                            "additivity_rel_error_max": float(errors.max()), "values": values})
     chosen = comparison[0]
     values = chosen["values"]
+    lengths_fields = {} if not variable else {"lengths": lengths, "background_lengths": background_lengths,
+                                              "expected_values": base_values}
     np.savez(path("shap_values.npz"), values=values, inputs=samples.inputs, background=background.cpu().numpy(),
              expected_value=expected_value, outputs=outputs_logits, indices=samples.rows,
-             class_names=np.array(samples.class_names))
+             class_names=np.array(samples.class_names), **lengths_fields)
     plots.shap_figures(values, samples, windows, path)
     summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
                "num_explained": len(x), "segments_per_channel": windows,
                "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
+               **({"background_rule": "each explained row's own steps are the players; a background row is cut to "
+                                      "its length or held at its last observed value up to it; values add up to "
+                                      "f(x) - expected_values[i] (shap_values.npz)"} if variable else {}),
                "additivity_rel_error_median": chosen["additivity_rel_error_median"],
                "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
     if chosen["method"] == "permutation":
@@ -269,17 +309,19 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
 def gradcam_outputs(model, samples: Samples, path) -> dict:
     """One Grad-CAM figure per explained sample (target: its predicted class)."""
     with attributions.GradCAM(model, model.gradcam_layer) as cam:
-        maps = cam.attribute(samples.x).cpu().numpy()
+        maps = cam.attribute(samples.x, lengths=samples.length_tensor).cpu().numpy()
     plots.gradcam_figures(maps, samples, path)
     return {"layer": "last conv block (conv2)", "target": "predicted class", "num_explained": len(samples)}
 
 
 def attention_outputs(model, samples: Samples, path) -> dict:
     """Per-head attention heatmaps of every explained sample and the heads' statistics."""
+    lengths = samples.length_tensor
     with attributions.AttentionRecorder(model.attention) as recorder:
-        weights = recorder.record(model, samples.x).cpu()
-    plots.attention_figures(weights.numpy(), samples, path)
-    return attributions.attention_statistics(weights)
+        weights = recorder.record(model, samples.x, lengths=lengths).cpu()
+    steps = None if lengths is None else model.pooled_lengths(lengths, samples.x.shape[2])[1].cpu().numpy()
+    plots.attention_figures(weights.numpy(), samples, path, steps)
+    return attributions.attention_statistics(weights, steps)
 
 
 # -----------------------------------------------------------------------------
@@ -304,8 +346,9 @@ def misclassification_outputs(model, scored: Samples, config, path) -> dict:
     mistakes = scored.subset(shown[:config["MAX_MISCLASSIFIED"]])
     if len(mistakes):
         ig = {"integrated_gradients": attributions.method_functions(config)["integrated_gradients"]}
-        maps = [attributions.compute_maps(ig, model, mistakes.x, torch.as_tensor(labels, device=mistakes.x.device))[0]
-                ["integrated_gradients"] for labels in (mistakes.y_pred, mistakes.y_true)]
+        maps = [attributions.compute_maps(ig, model, mistakes.x, torch.as_tensor(labels, device=mistakes.x.device),
+                                          mistakes.length_tensor)[0]["integrated_gradients"]
+                for labels in (mistakes.y_pred, mistakes.y_true)]
         plots.misclassified_figures(mistakes, *maps, path)
     shown_rows = [{**mistakes.describe(i), "true_class_probability": float(mistakes.probabilities[i, mistakes.y_true[i]])}
                   for i in range(len(mistakes))]
@@ -328,14 +371,15 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
         config = {**config, "OCCLUSION_WINDOW": 1}
     methods = {name: f for name, f in attributions.method_functions(config).items() if name in chosen}
-    maps, seconds = attributions.compute_maps(methods, model, x, target)
+    lengths = samples.length_tensor
+    maps, seconds = attributions.compute_maps(methods, model, x, target, lengths)
     if "shap" in chosen:
         maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
         seconds["shap"] = shap["seconds"]
-    np.savez(path("attributions.npz"), **maps)
+    np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.row_lengths}))
 
-    fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"])
-    sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"])
+    fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"], lengths)
+    sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"], lengths)
     shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
     windows = regions.window_spans(length, windows_per_channel(length, samples.feature_names,
                                                                config["ATTRIBUTION_WINDOWS"]))

@@ -687,7 +687,8 @@ def run(config: dict) -> int:
             with torch.backends.cudnn.flags(enabled=False):
                 samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
                                                                config["NUM_SAMPLES_TO_EXPLAIN"]))
-                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path)
+                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path,
+                                                                background_lengths)
                 print(f"SHAP ({shap_summary['method']}): additivity error median "
                       f"{shap_summary['additivity_rel_error_median']:.3g}, "
                       f"max {shap_summary['additivity_rel_error_max']:.3g}")
@@ -711,6 +712,9 @@ def run(config: dict) -> int:
                 "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
                 "shap": shap_summary, "gradcam": gradcam_summary, "attention": attention_summary,
                 "explained_rows": samples.rows.tolist(),
+                "series": {"missing_values": config["MISSING_VALUES"],
+                           **{part: counts.summary() for part, counts in series.items()},
+                           **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
                 "explained": [samples.describe(i) for i in range(len(samples))],
             }
             if chosen_methods(config):
