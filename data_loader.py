@@ -476,7 +476,8 @@ def _series_lengths(path, X, feature_columns, place, missing_values):
     silent = ~present.any(axis=2)  # (n, C): a channel with no value in its row
     if silent.any():
         row, channel = np.argwhere(silent)[0]
-        name = feature_columns[channel * width].rsplit("_t", 1)[0]
+        match = _CHANNEL_STEP.match(feature_columns[channel * width])
+        name = match["channel"] if match else SINGLE_CHANNEL_NAME
         raise DataError(f"{path}: {place(row)}: channel {name!r} has no value (every "
                         f"value is missing{f'; {int(silent.any(axis=1).sum())} rows like it' if silent.sum() > 1 else ''}); "
                         "fill it in or delete the row")
