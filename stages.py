@@ -57,7 +57,7 @@ class Samples:
         return self.x.detach().cpu().numpy()
 
     @property
-    def row_lengths(self) -> np.ndarray:
+    def own_lengths(self) -> np.ndarray:
         """(N,) each row's length, the full width where lengths is None."""
         return np.full(len(self), self.x.shape[2], dtype=np.int64) if self.lengths is None else self.lengths
 
@@ -236,13 +236,11 @@ def shap_values_for(method, model, x, background, groups, config, lengths=None, 
     start = time.perf_counter()
     if method == "deep":
         values = shapley.deep_shap(model, x, background)
-    elif lengths is not None:
-        values = shapley.interventional_shap(model_at_lengths(model), x, background, groups, method=method,
-                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"],
-                                             lengths=lengths, background_lengths=background_lengths)
     else:
-        values = shapley.interventional_shap(model, x, background, groups, method=method,
-                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"])
+        own = {} if lengths is None else {"lengths": lengths, "background_lengths": background_lengths}
+        values = shapley.interventional_shap(model if lengths is None else model_at_lengths(model), x, background,
+                                             groups, method=method, num_permutations=config["SHAP_PERMUTATIONS"] or None,
+                                             seed=config["SEED"], **own)
     return values, time.perf_counter() - start
 
 
@@ -259,7 +257,7 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
     variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
     lengths = base_values = None
     if variable:
-        lengths = samples.row_lengths
+        lengths = samples.own_lengths
         background_lengths = (np.full(len(background), x.shape[2], dtype=np.int64) if background_lengths is None
                               else np.asarray(background_lengths))
         groups = shap_players_per_row(x.shape[1:], lengths, samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
@@ -376,7 +374,7 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     if "shap" in chosen:
         maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
         seconds["shap"] = shap["seconds"]
-    np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.row_lengths}))
+    np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.own_lengths}))
 
     fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"], lengths)
     sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"], lengths)
