@@ -10,6 +10,7 @@ import torch
 
 import attributions
 import stages
+from api import predict
 import train_explain
 from conftest import run_args
 from data_loader import DataError, fit_normalization, iter_table, normalize, read_table, read_train
@@ -148,18 +149,28 @@ def test_a_series_longer_than_any_training_series_is_read_whole():
     torch.testing.assert_close(logits[1], model(x[1:, :, :40])[0], rtol=1e-5, atol=1e-5)
 
 
-def test_the_checkpoint_records_the_length_range_and_older_checkpoints_without_it_load():
-    model = small_model()
+def small_checkpoint(model):
     hyperparameters = {"input_channels": 2, "sequence_length": 24, "num_classes": 3, "cnn_channels": 8,
                        "lstm_hidden_size": 8, "lstm_layers": 1, "attention_heads": 2, "dropout": 0.1,
                        "kernel_size": 7, "min_pooled_length": 4, "max_pooled_length": 128}
-    checkpoint = checkpoint_dict(model, hyperparameters, ["a", "b", "c"], ["a", "b"],
-                                 [f"{c}_t{t}" for c in "ab" for t in range(24)], {"mean": [0, 0], "std": [1, 1]}, 1,
-                                 float("nan"), float("nan"))
+    return checkpoint_dict(model, hyperparameters, ["a", "b", "c"], ["a", "b"],
+                           [f"{c}_t{t}" for c in "ab" for t in range(24)], {"mean": [0, 0], "std": [1, 1]}, 1,
+                           float("nan"), float("nan"))
+
+
+def test_the_checkpoint_records_the_length_range_and_older_checkpoints_without_it_load():
+    checkpoint = small_checkpoint(small_model())
     check_checkpoint(checkpoint, "old.pth")
     check_checkpoint({**checkpoint, "length_range": [6, 24]}, "new.pth")
     with pytest.raises(ValueError, match="length_range"):
         check_checkpoint({**checkpoint, "length_range": [6, 30]}, "bad.pth")
+
+
+def test_api_predict_reads_an_array_to_the_given_lengths():
+    model = small_model()
+    prediction = predict((model, small_checkpoint(model)), batch(padding=float("nan")).numpy(), lengths=LENGTHS.numpy())
+    expected = torch.softmax(predict_logits(model, batch(), lengths=LENGTHS), 1).numpy()
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-6)
 
 
 # -----------------------------------------------------------------------------
