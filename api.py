@@ -23,22 +23,30 @@ class Prediction:
     class_names: list
 
 
-def predict(model, data, label_column="label", device="cpu", batch_size=512) -> Prediction:
+def predict(model, data, label_column="label", device="cpu", batch_size=512, lengths=None) -> Prediction:
     """model: a checkpoint path or load_model()'s (model, checkpoint) pair. data: a CSV path, a DataFrame laid out
-    like the training file, or raw (not normalized) values (N, C, L) of any float dtype."""
+    like the training file, or raw (not normalized) values (N, C, L) of any float dtype. A CSV's or DataFrame's
+    rows may end early (empty cells / NaN at the end); an array's row lengths are given as lengths (N,) (None: all
+    full length), and its values after them are ignored."""
     net, checkpoint = load_model(model, device) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") \
         else model
     if isinstance(data, pd.DataFrame):
-        X = table_from_frame(data, checkpoint, label_column).X
+        table = table_from_frame(data, checkpoint, label_column)
+        X, lengths = table.X, table.lengths
     elif isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        X = read_table(data, checkpoint, label_column).X
+        table = read_table(data, checkpoint, label_column)
+        X, lengths = table.X, table.lengths
     else:
         X = np.asarray(data, dtype=np.float64)
         expected = (len(checkpoint["channel_names"]), checkpoint["hyperparameters"]["sequence_length"])
         if X.ndim != 3 or X.shape[1:] != expected:
             raise DataError(f"the array has shape {X.shape}; this model reads (N, {expected[0]}, {expected[1]}) "
                             "(rows, channels, steps)")
-    logits = predict_logits(net, normalize(X, checkpoint["normalization"]), batch_size)
+        if lengths is not None:
+            lengths = np.asarray(lengths, dtype=np.int64)
+            if lengths.shape != (len(X),) or not ((lengths >= 1) & (lengths <= X.shape[2])).all():
+                raise DataError(f"lengths must hold one length in [1, {X.shape[2]}] per row of the array")
+    logits = predict_logits(net, normalize(X, checkpoint["normalization"], lengths), batch_size, lengths)
     probabilities = np.asarray(logits.softmax(1).cpu(), dtype=np.float64)
     names = list(checkpoint["class_names"])
     return Prediction([names[k] for k in probabilities.argmax(1)], probabilities, names)

@@ -64,21 +64,30 @@ class GradCAM:
     def _keep_gradients(self, module, grad_inputs, grad_outputs):
         self.gradients = grad_outputs[0].detach()
 
-    def attribute(self, x, target=None):
-        """ReLU(sum_f mean_t(dy/dA_f) * A_f), stretched linearly from the layer's T steps to the input's L."""
+    def attribute(self, x, target=None, lengths=None):
+        """ReLU(sum_f mean_t(dy/dA_f) * A_f), stretched linearly from the layer's T steps to the input's L.
+        lengths (N,): rows of their own lengths; the mean is over a row's own layer steps, and the map is 0 after
+        its end (the layer's steps there and the input steps after lengths)."""
         self.model.eval()
         x = x.detach().requires_grad_(True)  # so the full-backward hook fires even with frozen inputs
         with torch.enable_grad():
-            logits = self.model(x)
+            logits = self.model(x) if lengths is None else self.model(x, lengths)
             target = logits.argmax(1) if target is None else torch.as_tensor(target, device=x.device)
             self.model.zero_grad(set_to_none=True)
             logits.gather(1, target.view(-1, 1)).sum().backward()
         if self.activations is None or self.gradients is None:
             raise RuntimeError("Grad-CAM hooks captured nothing: the layer is not on the path to the output")
-        weights = self.gradients.mean(dim=2, keepdim=True)
-        cam = torch.relu((weights * self.activations).sum(dim=1, keepdim=True))  # (N, 1, T)
-        cam = nn.functional.interpolate(cam, size=x.shape[2], mode="linear", align_corners=False)
-        return cam[:, 0]
+        if lengths is None:
+            weights = self.gradients.mean(dim=2, keepdim=True)
+            cam = torch.relu((weights * self.activations).sum(dim=1, keepdim=True))  # (N, 1, T)
+            cam = nn.functional.interpolate(cam, size=x.shape[2], mode="linear", align_corners=False)
+            return cam[:, 0]
+        layer_steps = self.model.pooled_lengths(lengths, x.shape[2])[1]
+        real = (torch.arange(self.activations.shape[2], device=x.device)[None, :] < layer_steps[:, None])[:, None]
+        weights = self.gradients.sum(dim=2, keepdim=True) / layer_steps[:, None, None]  # padded steps: no gradient
+        cam = torch.relu(torch.where(real, weights * self.activations, 0.0).sum(dim=1, keepdim=True))
+        cam = nn.functional.interpolate(cam, size=x.shape[2], mode="linear", align_corners=False)[:, 0]
+        return torch.where(torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None], cam, 0.0)
 
     def __exit__(self, *exc):
         for handle in self.handles:
@@ -100,13 +109,23 @@ class AttentionRecorder:
     def _keep(self, module, inputs, output):
         self.batches.append(output[1].detach())
 
-    def record(self, model, x, batch_size: int = BATCH_ROWS) -> torch.Tensor:
-        """The weights for every row of x, in order, however many batches the forward passes take."""
+    def record(self, model, x, batch_size: int = BATCH_ROWS, lengths=None) -> torch.Tensor:
+        """The weights for every row of x, in order, however many batches the forward passes take. lengths (N,):
+        rows of their own lengths; a padded key's weight is 0 (and a padded query's row is set to 0)."""
         self.batches = []
-        predict_logits(model, x, batch_size)
+        if lengths is None:
+            predict_logits(model, x, batch_size)
+        else:  # at the full width, so that every batch's weights have the same T
+            with torch.inference_mode():
+                for part, part_lengths in zip(x.split(batch_size), torch.as_tensor(lengths).split(batch_size)):
+                    model.eval()(part, part_lengths.to(x.device))
         if not self.batches:
             raise RuntimeError("the attention hook captured nothing")
         weights = torch.cat(self.batches)
+        if lengths is not None:
+            steps = model.pooled_lengths(torch.as_tensor(lengths).to(x.device), x.shape[2])[1]
+            query = torch.arange(weights.shape[2], device=weights.device)[None, :] < steps[:, None]
+            weights = torch.where(query[:, None, :, None], weights, 0.0)
         if len(weights) != len(x):
             raise RuntimeError(f"the attention hook captured {len(weights)} rows for {len(x)} inputs")
         return weights
@@ -116,9 +135,18 @@ class AttentionRecorder:
         return False
 
 
-def attention_statistics(weights: torch.Tensor) -> dict:
+def attention_statistics(weights: torch.Tensor, steps=None) -> dict:
     """Min, max and mean of the weights per head (seed 004's hook statistics), and how far each head's
-    rows are from uniform (1 = one-hot focus, 0 = uniform): a head near 0 attends to nothing in particular."""
+    rows are from uniform (1 = one-hot focus, 0 = uniform): a head near 0 attends to nothing in particular.
+    steps (N,): each row's own LSTM steps (model.pooled_lengths); the statistics then cover those only."""
+    if steps is not None:
+        rows = [attention_statistics(weights[i:i + 1, :, :int(t), :int(t)]) for i, t in enumerate(steps)]
+        heads = weights.shape[1]
+        pick = lambda key, h: [r["per_head"][h][key] for r in rows]  # noqa: E731
+        return {"per_head": [{"head": h, "min": min(pick("min", h)), "max": max(pick("max", h)),
+                              "mean": float(np.mean(pick("mean", h))), "focus": float(np.mean(pick("focus", h)))}
+                             for h in range(heads)],
+                "sequence_steps": weights.shape[2], "own_steps": [int(t) for t in steps]}
     n, heads, t, _ = weights.shape
     entropy = -(weights.clamp_min(1e-12).log() * weights).sum(-1).mean(dim=(0, 2))
     focus = 1 - entropy / math.log(t) if t > 1 else torch.zeros(heads)
@@ -129,22 +157,30 @@ def attention_statistics(weights: torch.Tensor) -> dict:
 
 # -----------------------------------------------------------------------------
 # Methods
-def saliency(model, x, target):
-    return Saliency(model).attribute(x.detach().requires_grad_(True), target=target, abs=True)
+def extra_args(lengths):
+    """Captum's additional_forward_args for rows of their own lengths (Captum repeats them with the inputs)."""
+    return None if lengths is None else (lengths,)
 
 
-def input_x_gradient(model, x, target):
-    return InputXGradient(model).attribute(x.detach().requires_grad_(True), target=target)
+def saliency(model, x, target, lengths=None):
+    return Saliency(model).attribute(x.detach().requires_grad_(True), target=target, abs=True,
+                                     additional_forward_args=extra_args(lengths))
 
 
-def integrated_gradients(model, x, target, steps=64):
+def input_x_gradient(model, x, target, lengths=None):
+    return InputXGradient(model).attribute(x.detach().requires_grad_(True), target=target,
+                                           additional_forward_args=extra_args(lengths))
+
+
+def integrated_gradients(model, x, target, steps=64, lengths=None):
     return IntegratedGradients(model).attribute(x, baselines=0.0, target=target, n_steps=steps,
-                                                internal_batch_size=max(len(x), BATCH_ROWS))
+                                                internal_batch_size=max(len(x), BATCH_ROWS),
+                                                additional_forward_args=extra_args(lengths))
 
 
-def gradcam(model, x, target):
+def gradcam(model, x, target, lengths=None):
     with GradCAM(model, model.gradcam_layer) as cam:
-        maps = cam.attribute(x, target)
+        maps = cam.attribute(x, target, lengths)
     return maps[:, None, :].expand(-1, x.shape[1], -1).clone()
 
 
@@ -155,11 +191,12 @@ def occlusion_stride(length, window):
     return max([s for s in range(1, max(1, window // 2) + 1) if span % s == 0])
 
 
-def occlusion(model, x, target, window=10):
+def occlusion(model, x, target, window=10, lengths=None):
     window = min(window, x.shape[2])
     return Occlusion(model).attribute(x, sliding_window_shapes=(1, window),
                                       strides=(1, occlusion_stride(x.shape[2], window)), baselines=0.0,
-                                      target=target, perturbations_per_eval=max(1, BATCH_ROWS // len(x)))
+                                      target=target, perturbations_per_eval=max(1, BATCH_ROWS // len(x)),
+                                      additional_forward_args=extra_args(lengths))
 
 
 @dataclass(frozen=True)
@@ -193,14 +230,23 @@ def method_functions(config: dict) -> dict:
             for m in METHODS.values() if m.attribute is not None}
 
 
-def compute_maps(methods: dict, model, x, target) -> tuple[dict, dict]:
-    """(name -> (N, C, L) float32 numpy maps, name -> seconds) for every method, SAMPLES_PER_CALL samples at a time."""
+def compute_maps(methods: dict, model, x, target, lengths=None) -> tuple[dict, dict]:
+    """(name -> (N, C, L) float32 numpy maps, name -> seconds) for every method, SAMPLES_PER_CALL samples at a time.
+    lengths (N,) tensor: rows of their own lengths, given to each method, whose maps are then exactly 0 after each
+    row's end (a window that straddles the end, as occlusion's do, would otherwise spill over it)."""
     model.eval()
     maps, seconds = {}, {}
     for name, attribute in methods.items():
         start = time.perf_counter()
-        parts = [attribute(model, x[i:i + SAMPLES_PER_CALL], target[i:i + SAMPLES_PER_CALL]).detach()
-                 for i in range(0, len(x), SAMPLES_PER_CALL)]
+        parts = []
+        for i in range(0, len(x), SAMPLES_PER_CALL):
+            rows = slice(i, i + SAMPLES_PER_CALL)
+            if lengths is None:
+                parts.append(attribute(model, x[rows], target[rows]).detach())
+            else:
+                part = attribute(model, x[rows], target[rows], lengths=lengths[rows]).detach()
+                real = torch.arange(x.shape[2], device=part.device)[None, None, :] < lengths[rows, None, None]
+                parts.append(torch.where(real, part, torch.zeros((), dtype=part.dtype, device=part.device)))
         maps[name] = torch.cat(parts).float().cpu().numpy()  # .cpu() waits for the device: the time is complete
         seconds[name] = time.perf_counter() - start
         if maps[name].shape != tuple(x.shape):

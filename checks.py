@@ -27,19 +27,31 @@ def feature_ranks(attribution: np.ndarray, rng) -> np.ndarray:
     return ranks
 
 
-def deletion_insertion(model, x, target, ranks: np.ndarray, fractions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def real_features(lengths, channels: int, length: int) -> np.ndarray:
+    """(N, C*L) bool: the (channel, step) features before each row's end, in feature_ranks' order."""
+    return np.repeat((np.arange(length)[None, :] < np.asarray(lengths)[:, None])[:, None, :], channels,
+                     axis=1).reshape(len(lengths), -1)
+
+
+def deletion_insertion(model, x, target, ranks: np.ndarray, fractions: np.ndarray,
+                       lengths=None) -> tuple[np.ndarray, np.ndarray]:
     """Predicted-class probability (N, F) after setting the first fraction of features (by rank) to the
-    baseline 0 (deletion), and after restoring them from the all-zeros baseline (insertion)."""
+    baseline 0 (deletion), and after restoring them from the all-zeros baseline (insertion). lengths (N,) tensor:
+    rows of their own lengths; a fraction is then of each row's own features (ranked first by faithfulness)."""
     n, channels, length = x.shape
-    counts = np.round(fractions * channels * length).astype(int)
-    first = torch.from_numpy(ranks[:, None, :] < counts[None, :, None]).to(x.device)  # (N, F, C*L)
+    if lengths is None:
+        counts = np.round(fractions * channels * length).astype(int)[None, :]
+    else:
+        counts = np.round(fractions[None, :] * channels * lengths.cpu().numpy()[:, None]).astype(int)  # (N, F)
+    first = torch.from_numpy(ranks[:, None, :] < counts[:, :, None]).to(x.device)  # (N, F, C*L)
     first = first.reshape(n, len(fractions), channels, length)
     rows = x[:, None].expand(-1, len(fractions), -1, -1)
     deleted = torch.where(first, 0.0, rows).reshape(-1, channels, length)
     inserted = torch.where(first, rows, 0.0).reshape(-1, channels, length)
     curves = []
+    variant_lengths = None if lengths is None else lengths.repeat_interleave(len(fractions))
     for variant in (deleted, inserted):
-        probability = torch.softmax(predict_logits(model, variant, BATCH_ROWS).float(), dim=1)
+        probability = torch.softmax(predict_logits(model, variant, BATCH_ROWS, variant_lengths).float(), dim=1)
         probability = probability.reshape(n, len(fractions), -1)
         curves.append(probability.gather(2, target.view(-1, 1, 1).expand(-1, len(fractions), 1))[..., 0].cpu().numpy())
     return curves[0], curves[1]
@@ -50,14 +62,22 @@ def area(curves: np.ndarray, fractions: np.ndarray) -> float:
     return float(np.trapezoid(curves, fractions, axis=1).mean())
 
 
-def faithfulness(model, x, target, maps: dict, seed: int):
-    """(fractions, name -> (deletion, insertion) curves (N, F), the same for a seeded random ordering)."""
+def faithfulness(model, x, target, maps: dict, seed: int, lengths=None):
+    """(fractions, name -> (deletion, insertion) curves (N, F), the same for a seeded random ordering). lengths (N,)
+    tensor: rows of their own lengths; only their own features are ranked and removed (padding ranks last)."""
     n, channels, length = x.shape
     fractions = np.linspace(0.0, 1.0, FAITHFULNESS_FRACTIONS + 1)
     rng = np.random.default_rng(seed)
-    curves = {name: deletion_insertion(model, x, target, feature_ranks(m, rng), fractions) for name, m in maps.items()}
-    random_ranks = rng.permuted(np.tile(np.arange(channels * length), (n, 1)), axis=1)
-    return fractions, curves, deletion_insertion(model, x, target, random_ranks, fractions)
+    if lengths is None:
+        curves = {name: deletion_insertion(model, x, target, feature_ranks(m, rng), fractions)
+                  for name, m in maps.items()}
+        random_ranks = rng.permuted(np.tile(np.arange(channels * length), (n, 1)), axis=1)
+        return fractions, curves, deletion_insertion(model, x, target, random_ranks, fractions)
+    real = real_features(lengths.cpu().numpy(), channels, length).reshape(n, channels, length)
+    curves = {name: deletion_insertion(model, x, target, feature_ranks(np.where(real, m, -np.inf), rng), fractions,
+                                       lengths) for name, m in maps.items()}
+    random_ranks = feature_ranks(np.where(real, rng.random(real.shape), -np.inf), rng)
+    return fractions, curves, deletion_insertion(model, x, target, random_ranks, fractions, lengths)
 
 
 # -----------------------------------------------------------------------------
@@ -82,10 +102,15 @@ def randomized_copy(model, seed: int):
     return clone.to(device).eval()
 
 
-def rank_correlations(a: np.ndarray, b: np.ndarray, absolute=True) -> np.ndarray:
+def rank_correlations(a: np.ndarray, b: np.ndarray, absolute=True, lengths=None) -> np.ndarray:
     """Per sample Spearman correlation of |a| and |b| (of a and b when absolute is False) over (C, L);
-    NaN where either map is constant."""
+    NaN where either map is constant. lengths (N,): over each row's own steps only (padding is 0 in both maps,
+    and its ties would count as agreement)."""
     from scipy.stats import rankdata
+
+    if lengths is not None:
+        return np.array([rank_correlations(a[i:i + 1, :, :n], b[i:i + 1, :, :n], absolute)[0]
+                         for i, n in enumerate(np.asarray(lengths))])
 
     ranks = [rankdata((np.abs(m) if absolute else m).reshape(len(m), -1), axis=1) for m in (a, b)]
     centred = [r - r.mean(axis=1, keepdims=True) for r in ranks]
@@ -99,18 +124,19 @@ def mean_defined(values: np.ndarray):
     return float(defined.mean()) if len(defined) else None
 
 
-def sanity_check(methods: dict, model, x, target, trained_maps: dict, seed: int) -> dict:
+def sanity_check(methods: dict, model, x, target, trained_maps: dict, seed: int, lengths=None) -> dict:
     """Per method in `methods`, the mean over samples of the rank correlation between `trained_maps` and the
     maps of `randomized_copy(model, seed)`: "rank_correlation" of |attribution| and "signed_rank_correlation"
     (Adebayo et al. show both). A method is flagged "insensitive_to_model" when both exceed SANITY_THRESHOLD:
     its maps keep their ranking and their sign without the trained weights. |attribution| alone is not
     enough: x * gradient methods keep the input's shape in |map| (|rho| ~ 0.5) while their signs change."""
-    random_maps, _ = compute_maps(methods, randomized_copy(model, seed), x, target)
+    random_maps, _ = compute_maps(methods, randomized_copy(model, seed), x, target, lengths)
+    own = None if lengths is None else lengths.cpu().numpy()
     result = {}
     for name in methods:
-        absolute = rank_correlations(trained_maps[name], random_maps[name])
+        absolute = rank_correlations(trained_maps[name], random_maps[name], lengths=own)
         mean = mean_defined(absolute)
-        signed = mean_defined(rank_correlations(trained_maps[name], random_maps[name], absolute=False))
+        signed = mean_defined(rank_correlations(trained_maps[name], random_maps[name], absolute=False, lengths=own))
         result[name] = {"rank_correlation": mean, "undefined_samples": int((~np.isfinite(absolute)).sum()),
                         "signed_rank_correlation": signed,
                         "insensitive_to_model": min(mean or 0.0, signed or 0.0) > SANITY_THRESHOLD}

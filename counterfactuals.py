@@ -14,7 +14,8 @@ For a sample x that the model predicts as class p, and a target class t:
    evaluations, there is no counterfactual: found is False and no series is reported. Every counterfactual is
    run through the model again at the end; its reported class is the model's class on the returned series.
 
-Only the steps before a row's `length` are changed or compared (every row is whole today: length = L).
+Rows of different lengths: a stretch lies within both the sample's and the guide's own steps, the distance is
+the mean squared difference over the steps they share, and the model reads every series to the sample's length.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -81,13 +82,14 @@ def target_classes(probabilities: np.ndarray, fixed: Optional[int]) -> np.ndarra
     return others.argmax(1)
 
 
-def guide_pool(x: np.ndarray, y: np.ndarray, seed: int) -> dict:
+def guide_pool(x: np.ndarray, y: np.ndarray, lengths: np.ndarray, seed: int) -> dict:
     """The checkpoint's guides: at most GUIDES_PER_CLASS rows of each class (a seeded sample, in file order) of the
-    normalized training rows x (N, C, L) with their labels y."""
+    normalized training rows x (N, C, L) with their labels y and lengths."""
     rng = np.random.default_rng(seed)
     rows = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == k), min(int((y == k).sum()), GUIDES_PER_CLASS),
                                               replace=False) for k in np.unique(y)]))
-    return {"guides": torch.as_tensor(x[rows], dtype=torch.float32), "guide_labels": torch.as_tensor(y[rows])}
+    return {"guides": torch.as_tensor(x[rows], dtype=torch.float32), "guide_labels": torch.as_tensor(y[rows]),
+            "guide_lengths": torch.as_tensor(lengths[rows], dtype=torch.long)}
 
 
 def coarse_widths(length: int) -> np.ndarray:
@@ -127,28 +129,30 @@ def with_stretches(x: torch.Tensor, guide: torch.Tensor, candidates) -> torch.Te
     return torch.where(mask, guide, x)
 
 
-def smallest_flip(model, x, guide, target: int, contrast: np.ndarray, length: int, budget: int):
+def smallest_flip(model, x, guide, target: int, contrast: np.ndarray, length: int, budget: int, read: int):
     """(the smallest stretch found that makes the model predict `target`, or None; model evaluations spent): the
-    coarse pass over every channel choice, then the finer widths for the choice that flipped."""
+    coarse pass over every channel choice, then the finer widths for the choice that flipped. Stretches lie in the
+    first `length` steps; the model reads `read` steps of each candidate."""
     grid = coarse_widths(length)
     found, evaluations = first_flip(model, x, guide, target,
-                                    stretches(contrast, length, grid, channel_choices(x.shape[0])), budget)
+                                    stretches(contrast, length, grid, channel_choices(x.shape[0])), budget, read)
     if found is None:
         return None, evaluations
     width = found.end - found.start
     below = grid[grid < width].max(initial=0)
     finer, more = first_flip(model, x, guide, target,
                              stretches(contrast, length, range(below + 1, width), [found.channels]),
-                             budget - evaluations)
+                             budget - evaluations, read)
     return finer or found, evaluations + more
 
 
-def first_flip(model, x, guide, target: int, candidates, budget: int):
+def first_flip(model, x, guide, target: int, candidates, budget: int, read: int):
     """(the first candidate the model predicts as `target`, or None; model evaluations spent), at most `budget`."""
     evaluated, batch = 0, FIRST_BATCH
     while evaluated < min(budget, len(candidates)):
         part = candidates[evaluated:min(evaluated + batch, budget)]
-        hits = torch.nonzero(predict_logits(model, with_stretches(x, guide, part)).argmax(1) == target)
+        logits = predict_logits(model, with_stretches(x, guide, part), lengths=np.full(len(part), read))
+        hits = torch.nonzero(logits.argmax(1) == target)
         evaluated += len(part)
         if len(hits):
             return part[int(hits[0])], evaluated
@@ -157,18 +161,20 @@ def first_flip(model, x, guide, target: int, candidates, budget: int):
 
 
 def counterfactuals(model, x: torch.Tensor, targets, pool: torch.Tensor, pool_labels, contrasts: np.ndarray,
-                    budget: int, lengths=None) -> list:
+                    budget: int, lengths=None, pool_lengths=None) -> list:
     """One Counterfactual per sample of x (N, C, L), toward targets (N,) class indices. pool (G, C, L): candidate
     guides, normalized like x, with their labels pool_labels (G,) (None: the model's classes stand in for them);
-    contrasts (N, C, L) guide the search; budget: model evaluations per sample; lengths (N,) real steps per row
-    (None: every row is whole)."""
-    probabilities = torch.softmax(predict_logits(model, x).float(), 1).cpu().numpy()
+    contrasts (N, C, L) guide the search; budget: model evaluations per sample; lengths (N,) and
+    pool_lengths (G,): real steps per row (None: every row is whole)."""
+    lengths = np.full(len(x), x.shape[2]) if lengths is None else np.asarray(lengths)
+    pool_lengths = np.full(len(pool), pool.shape[2]) if pool_lengths is None else np.asarray(pool_lengths)
+    probabilities = torch.softmax(predict_logits(model, x, lengths=lengths).float(), 1).cpu().numpy()
     pool = pool.to(x.device, x.dtype)
-    pool_predicted = predict_logits(model, pool).argmax(1).cpu().numpy()
+    pool_predicted = predict_logits(model, pool, lengths=pool_lengths).argmax(1).cpu().numpy()
     pool_labels = pool_predicted if pool_labels is None else np.asarray(pool_labels)
     results = []
     for i, target in enumerate(int(t) for t in targets):
-        length = x.shape[2] if lengths is None else int(lengths[i])
+        length = int(lengths[i])
         before = float(probabilities[i, target])
         eligible = np.flatnonzero((pool_labels == target) & (pool_predicted == target))
         if probabilities[i].argmax() == target:
@@ -179,9 +185,11 @@ def counterfactuals(model, x: torch.Tensor, targets, pool: torch.Tensor, pool_la
             results.append(Counterfactual(target, False, None, None, None, before, None, 0, None,
                                           "no guide: no training row of the target class is predicted as it"))
             continue
-        distances = ((pool[eligible, :, :length] - x[i, :, :length]) ** 2).sum(dim=(1, 2)).cpu().numpy()
-        guide = int(eligible[np.argmin(distances)])
-        stretch, evaluations = smallest_flip(model, x[i], pool[guide], target, contrasts[i], length, budget)
+        shared = np.minimum(pool_lengths[eligible], length)  # steps the sample and each guide both have
+        squared = ((pool[eligible, :, :length] - x[i, :, :length]) ** 2).sum(dim=1).cpu().numpy()  # (E, length)
+        guide = int(eligible[np.argmin([squared[e, :steps].mean() for e, steps in enumerate(shared)])])
+        stretch, evaluations = smallest_flip(model, x[i], pool[guide], target, contrasts[i],
+                                             min(length, int(pool_lengths[guide])), budget, length)
         if stretch is None:
             results.append(Counterfactual(target, False, None, None, None, before, None, evaluations, guide,
                                           f"no stretch of the guide flips the prediction within {evaluations} "
@@ -190,15 +198,16 @@ def counterfactuals(model, x: torch.Tensor, targets, pool: torch.Tensor, pool_la
         series = with_stretches(x[i], pool[guide], [stretch])[0].cpu().numpy()
         results.append(Counterfactual(target, True, stretch, series, None, before, None, evaluations, guide,
                                       "the smallest stretch of the guide that flips the prediction"))
-    return verified(model, results)
+    return verified(model, results, lengths)
 
 
-def verified(model, results: list) -> list:
+def verified(model, results: list, lengths: np.ndarray) -> list:
     """The results with predicted and probability_after from the model run on the returned series; a series the
     model does not predict as the target (a flip at float rounding's edge) is withdrawn."""
     found = [r for r in results if r.found]
     if found:
-        logits = predict_logits(model, np.stack([r.series for r in found]))
+        logits = predict_logits(model, np.stack([r.series for r in found]),
+                                lengths=np.array([n for r, n in zip(results, lengths) if r.found]))
         probabilities = torch.softmax(logits.float(), 1).cpu().numpy()
         for r, p in zip(found, probabilities):
             r.predicted, r.probability_after = int(p.argmax()), float(p[r.target])

@@ -28,6 +28,7 @@ _MISSING_MARKERS = [
     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ]
 _OTHER_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
+MISSING_VALUE_MODES = ("interpolate", "error")
 _SNIFF_BYTES = 65536
 _NAMES_SHOWN = 5
 
@@ -45,100 +46,132 @@ class SeriesTable:
     feature_columns: list[str]
     row_indices: np.ndarray
     feature_names: list[str] | None = None  # a table's column names; None when the columns form a time series
+    # Variable-length rows: row i's series is X[i, :, :lengths[i]]; the steps after it are NaN (no value).
+    lengths: np.ndarray | None = None  # (N,) int64; _table sets it, every row full length for a tidy file
+    filled: np.ndarray | None = None  # (N, C, L) bool: the interior gaps that were interpolated; None when none
 
     @property
     def labelled(self) -> bool:
         return self.y is not None
 
+    def filled_per_channel(self) -> list[int]:
+        """Interpolated cells of each channel."""
+        if self.filled is None:
+            return [0] * len(self.channel_names)
+        return self.filled.sum(axis=(0, 2)).tolist()
 
-def read_train_test(train_path, test_path, label_column="label"):
+    def filled_rows(self) -> int:
+        return 0 if self.filled is None else int(self.filled.any(axis=(1, 2)).sum())
+
+
+def read_train_test(train_path, test_path, label_column="label", missing_values="interpolate"):
     """Read both CSVs as (N, C, L) series; layout and classes come from the training file. The test file may
-    lack the label column (new data to score): its table's y is then None."""
-    train = read_train(train_path, label_column)
+    lack the label column (new data to score): its table's y is then None. missing_values: what to do with a
+    gap inside a series, "interpolate" or "error" (see _series_lengths)."""
+    train = read_train(train_path, label_column, missing_values)
     layout = {"class_names": train.class_names, "channel_names": train.channel_names,
               "feature_columns": train.feature_columns}
-    return train, read_table(test_path, layout, label_column, reference=train_path)
+    return train, read_table(test_path, layout, label_column, reference=train_path, missing_values=missing_values)
 
 
-def read_train(path, label_column="label"):
+def read_train(path, label_column="label", missing_values="interpolate"):
     """The training CSV, which defines the layout (channels, steps) and the classes; it must have labels."""
     header = _header(path, label_column)
     channel_names, feature_columns = _channel_layout(path, [name for name in header if name != label_column])
-    ((X, labels),) = _read_rows(path, header, label_column, feature_columns)
+    ((X, labels, lengths, filled),) = _read_rows(path, header, label_column, feature_columns, None,
+                                                 len(channel_names), missing_values)
     class_names = _class_names(path, labels)
-    return _table(X, _class_indices(labels, class_names), class_names, channel_names, feature_columns)
+    return _table(X, _class_indices(labels, class_names), class_names, channel_names, feature_columns, lengths,
+                  filled)
 
 
-def read_table(path, layout, label_column="label", reference=None):
+def read_table(path, layout, label_column="label", reference=None, missing_values="interpolate"):
     """A CSV laid out like the training file (layout: its class_names, channel_names and feature_columns, e.g.
     a checkpoint's), its columns in any order, the label column optional; y is None without it."""
-    (table,) = iter_table(path, layout, label_column, None, reference)
+    (table,) = iter_table(path, layout, label_column, None, reference, missing_values)
     return table
 
 
-def iter_table(path, layout, label_column="label", chunk_rows=None, reference=None):
+def iter_table(path, layout, label_column="label", chunk_rows=None, reference=None, missing_values="interpolate"):
     """read_table's table in parts of at most chunk_rows rows (None: one part), in file order, each checked as
     read_table checks the whole; row_indices count from the top of the file. Memory is bounded by the part."""
     header = _header(path, label_column, require_label=False)
     _check_same_columns(path, [name for name in header if name != label_column], layout["feature_columns"],
                         reference or "the training file")
     offset = 0
-    for X, labels in _read_rows(path, header, label_column, layout["feature_columns"], chunk_rows):
+    for X, labels, lengths, filled in _read_rows(path, header, label_column, layout["feature_columns"], chunk_rows,
+                                                 len(layout["channel_names"]), missing_values):
         y = None
         if labels is not None:
             y = _class_indices(labels, layout["class_names"])
             if (y < 0).any():
                 raise DataError(_unseen_classes_message(path, reference or "the training file", labels, y, offset))
         table = _table(X, y, list(layout["class_names"]), list(layout["channel_names"]),
-                       list(layout["feature_columns"]))
+                       list(layout["feature_columns"]), lengths, filled)
         table.row_indices += offset
         offset += len(X)
         yield table
 
 
-def table_from_frame(frame, layout, label_column="label", name="the DataFrame"):
+def table_from_frame(frame, layout, label_column="label", name="the DataFrame", missing_values="interpolate"):
     """A DataFrame laid out like the training file (as read_table reads a CSV): feature columns in any order,
-    the label column optional, every value a finite number."""
+    the label column optional, every value a finite number except the empty (NaN) steps _series_lengths allows."""
     features = [str(c) for c in frame.columns if c != label_column]
     _check_same_columns(name, features, layout["feature_columns"], "the training file")
     try:
         X = frame[layout["feature_columns"]].to_numpy(dtype=np.float32)
     except (TypeError, ValueError):
         raise DataError(f"{name}: some feature values are not numbers; convert them or drop those rows") from None
+    lengths = filled = None
     if not np.isfinite(X).all():
-        row, column = np.argwhere(~np.isfinite(X))[0]
-        raise DataError(f"{name}: row {row}, column {layout['feature_columns'][column]!r} is missing or infinite")
+        if np.isinf(X).any() or not _is_series(layout["feature_columns"]):
+            row, column = np.argwhere(~np.isfinite(X))[0]
+            raise DataError(f"{name}: row {row}, column {layout['feature_columns'][column]!r} is missing or infinite")
+        X, lengths, filled = _series_lengths(name, X.reshape(len(X), len(layout["channel_names"]), -1),
+                                             layout["feature_columns"], lambda row: f"row {row}", missing_values)
     y = None
     if label_column in frame.columns:
         y = _class_indices(frame[label_column].astype(str).str.strip(), layout["class_names"])
         if (y < 0).any():
             raise DataError(f"{name}: labels that are not classes of the training file in row {int(np.argmax(y < 0))}")
-    return _table(X, y, list(layout["class_names"]), list(layout["channel_names"]), list(layout["feature_columns"]))
+    return _table(X.reshape(len(X), -1), y, list(layout["class_names"]), list(layout["channel_names"]),
+                  list(layout["feature_columns"]), lengths, filled)
 
 
-def _table(X, y, class_names, channel_names, feature_columns):
+def _table(X, y, class_names, channel_names, feature_columns, lengths=None, filled=None):
+    X = X.reshape(len(X), len(channel_names), -1)
     return SeriesTable(
-        X=X.reshape(len(X), len(channel_names), -1),
+        X=X,
         y=y,
         class_names=class_names,
         channel_names=channel_names,
         feature_columns=feature_columns,
         row_indices=np.arange(len(X), dtype=np.int64),
         feature_names=None if _is_series(feature_columns) else list(feature_columns),
+        lengths=np.full(len(X), X.shape[2], dtype=np.int64) if lengths is None else lengths,
+        filled=filled,
     )
 
 
-def fit_normalization(X):
-    """Per-channel mean and std over samples and steps, as plain lists for a weights_only checkpoint."""
-    mean = X.mean(axis=(0, 2), dtype=np.float64)
-    std = X.std(axis=(0, 2), dtype=np.float64)
+def fit_normalization(X, filled=None):
+    """Per-channel mean and std over samples and steps, as plain lists for a weights_only checkpoint. Only
+    observed values count: the NaN after a short row's end and the interpolated cells (filled, a mask) do not."""
+    if filled is not None or np.isnan(X).any():
+        observed = np.where(filled, np.nan, X) if filled is not None else X
+        mean = np.nanmean(observed, axis=(0, 2), dtype=np.float64)
+        std = np.nanstd(observed, axis=(0, 2), dtype=np.float64)
+    else:
+        mean = X.mean(axis=(0, 2), dtype=np.float64)
+        std = X.std(axis=(0, 2), dtype=np.float64)
     # A constant channel would divide by zero; leaving it unscaled just centres it.
     std = np.where(std < 1e-8, 1.0, std)
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 
-def normalize(X, normalization):
-    """X scaled channel by channel with statistics from fit_normalization, as float32."""
+def normalize(X, normalization, lengths=None):
+    """X scaled channel by channel with statistics from fit_normalization, as float32. With lengths (N,), the
+    steps after each row's length are set to 0 (the training mean): the model ignores them, and explanations
+    that start from the all-zeros baseline see padding equal to it."""
     mean = np.asarray(normalization["mean"], dtype=np.float32)[:, None]
     std = np.asarray(normalization["std"], dtype=np.float32)[:, None]
     if X.shape[1] != len(mean):
@@ -146,7 +179,15 @@ def normalize(X, normalization):
             f"the data has {X.shape[1]} channels but the normalization was fitted on {len(mean)}; "
             "use data with the same columns as the training file"
         )
-    return ((X - mean) / std).astype(np.float32, copy=False)
+    scaled = ((X - mean) / std).astype(np.float32, copy=False)
+    if lengths is not None and (np.asarray(lengths) < X.shape[2]).any():
+        scaled = np.where(padding_mask(lengths, X.shape[2])[:, None, :], np.float32(0), scaled)
+    return scaled
+
+
+def padding_mask(lengths, width) -> np.ndarray:
+    """(N, width) bool: True at the steps after each row's length."""
+    return np.arange(width)[None, :] >= np.asarray(lengths)[:, None]
 
 
 def stratified_split(y, val_fraction, seed, class_names=None):
@@ -183,11 +224,17 @@ def stratified_split(y, val_fraction, seed, class_names=None):
 
 
 class CustomDataset(torch.utils.data.Dataset):
-    """The whole data set as two tensors; indexing with an int, slice, or index tensor returns (x, y) batches without per-row Python work."""
+    """The whole data set as two tensors; indexing with an int, slice, or index tensor returns (x, y) batches without per-row Python work.
+    lengths (N,): each row's series length when the rows differ (`batch` then cuts a batch to its longest row);
+    None when every row is full length."""
 
-    def __init__(self, X, y):
+    def __init__(self, X, y, lengths=None):
         self.X = torch.as_tensor(X, dtype=torch.float32)
         self.y = torch.as_tensor(y, dtype=torch.long)
+        self.lengths = None
+        if lengths is not None and (np.asarray(lengths.cpu() if torch.is_tensor(lengths) else lengths)
+                                    < self.X.shape[2]).any():
+            self.lengths = torch.as_tensor(lengths, dtype=torch.long, device=self.X.device)
 
     def __len__(self):
         return len(self.y)
@@ -195,8 +242,19 @@ class CustomDataset(torch.utils.data.Dataset):
     def __getitem__(self, idx):
         return self.X[idx], self.y[idx]
 
+    def batch(self, idx, minimum: int = 1):
+        """(x, y, lengths): the rows idx, cut to their longest series but at least `minimum` steps (the model's
+        pooling factor); lengths None when every row fills that width."""
+        x, y = self[idx]
+        if self.lengths is None:
+            return x, y, None
+        lengths = self.lengths[idx]
+        width = min(self.X.shape[2], max(int(lengths.max()), minimum))
+        return x[..., :width], y, lengths if bool((lengths < width).any()) else None
+
     def to(self, device):
-        return CustomDataset(self.X.to(device), self.y.to(device))
+        return CustomDataset(self.X.to(device), self.y.to(device),
+                             None if self.lengths is None else self.lengths.to(device))
 
 
 def _header(path, label_column, require_label=True):
@@ -332,9 +390,12 @@ def _channel_layout(path, features):
     return list(steps_by_channel), feature_columns
 
 
-def _read_rows(path, header, label_column, feature_columns, chunk_rows=None):
+def _read_rows(path, header, label_column, feature_columns, chunk_rows=None, channels=1, missing_values="interpolate"):
     """Yields (features as float32 (n, F) in feature_columns order, stripped labels as a Series or None when the
-    file has no label column) for parts of at most chunk_rows rows (None: the whole file as one part)."""
+    file has no label column, lengths (n,), filled cells (n, C, L) or None; see _series_lengths) for parts of at
+    most chunk_rows rows (None: the whole file as one part)."""
+    if missing_values not in MISSING_VALUE_MODES:
+        raise DataError(f"MISSING_VALUES is {missing_values!r}; use one of {', '.join(MISSING_VALUE_MODES)}")
     features = [name for name in header if name != label_column]
     has_labels = label_column in header
     offset = 0
@@ -350,13 +411,15 @@ def _read_rows(path, header, label_column, feature_columns, chunk_rows=None):
                 index_col=False,
                 dtype={**dict.fromkeys(features, np.float32), **({label_column: str} if has_labels else {})},
                 keep_default_na=False,
-                na_values=[""],
+                # every marker is a missing feature value; the label keeps its text ("NA" may be a class)
+                na_values={**dict.fromkeys(features, _MISSING_MARKERS), **({label_column: [""]} if has_labels else {})},
                 chunksize=chunk_rows,
             )
             for frame in [frames] if chunk_rows is None else frames:
                 if frame.empty and not offset:
                     raise DataError(f"{path}: has a header but no data rows; add one row per sample")
-                yield _checked_rows(path, frame, label_column if has_labels else None, feature_columns, offset)
+                yield _checked_rows(path, frame, label_column if has_labels else None, feature_columns, offset,
+                                    channels, missing_values)
                 offset += len(frame)
             if not offset:
                 raise DataError(f"{path}: has a header but no data rows; add one row per sample")
@@ -368,21 +431,72 @@ def _read_rows(path, header, label_column, feature_columns, chunk_rows=None):
         raise DataError(_malformed_message(path, header, label_column, err)) from None
 
 
-def _checked_rows(path, frame, label_column, feature_columns, offset):
-    """(X, labels) of one part of the file: every label present, every value finite; offset: its first row."""
+def _checked_rows(path, frame, label_column, feature_columns, offset, channels=1, missing_values="interpolate"):
+    """(X, labels, lengths, filled) of one part of the file: every label present, every value finite, except the
+    empty steps of a series that _series_lengths allows; offset: its first row."""
     labels = frame[label_column].str.strip() if label_column else None
     if label_column and (labels.isna() | (labels == "")).any():
         line = _line_number(path, offset + int((labels.isna() | (labels == "")).to_numpy().argmax()))
         raise DataError(f"{path}: line {line} has no {label_column!r} value; fill it in or delete the row")
     X = frame[feature_columns].to_numpy(dtype=np.float32)
     finite = np.isfinite(X)
-    if not finite.all():
-        row, column = np.argwhere(~finite)[0]
+    if finite.all():  # a tidy file: every row full length, nothing filled
+        return X, labels, np.full(len(X), X.shape[1] // channels, dtype=np.int64), None
+    if np.isinf(X).any() or not _is_series(feature_columns):  # a table's features have no order to fill along
+        row, column = np.argwhere(np.isinf(X) if np.isinf(X).any() else ~finite)[0]
         where = f"{path}: line {_line_number(path, offset + row)}, column {feature_columns[column]!r}"
         if np.isnan(X[row, column]):
             raise DataError(f"{where} is missing; fill it in or delete the row")
         raise DataError(f"{where} is infinite; replace it with a finite number or delete the row")
-    return X, labels
+    series, lengths, filled = _series_lengths(path, X.reshape(len(X), channels, -1), feature_columns,
+                                              lambda row: f"line {_line_number(path, offset + row)}", missing_values)
+    return series.reshape(len(X), -1), labels, lengths, filled
+
+
+def _series_lengths(path, X, feature_columns, place, missing_values):
+    """(X with its interior gaps filled, lengths, filled mask or None) of series (n, C, L) that hold NaN;
+    place(row) names a row in messages ("line 7").
+
+    A row's series ends after its last step with a value in any channel; the steps after it are padding and stay
+    NaN. A gap before that end (in a channel that ended earlier too) is a missing value: with "interpolate" it is
+    filled linearly along time from the channel's observed values of the row, with the nearest one at the edges
+    (np.interp); with "error" every such row is counted in the message. A row without any value, or with a
+    channel without any value, is an error in both modes."""
+    n, channels, width = X.shape
+    present = ~np.isnan(X)
+    any_step = present.any(axis=1)  # (n, L)
+    empty = ~any_step.any(axis=1)
+    if empty.any():
+        raise DataError(f"{path}: {place(int(np.argmax(empty)))} has no feature value "
+                        f"(every value is missing{f', {int(empty.sum())} such rows' if empty.sum() > 1 else ''}); "
+                        "delete the row or fill it in")
+    lengths = (width - np.argmax(any_step[:, ::-1], axis=1)).astype(np.int64)
+    inside = ~padding_mask(lengths, width)[:, None, :]
+    gaps = ~present & inside
+    silent = ~present.any(axis=2)  # (n, C): a channel with no value in its row
+    if silent.any():
+        row, channel = np.argwhere(silent)[0]
+        match = _CHANNEL_STEP.match(feature_columns[channel * width])
+        name = match["channel"] if match else SINGLE_CHANNEL_NAME
+        raise DataError(f"{path}: {place(row)}: channel {name!r} has no value (every "
+                        f"value is missing{f'; {int(silent.any(axis=1).sum())} rows like it' if silent.sum() > 1 else ''}); "
+                        "fill it in or delete the row")
+    if not gaps.any():
+        return X, lengths, None
+    if missing_values == "error":
+        rows = np.flatnonzero(gaps.any(axis=(1, 2)))
+        channel, step = np.argwhere(gaps[rows[0]])[0]
+        raise DataError(f"{path}: {len(rows)} row(s) have missing values inside their series ({int(gaps.sum())} "
+                        f"cells; first on {place(rows[0])}, column "
+                        f"{feature_columns[channel * width + step]!r}); fill them in, delete those rows, or set "
+                        "--missing_values=interpolate (empty cells at the end of a row only shorten its series)")
+    X = X.copy()
+    steps = np.arange(width)
+    for row, channel in np.argwhere(gaps.any(axis=2)):
+        observed = present[row, channel, :lengths[row]]
+        known = steps[:lengths[row]][observed]
+        X[row, channel, :lengths[row]] = np.interp(steps[:lengths[row]], known, X[row, channel, known])
+    return X, lengths, gaps
 
 
 def _malformed_message(path, header, label_column, err):
@@ -473,3 +587,38 @@ def _few(names):
     shown = [repr(name) for name in names[:_NAMES_SHOWN]]
     more = f", … {len(names)} in all" if len(names) > _NAMES_SHOWN else ""
     return ", ".join(shown) + more
+
+
+class SeriesCounts:
+    """How long a file's series are and which cells were filled, counted table by table (iter_table's parts), for
+    the log, metrics.json and the report: nothing is filled silently."""
+
+    def __init__(self, channel_names):
+        self.channel_names = list(channel_names)
+        self.rows = self.short_rows = self.filled_rows = 0
+        self.shortest = self.longest = None
+        self.filled = np.zeros(len(self.channel_names), dtype=np.int64)
+
+    def add(self, table: SeriesTable) -> "SeriesCounts":
+        lengths = table.lengths
+        self.rows += len(lengths)
+        self.short_rows += int((lengths < table.X.shape[2]).sum())
+        self.shortest = int(lengths.min()) if self.shortest is None else min(self.shortest, int(lengths.min()))
+        self.longest = int(lengths.max()) if self.longest is None else max(self.longest, int(lengths.max()))
+        self.filled += np.asarray(table.filled_per_channel(), dtype=np.int64)
+        self.filled_rows += table.filled_rows()
+        return self
+
+    def summary(self) -> dict:
+        return {"rows": self.rows, "length_min": self.shortest, "length_max": self.longest,
+                "shorter_rows": self.short_rows, "filled_rows": self.filled_rows,
+                "filled_cells": dict(zip(self.channel_names, self.filled.tolist()))}
+
+    def message(self, name) -> str:
+        """One log line: the lengths, and what was interpolated per channel."""
+        lengths = (f"{self.short_rows} of {self.rows} rows shorter than the columns, lengths {self.shortest}-"
+                   f"{self.longest}" if self.short_rows else f"all {self.rows} rows {self.longest} steps long")
+        filled = "; ".join(f"{c}: {n}" for c, n in zip(self.channel_names, self.filled.tolist()) if n)
+        gaps = (f"; interpolated {int(self.filled.sum())} missing cells in {self.filled_rows} rows ({filled})"
+                if self.filled_rows else "")
+        return f"{name}: {lengths}{gaps}"

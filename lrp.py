@@ -121,10 +121,12 @@ def _conv_block(block, a, eps, bias):
     return a
 
 
-def lstm_direction(x, w_ih, w_hh, b, eps, reverse=False):
+def lstm_direction(x, w_ih, w_hh, b, eps, reverse=False, lengths=None):
     """One direction of one LSTM layer, LRP-modified (Arras et al.): x (N, T, D) -> h (N, T, H).
 
-    Gate order i, f, g, o as in torch; ``b`` is bias_ih + bias_hh (N, 4H) or (4H,)."""
+    Gate order i, f, g, o as in torch; ``b`` is bias_ih + bias_hh (N, 4H) or (4H,). lengths (N,): each row's own
+    steps, as a packed sequence: the state stays zero after a row's end (the reverse pass starts at its last
+    step) and the outputs there are 0."""
     n, steps, _ = x.shape
     hidden = w_hh.shape[1]
     zx = x @ w_ih.T  # input part of all pre-activations at once
@@ -141,11 +143,14 @@ def lstm_direction(x, w_ih, w_hh, b, eps, reverse=False):
         g = _tanh_identity(_stabilised(z[:, 2 * hidden:3 * hidden], eps))
         c = _stabilised(f_gate * c + i_gate * g, eps)  # gates are constants: relevance to signal only
         h = o_gate * _tanh_identity(c)
+        if lengths is not None:
+            inside = (t < lengths)[:, None]
+            h, c = torch.where(inside, h, 0.0), torch.where(inside, c, 0.0)
         out[t] = h
     return torch.stack(out, dim=1)
 
 
-def _lstm(lstm, x, eps, bias):
+def _lstm(lstm, x, eps, bias, lengths=None):
     if not lstm.batch_first or lstm.proj_size:
         raise ValueError("expected a batch_first LSTM without projection")
     for layer in range(lstm.num_layers):
@@ -158,13 +163,14 @@ def _lstm(lstm, x, eps, bias):
                 b = getattr(lstm, f"bias_ih_{name}").detach() + getattr(lstm, f"bias_hh_{name}").detach()
             else:
                 b = w_ih.new_zeros(w_ih.shape[0])
-            outputs.append(lstm_direction(x, w_ih, w_hh, bias(b), eps, reverse=bool(suffix)))
+            outputs.append(lstm_direction(x, w_ih, w_hh, bias(b), eps, reverse=bool(suffix), lengths=lengths))
         x = torch.cat(outputs, dim=2)  # inter-layer dropout is the identity in eval mode
     return x
 
 
-def _attention(mha, x, eps, bias):
-    """Self-attention (query = key = value = x), AH-rule: attention weights are constants."""
+def _attention(mha, x, eps, bias, lengths=None):
+    """Self-attention (query = key = value = x), AH-rule: attention weights are constants. lengths (N,): the keys
+    after a row's end get weight 0, as key_padding_mask gives them."""
     if mha.in_proj_weight is None or mha.bias_k is not None or mha.add_zero_attn or not mha.batch_first:
         raise ValueError("expected batch_first self-attention with a packed in-projection")
     n, steps, embed = x.shape
@@ -175,7 +181,11 @@ def _attention(mha, x, eps, bias):
     xd = x.detach()
     q = (xd @ w[:embed].T + b[:embed]).view(n, steps, heads, head_dim).transpose(1, 2)
     k = (xd @ w[embed:2 * embed].T + b[embed:2 * embed]).view(n, steps, heads, head_dim).transpose(1, 2)
-    weights = torch.softmax((q * math.sqrt(1.0 / head_dim)) @ k.transpose(-2, -1), dim=-1)  # (N, h, T, T)
+    scores = (q * math.sqrt(1.0 / head_dim)) @ k.transpose(-2, -1)
+    if lengths is not None:
+        padded = torch.arange(steps, device=x.device)[None, :] >= lengths[:, None]
+        scores = scores.masked_fill(padded[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # (N, h, T, T)
     v = _stabilised(x @ w[2 * embed:].T + bias(b[2 * embed:]).unsqueeze(-2), eps)
     v = v.view(n, steps, heads, head_dim).transpose(1, 2)
     mixed = _stabilised(weights @ v, eps)  # linear in v once the weights are constants
@@ -185,18 +195,37 @@ def _attention(mha, x, eps, bias):
     return _stabilised(mixed @ out_w.T + bias(out_b).unsqueeze(-2), eps)
 
 
-def lrp_forward(model, x, epsilon=1e-6, track_bias=False):
+def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
     """LRP-modified forward of the eval-mode model: returns (logits (N, K), list of bias leaves).
 
-    The logits equal ``model.eval()(x)`` up to float rounding (BatchNorm is folded into the convs);
-    x * d logit / d x is the epsilon-rule relevance of x, and for each bias leaf b * d logit / d b
-    the relevance that bias absorbs (only with track_bias)."""
+    The logits equal ``model.eval()(x)`` (``model(x, lengths)`` with lengths) up to float rounding (BatchNorm is
+    folded into the convs); x * d logit / d x is the epsilon-rule relevance of x, and for each bias leaf
+    b * d logit / d b the relevance that bias absorbs (only with track_bias). With lengths the steps after each
+    row's end are replaced by 0 before every layer that mixes steps, as the model does, so they get no relevance."""
     bias = _Biases(x.shape[0], track_bias)
-    features = _conv_block(model.conv2, _conv_block(model.conv1, x, epsilon, bias), epsilon, bias)  # (N, F, T)
-    sequence = _lstm(model.lstm, features.transpose(1, 2), epsilon, bias)  # (N, T, 2H)
-    attended = _attention(model.attention, sequence, epsilon, bias)
-    pooled = _stabilised(_stabilised(sequence + attended, epsilon).mean(dim=1), epsilon)
-    context = torch.cat([_stabilised(features.mean(dim=2), epsilon), pooled], dim=1)
+    if lengths is not None and bool((lengths >= x.shape[2]).all()):
+        lengths = None
+    if lengths is None:
+        features = _conv_block(model.conv2, _conv_block(model.conv1, x, epsilon, bias), epsilon, bias)  # (N, F, T)
+        sequence = _lstm(model.lstm, features.transpose(1, 2), epsilon, bias)  # (N, T, 2H)
+        attended = _attention(model.attention, sequence, epsilon, bias)
+        pooled = _stabilised(_stabilised(sequence + attended, epsilon).mean(dim=1), epsilon)
+        context = torch.cat([_stabilised(features.mean(dim=2), epsilon), pooled], dim=1)
+    else:
+        def real(values, count):  # (N, F, T) values with the steps from `count` on set to 0
+            keep = torch.arange(values.shape[2], device=values.device)[None, None, :] < count[:, None, None]
+            return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+        lengths = lengths.to(x.device).long()
+        after1, after2 = model.pooled_lengths(lengths, x.shape[2])
+        features = real(_conv_block(model.conv2, real(_conv_block(model.conv1, real(x, lengths), epsilon, bias),
+                                                      after1), epsilon, bias), after2)
+        sequence = _lstm(model.lstm, features.transpose(1, 2), epsilon, bias, after2)
+        attended = _attention(model.attention, sequence, epsilon, bias, after2)
+        count = after2[:, None].to(features.dtype)
+        summed = real((_stabilised(sequence + attended, epsilon)).transpose(1, 2), after2).sum(dim=2)
+        pooled = _stabilised(summed / count, epsilon)
+        context = torch.cat([_stabilised(features.sum(dim=2) / count, epsilon), pooled], dim=1)
     head_w = model.head.weight.detach()
     head_b = model.head.bias.detach() if model.head.bias is not None else head_w.new_zeros(head_w.shape[0])
     logits = _stabilised(context @ head_w.T + bias(head_b), epsilon)  # dropout is the identity in eval mode
@@ -205,7 +234,7 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False):
 
 # -----------------------------------------------------------------------------
 # Public API
-def _relevance(model, x, target, rule, epsilon, mu, track_bias):
+def _relevance(model, x, target, rule, epsilon, mu, track_bias, lengths=None):
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
     if x.dim() != 3:
@@ -213,7 +242,7 @@ def _relevance(model, x, target, rule, epsilon, mu, track_bias):
     with torch.inference_mode(False), torch.enable_grad():
         dtype = next(model.parameters()).dtype
         inp = x.detach().clone().to(dtype).requires_grad_(True)
-        logits, leaves = lrp_forward(model, inp, epsilon, track_bias)
+        logits, leaves = lrp_forward(model, inp, epsilon, track_bias, lengths)
         n = inp.shape[0]
         if target is None:
             target = logits.detach().argmax(dim=1)
@@ -242,14 +271,15 @@ def _relevance(model, x, target, rule, epsilon, mu, track_bias):
     return relevance.to(x.dtype), bias_sum, explained.detach()
 
 
-def lrp_attribute(model, x, target=None, rule="epsilon", epsilon=1e-6, mu=0.0) -> torch.Tensor:
+def lrp_attribute(model, x, target=None, rule="epsilon", epsilon=1e-6, mu=0.0, lengths=None) -> torch.Tensor:
     """LRP relevance of each input value: x (N, C, L) -> (N, C, L), detached, on x's device.
 
     target: None explains each sample's predicted class, else one class index per sample (N,).
     rule: "epsilon" (LRP-epsilon throughout) or "sign" (LRP-SIGN: SIGN-mu rule in the input layer,
     epsilon above; see the module docstring). epsilon: the stabiliser of every epsilon rule
-    (0 gives LRP-0). mu: threshold of the SIGN-mu rule (0 = SIGN). Batched over N."""
-    return _relevance(model, x, target, rule, epsilon, mu, track_bias=False)[0]
+    (0 gives LRP-0). mu: threshold of the SIGN-mu rule (0 = SIGN). Batched over N. lengths (N,): rows of their
+    own lengths (model.forward); the relevance after a row's end is 0."""
+    return _relevance(model, x, target, rule, epsilon, mu, track_bias=False, lengths=lengths)[0]
 
 
 def lrp_conservation(model, x, target=None, rule="epsilon", epsilon=1e-6, mu=0.0) -> dict:

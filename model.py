@@ -60,12 +60,50 @@ class HybridCNNLSTMAttention(nn.Module):
     def gradcam_layer(self) -> nn.Module:
         return self.conv2
 
-    def forward(self, x):
-        features = self.conv2(self.conv1(x))  # (N, 2*cnn, T)
-        sequence, _ = self.lstm(features.transpose(1, 2))  # (N, T, 2*hidden)
-        attended, _ = self.attention(sequence, sequence, sequence, need_weights=True, average_attn_weights=False)
-        context = torch.cat([features.mean(dim=2), (sequence + attended).mean(dim=1)], dim=1)
-        return self.head(self.dropout(context))
+    @property
+    def pool_factors(self) -> tuple[int, int]:
+        return tuple(block[3].kernel_size if isinstance(block[3], nn.MaxPool1d) else 1
+                     for block in (self.conv1, self.conv2))
+
+    def pooled_lengths(self, lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real steps after each conv block of rows `width` steps wide. MaxPool1d drops a last incomplete
+        window, as it does on a series alone; a series shorter than the pooling factor is read as if zero-padded
+        to it, so that at least one step reaches the LSTM."""
+        pool1, pool2 = self.pool_factors
+        after1 = torch.clamp(lengths, min=pool1 * pool2).clamp(max=width) // pool1
+        return after1, after1 // pool2
+
+    def forward(self, x, lengths=None):
+        """x (N, C, L) -> logits (N, K). lengths (N,): row i's series is x[i, :, :lengths[i]]; the steps after it
+        (zeros, NaN, anything) do not change the output. None, or every row full length: all of x is read."""
+        if lengths is None or bool((lengths >= x.shape[2]).all()):
+            features = self.conv2(self.conv1(x))  # (N, 2*cnn, T)
+            sequence, _ = self.lstm(features.transpose(1, 2))  # (N, T, 2*hidden)
+            attended, _ = self.attention(sequence, sequence, sequence, need_weights=True, average_attn_weights=False)
+            context = torch.cat([features.mean(dim=2), (sequence + attended).mean(dim=1)], dim=1)
+            return self.head(self.dropout(context))
+        return self.head(self.dropout(self._masked_context(x, lengths.to(x.device).long())))
+
+    def _masked_context(self, x, lengths):
+        """forward's context vector for rows of their own lengths: every padded value is replaced (torch.where, so
+        that a NaN there reaches neither the output nor a gradient) before each layer that mixes steps."""
+        def real(values, count, time_dim):  # values with the steps from `count` on set to 0
+            steps = torch.arange(values.shape[time_dim], device=values.device)
+            keep = steps[None, :] < count[:, None]
+            keep = keep[:, None, :] if time_dim == 2 else keep[:, :, None]
+            return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+        after1, after2 = self.pooled_lengths(lengths, x.shape[2])
+        features = real(self.conv2(real(self.conv1(real(x, lengths, 2)), after1, 2)), after2, 2)  # (N, 2*cnn, T)
+        packed = nn.utils.rnn.pack_padded_sequence(features.transpose(1, 2), after2.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        sequence, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True,
+                                                       total_length=features.shape[2])  # zeros after each length
+        padded = torch.arange(features.shape[2], device=x.device)[None, :] >= after2[:, None]
+        attended, _ = self.attention(sequence, sequence, sequence, key_padding_mask=padded, need_weights=True,
+                                     average_attn_weights=False)
+        count = after2[:, None].to(features.dtype)
+        return torch.cat([features.sum(dim=2) / count, real(sequence + attended, after2, 1).sum(dim=1) / count], dim=1)
 
 
 MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",
@@ -76,17 +114,43 @@ def build_model(hyperparameters: dict) -> HybridCNNLSTMAttention:
     return HybridCNNLSTMAttention(**{name: hyperparameters[name] for name in MODEL_ARGS})
 
 
+def row_lengths(lengths, width: int, device=None):
+    """lengths (N,) as a long tensor on device, or None when there are none or every row fills the width: the
+    model's fast path, the same numbers as a model without lengths."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(np.asarray(lengths) if not torch.is_tensor(lengths) else lengths, dtype=torch.long)
+    if bool((lengths >= width).all()):
+        return None
+    return lengths.to(device)
+
+
+def trimmed(x: torch.Tensor, lengths, minimum: int = 1):
+    """(x cut to its longest row but at least `minimum` steps, lengths or None): a batch padded only to its own
+    longest series."""
+    if lengths is None:
+        return x, None
+    longest = min(x.shape[2], max(int(lengths.max()), minimum))
+    return x[..., :longest], row_lengths(lengths, longest, x.device)
+
+
 @torch.inference_mode()
-def predict_logits(model: nn.Module, X, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(model: nn.Module, X, batch_size: int = 512, lengths=None) -> torch.Tensor:
     """Logits (N, K) of the model in eval mode, batch_size rows per forward pass. X: (N, C, L) tensor or array of
-    any float type (a float64 array from pandas included), moved to the model's device and dtype."""
+    any float type (a float64 array from pandas included), moved to the model's device and dtype. lengths (N,):
+    each row's series length (see HybridCNNLSTMAttention.forward); None: every row is L steps long."""
     model.eval()
     parameter = next(model.parameters())
     X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=parameter.dtype,
                         device=parameter.device)
     if not len(X):
         return X.new_zeros(0)
-    return torch.cat([model(part) for part in X.split(batch_size)])
+    lengths = row_lengths(lengths, X.shape[2], X.device)
+    if lengths is None:
+        return torch.cat([model(part) for part in X.split(batch_size)])
+    minimum = math.prod(getattr(model, "pool_factors", (1,)))
+    return torch.cat([model(*trimmed(part, part_lengths, minimum))
+                      for part, part_lengths in zip(X.split(batch_size), lengths.split(batch_size))])
 
 
 # -----------------------------------------------------------------------------
@@ -180,6 +244,22 @@ def check_checkpoint(checkpoint, path):
     if guides is not None and (not torch.is_tensor(labels) or labels.shape != (len(guides),) or labels.is_floating_point()
                                or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < hp["num_classes"])):
         raise bad("guide_labels", f"is not one class index below {hp['num_classes']} per guide")
+    guide_lengths = checkpoint.get("guide_lengths")  # optional: absent, every guide is full length
+    if guide_lengths is not None and (guides is None or not torch.is_tensor(guide_lengths)
+                                      or guide_lengths.shape != (len(guides),) or guide_lengths.dtype != torch.long
+                                      or not bool(((guide_lengths >= 1) & (guide_lengths <= hp["sequence_length"])).all())):
+        raise bad("guide_lengths", f"is not one length in [1, {hp['sequence_length']}] per guide")
+    # Both fields are optional: a checkpoint written before rows could differ in length has every row full length.
+    lengths = checkpoint.get("background_lengths")
+    if lengths is not None and (background is None or not torch.is_tensor(lengths) or lengths.shape != (len(background),)
+                                or lengths.dtype != torch.long or not bool(((lengths >= 1) &
+                                                                             (lengths <= hp["sequence_length"])).all())):
+        raise bad("background_lengths", f"is not one length in [1, {hp['sequence_length']}] per background row")
+    length_range = checkpoint.get("length_range")
+    if length_range is not None and (not isinstance(length_range, list) or len(length_range) != 2
+                                     or not all(type(n) is int for n in length_range)
+                                     or not 1 <= length_range[0] <= length_range[1] <= hp["sequence_length"]):
+        raise bad("length_range", f"is not [shortest, longest] training length within [1, {hp['sequence_length']}]")
 
 
 def load_model(path, device="cpu"):

@@ -338,6 +338,11 @@ def sample_heading(samples, i, what="explained sample"):
             f"{'correct' if pred == true else 'WRONG'})")
 
 
+def own_steps(samples, i) -> int:
+    """Steps of sample i's own series: per-sample figures draw each series to its own length, not the padding."""
+    return samples.x.shape[2] if getattr(samples, "lengths", None) is None else int(samples.lengths[i])
+
+
 def shap_figures(values, samples, windows, path):
     """values (N, C, L, K). Summary bar of the top windows, a per-class heatmap, and per sample the values
     along each channel for the predicted and the true class. windows: the SHAP players per channel."""
@@ -392,7 +397,8 @@ def shap_figures(values, samples, windows, path):
         if true != pred:
             columns.append(f"for the true class {class_names[true]}")
             maps.append(values[i, :, :, true])
-        attribution_figure(samples.inputs[i], maps, columns, channel_names,
+        steps = own_steps(samples, i)
+        attribution_figure(samples.inputs[i][:, :steps], [m[:, :steps] for m in maps], columns, channel_names,
                            f"SHAP values, {sample_heading(samples, i)}\nred raises the logit, blue lowers it",
                            "SHAP value (logit units)", path(f"shap_sample_{i}.png"), feature_names=features)
 
@@ -401,22 +407,25 @@ def gradcam_figures(maps, samples, path):
     """maps (N, L) non-negative Grad-CAM over time, drawn under every channel of each sample."""
     for i in range(len(maps)):
         pred = int(samples.y_pred[i])
-        cam = np.broadcast_to(maps[i], samples.inputs[i].shape)
-        attribution_figure(samples.inputs[i], [cam], [f"for the predicted class {samples.class_names[pred]}"],
+        steps = own_steps(samples, i)
+        cam = np.broadcast_to(maps[i][:steps], samples.inputs[i][:, :steps].shape)
+        attribution_figure(samples.inputs[i][:, :steps], [cam], [f"for the predicted class {samples.class_names[pred]}"],
                            samples.channel_names,
                            f"Grad-CAM (last conv block), {sample_heading(samples, i)}\none map over time, under "
                            "every channel", "Grad-CAM (last conv block)", path(f"gradcam_sample_{i}.png"),
                            signed=False, feature_names=samples.feature_names)
 
 
-def attention_figures(attention, samples, path):
+def attention_figures(attention, samples, path, pooled_lengths=None):
     """attention (N, H, T, T): per sample one heatmap per head and their mean on one colour scale, axes in input
-    time steps; the colour bar marks the uniform weight 1/T."""
-    n, heads, t, _ = attention.shape
-    length = samples.x.shape[2]
+    time steps; the colour bar marks the uniform weight 1/T. pooled_lengths (N,): each row's own LSTM steps
+    (None: all T), the part drawn."""
+    n, heads, width, _ = attention.shape
     unit = "step" if samples.feature_names is None else "feature position"
     for i in range(n):
-        maps = list(attention[i]) + [attention[i].mean(axis=0)]
+        t = width if pooled_lengths is None else int(pooled_lengths[i])
+        length = own_steps(samples, i)
+        maps = list(attention[i, :, :t, :t]) + [attention[i, :, :t, :t].mean(axis=0)]
         titles = [f"head {h}" for h in range(heads)] + ["mean of the heads"]
         grid_rows, columns = grid_shape(len(maps), 3)
         fig, axes = plt.subplots(grid_rows, columns, figsize=(2.9 * columns + 1.2, 2.7 * grid_rows + 0.8),
@@ -460,7 +469,8 @@ def method_sample_figures(maps, methods, samples, path):
     signed = [methods[name].signed for name in names]
     unsigned = [methods[name].label for name, s in zip(names, signed) if not s]
     for i in range(len(samples)):
-        attribution_grid_figure(samples.inputs[i], [unit_scaled(maps[name][i]) for name in names],
+        steps = own_steps(samples, i)
+        attribution_grid_figure(samples.inputs[i][:, :steps], [unit_scaled(maps[name][i][:, :steps]) for name in names],
                                 [methods[name].label for name in names], signed, samples.channel_names,
                                 f"Attribution for the predicted class, {sample_heading(samples, i)}\n"
                                 "each method scaled to its largest |value|; red supports the predicted class, blue "
@@ -473,8 +483,8 @@ def method_overlay_figure(maps, samples, i, segments, path):
     """Sample i: |attribution| summed over channels, scaled to a peak of 1, per method over time;
     named segments (name, start, end) shaded. Long series are drawn as bin maxima; a table's features as
     grouped bars."""
-    length = next(iter(maps.values())).shape[2]
-    curves = [unit_scaled(np.abs(m[i]).sum(axis=0)) for m in maps.values()]
+    length = own_steps(samples, i)
+    curves = [unit_scaled(np.abs(m[i][:, :length]).sum(axis=0)) for m in maps.values()]
     fig, ax = plt.subplots(figsize=(10, 4.0), layout="constrained")
     ylabel = "|attribution| summed over channels\n(scaled to a peak of 1)"
     if samples.feature_names is not None:
@@ -574,7 +584,8 @@ def misclassified_figures(mistakes, predicted_maps, true_maps, path):
     """Per misclassified sample: integrated gradients for the predicted and for the true class, one colour scale."""
     for k in range(len(mistakes)):
         pred, true = int(mistakes.y_pred[k]), int(mistakes.y_true[k])
-        attribution_figure(mistakes.inputs[k], [predicted_maps[k], true_maps[k]],
+        steps = own_steps(mistakes, k)
+        attribution_figure(mistakes.inputs[k][:, :steps], [predicted_maps[k][:, :steps], true_maps[k][:, :steps]],
                            [f"for the predicted class {mistakes.class_names[pred]} "
                             f"({probability(mistakes.probabilities[k, pred])})",
                             f"for the true class {mistakes.class_names[true]} "
@@ -609,10 +620,11 @@ def counterfactual_figures(inputs, series, mask, entries, samples, path):
     marker = "o" if length <= 30 else None
     colour = CATEGORICAL[1]
     for i in range(n):
+        own = int(samples.own_lengths[i])  # each series drawn to its own length
         fig, axes = plt.subplots(channels, 1, figsize=(9.5, 0.62 * channels + 1.6), squeeze=False, sharex=True,
                                  layout="constrained")
         for c, ax in enumerate(axes[:, 0]):
-            ax.plot(*envelope(inputs[i, c]), color="black", linewidth=1.0, marker=marker, markersize=2.5,
+            ax.plot(*envelope(inputs[i, c, :own]), color="black", linewidth=1.0, marker=marker, markersize=2.5,
                     label="original")
             changed = np.flatnonzero(mask[i, c])
             if len(changed):

@@ -190,9 +190,33 @@ def section(key, body, intro=""):
 
 # -----------------------------------------------------------------------------
 # Sections
-def data_section(train_counts, test, predictions, figure):
+def series_note(series) -> str:
+    """metrics.json's "series" (lengths and filled cells per file) as a paragraph; "" when every row was whole."""
+    if not series:
+        return ""
+    lines = []
+    for part, counts in series.items():
+        if not isinstance(counts, dict) or not (counts["shorter_rows"] or counts["filled_rows"]):
+            continue
+        text = (f"the {esc(part)} file: {counts['shorter_rows']} of {counts['rows']} rows shorter than the columns "
+                f"(lengths {counts['length_min']}&ndash;{counts['length_max']})")
+        filled = {c: n for c, n in counts["filled_cells"].items() if n}
+        if filled:
+            text += (f"; {sum(filled.values())} missing cells in {counts['filled_rows']} rows interpolated "
+                     f"({esc(', '.join(f'{c}: {n}' for c, n in filled.items()))})")
+        lines.append(text)
+    if not lines:
+        return ""
+    return ("<p class='note'>Rows of their own lengths: " + "; ".join(lines) + ". The model reads each series only "
+            "to its own end, and every explanation gives the steps after it exactly 0. Missing values inside a "
+            f"series: <code>MISSING_VALUES={esc(series['missing_values'])}</code> (linear in time, the nearest "
+            "observed value at a series' ends).</p>")
+
+
+def data_section(train_counts, test, predictions, figure, series=None):
     """train_counts: training rows per class (None for a checkpoint of an earlier version, reused); test: the
-    explained file's table (or its first part); predictions: metrics.json's section of it."""
+    explained file's table (or its first part); predictions: metrics.json's section of it; series: metrics.json's
+    "series" (row lengths and filled cells)."""
     test_counts = list(predictions["true_class_counts"].values()) if test.labelled else None
     columns = ([("training rows", train_counts)] if train_counts is not None else []) + \
         ([("test rows", test_counts)] if test_counts is not None else [])
@@ -204,6 +228,7 @@ def data_section(train_counts, test, predictions, figure):
              f"{'s' if length != 1 else ''} per sample, <b>{len(test.class_names)}</b> classes. The model sees each "
              "channel z-scored with the training file's mean and standard deviation; the figures of explained "
              "samples draw these normalized values.</p>")
+    facts += series_note(series)
     if not test.labelled:
         facts += (f"<p class='note'>The explained file has <b>no labels</b> ({predictions['rows']} rows): this run predicts "
                   "and explains; accuracy, the confusion matrix and the misclassified rows need labels.</p>")
@@ -519,7 +544,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
             evaluation = evaluation_section(metrics, f.read(), figure)
     else:
         evaluation = predictions_section(metrics["predictions"])
-    parts = [data_section(train_counts, test, metrics["predictions"], figure), training_section(metrics, history, figure), evaluation,
+    parts = [data_section(train_counts, test, metrics["predictions"], figure, metrics.get("series")), training_section(metrics, history, figure), evaluation,
              samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),
              attention_section(metrics["attention"])]
     if attributions:

@@ -20,6 +20,13 @@ Methods:
   add up to f(x) - mean_b f(b) exactly (to float error), whatever the number of permutations.
   The permutations do not depend on the explained samples, so a sample's values do not depend
   on which other samples are explained with it.
+
+Rows of different lengths (`lengths`): the explained row's own steps are the players (the steps after
+its end are none, and get exactly 0), and every coalition row has its length, so f reads only those
+steps. A background row shorter than the explained one is held at its last observed value (per
+channel) up to that length, the reader's rule for a channel that ends early; a longer one is cut to
+it. So v(S) = mean_b f(x_S, b'_rest) at the explained row's length, and the values add up to
+f(x) - mean_b f(b') with b' the background rows so extended or cut (`expected_outputs`).
 """
 
 import functools
@@ -50,6 +57,22 @@ def player_groups(channels: int, length: int, segments_per_channel: int) -> np.n
                          f"length={length}, segments_per_channel={segments_per_channel}")
     window = window_of_step(length, segments_per_channel)
     return np.arange(channels)[:, None] * (window[-1] + 1) + window[None, :]
+
+
+def held_background(background, lengths):
+    """(B, C, L) background rows held at their last observed value after their lengths (B,): what a row
+    shorter than an explained one contributes to its later steps."""
+    steps = torch.arange(background.shape[2], device=background.device)
+    last = torch.minimum(steps[None, :], torch.as_tensor(lengths, device=background.device).long()[:, None] - 1)
+    return background.gather(2, last[:, None, :].expand(-1, background.shape[1], -1))
+
+
+def expected_outputs(f, background, background_lengths, lengths) -> np.ndarray:
+    """(N, K) mean_b f(b') for each explained row's length: the base values its Shapley values add up to."""
+    held = held_background(background, background_lengths)
+    with torch.inference_mode():
+        return np.stack([f(held, torch.full((len(held),), int(n), device=held.device)).double().mean(0).cpu().numpy()
+                         for n in lengths])
 
 
 def _evaluate(f, make_rows, num_rows, batch_size):
@@ -137,7 +160,7 @@ def default_permutations(num_players: int, length: int) -> int:
 
 
 def interventional_shap(f, x, background, groups, method="permutation", num_permutations=None,
-                        seed=0, batch_size=1024) -> np.ndarray:
+                        seed=0, batch_size=1024, lengths=None, background_lengths=None) -> np.ndarray:
     """Interventional Shapley values of f's outputs, (N, C, L, K) float64 numpy on the CPU.
 
     f: torch (M, C, L) -> (M, K), called under torch.inference_mode in batches of at most
@@ -148,19 +171,23 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
     forward and in reverse, rounded up to a multiple of B so that every background row gets the
     same number; f then sees 2 * B * ceil(num_permutations / B) * (P - 1) rows per sample.
     None: `default_permutations(P, L)`, a budget of rows x length per sample.
+    lengths (N,) and background_lengths (B,): rows of their own lengths (module docstring); f is then
+    called as f(rows, lengths of the rows), and groups is (N, C, L), each row's players, -1 after its end.
     """
     groups = np.asarray(groups)
     if x.dim() != 3 or background.dim() != 3 or x.shape[1:] != background.shape[1:]:
         raise ValueError(f"x and background must be (N, C, L) and (B, C, L) with the same C, L; "
                          f"got {tuple(x.shape)} and {tuple(background.shape)}")
-    if groups.shape != tuple(x.shape[1:]):
-        raise ValueError(f"groups must have shape (C, L) = {tuple(x.shape[1:])}, got {groups.shape}")
-    if not np.issubdtype(groups.dtype, np.integer) or groups.min() < 0:
-        raise ValueError("groups must hold integer player ids 0..P-1")
-    num_players = int(groups.max()) + 1
-    sizes = np.bincount(groups.reshape(-1), minlength=num_players)
-    if (sizes == 0).any():
-        raise ValueError("groups must use every player id 0..P-1 at least once")
+    per_row = lengths is not None
+    if groups.shape != ((len(x),) if per_row else ()) + tuple(x.shape[1:]):
+        raise ValueError(f"groups must have shape {'(N, C, L)' if per_row else '(C, L)'} for x of shape "
+                         f"{tuple(x.shape)}, got {groups.shape}")
+    if not np.issubdtype(groups.dtype, np.integer) or groups.min() < (-1 if per_row else 0):
+        raise ValueError("groups must hold integer player ids 0..P-1 (and -1 after a row's end)")
+    for row_groups in (groups if per_row else [groups]):
+        players = row_groups[row_groups >= 0]
+        if not len(players) or (np.bincount(players) == 0).any():
+            raise ValueError("groups must use every player id 0..P-1 at least once")
     if len(background) == 0:
         raise ValueError("background must hold at least one row")
     if batch_size < 1:
@@ -168,25 +195,39 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
     if getattr(f, "training", False):
         raise ValueError("the model is in training mode: call model.eval() first, or dropout and "
                          "batch statistics make its outputs random")
-    groups_t = torch.from_numpy(groups).long().to(x.device)
-
-    if method == "permutation":
-        num_permutations = num_permutations or default_permutations(num_players, x.shape[2])
-        if num_permutations < 1:
-            raise ValueError(f"num_permutations must be positive, got {num_permutations}")
-        player_values = functools.partial(_permutation_player_values, num_permutations=num_permutations,
-                                          seed=seed)
-    elif method == "exact":
-        player_values = _exact_player_values
-    else:
+    if method not in ("exact", "permutation"):
         raise ValueError(f"unknown method {method!r}: choose 'exact' or 'permutation'")
+    if num_permutations and num_permutations < 1:
+        raise ValueError(f"num_permutations must be positive, got {num_permutations}")
+    if per_row:
+        background = held_background(background, background_lengths)
+
+    values = []
     with torch.inference_mode():
         # One sample at a time: memory is bounded by one sample's coalitions, whatever the number of samples,
         # and the values are the same (a sample's values never depend on the others).
-        phi = torch.cat([player_values(f, x[i:i + 1], background, groups_t, batch_size=batch_size)
-                         for i in range(len(x))])
-    phi = phi.cpu().numpy()                                    # (N, P, K)
-    return phi[:, groups] / sizes[groups][None, :, :, None]    # (N, C, L, K)
+        for i in range(len(x)):
+            row_groups = groups[i] if per_row else groups
+            real = row_groups >= 0
+            num_players = int(row_groups.max()) + 1
+            sizes = np.bincount(row_groups[real], minlength=num_players)
+            f_row = f if not per_row else functools.partial(_at_length, f, int(lengths[i]))
+            if method == "permutation":
+                player_values = functools.partial(_permutation_player_values, num_permutations=num_permutations or
+                                                  default_permutations(num_players, int(real.sum(1).max())), seed=seed)
+            else:
+                player_values = _exact_player_values
+            # A step after the row's end follows player 0 in the coalition rows; f never reads it.
+            groups_t = torch.from_numpy(np.where(real, row_groups, 0)).long().to(x.device)
+            phi = player_values(f_row, x[i:i + 1], background, groups_t, batch_size=batch_size).cpu().numpy()
+            values.append(np.where(real[None, :, :, None], phi[:, np.where(real, row_groups, 0)]
+                                   / sizes[np.where(real, row_groups, 0)][None, :, :, None], 0.0))
+    return np.concatenate(values)                               # (N, C, L, K)
+
+
+def _at_length(f, length, rows):
+    """f on rows that are all `length` steps long."""
+    return f(rows, torch.full((len(rows),), length, device=rows.device))
 
 
 def deep_shap(model, x, background) -> np.ndarray:
@@ -205,10 +246,10 @@ def deep_shap(model, x, background) -> np.ndarray:
 
 def additivity_errors(values, outputs, expected_value) -> np.ndarray:
     """Per sample ||sum_i phi_i - (f(x) - E f)||_2 / ||f(x) - E f||_2, norms over the classes.
-    values (N, C, L, K), outputs (N, K), expected_value (K,). A sample with f(x) == E f gets
+    values (N, C, L, K), outputs (N, K), expected_value (K,) or (N, K). A sample with f(x) == E f gets
     0 when its values sum to zero and inf otherwise."""
     values, outputs = np.asarray(values, np.float64), np.asarray(outputs, np.float64)
-    gap = outputs - np.asarray(expected_value, np.float64)[None, :]
+    gap = outputs - np.asarray(expected_value, np.float64)  # (K,) or one base value per sample (N, K)
     total = values.reshape(len(values), -1, values.shape[-1]).sum(axis=1)
     error = np.linalg.norm(total - gap, axis=1)
     scale = np.linalg.norm(gap, axis=1)

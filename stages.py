@@ -29,7 +29,7 @@ import data_loader
 import plots
 import regions
 import shapley
-from model import predict_logits
+from model import predict_logits, row_lengths, trimmed
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Samples:
     class_names: list
     channel_names: list
     feature_names: Optional[list] = None  # a table's column names (features are not time steps); None for series
+    lengths: Optional[np.ndarray] = None  # (N,) each row's series length, x[i, :, :lengths[i]]; None: all full length
 
     def __len__(self):
         return len(self.rows)
@@ -51,11 +52,21 @@ class Samples:
         index = np.asarray(index, dtype=np.int64)
         return Samples(self.x[torch.as_tensor(index, device=self.x.device)], self.rows[index],
                        None if self.y_true is None else self.y_true[index], self.y_pred[index], self.probabilities[index], self.class_names, self.channel_names,
-                       self.feature_names)
+                       self.feature_names, None if self.lengths is None else self.lengths[index])
 
     @property
     def inputs(self) -> np.ndarray:
         return self.x.detach().cpu().numpy()
+
+    @property
+    def own_lengths(self) -> np.ndarray:
+        """(N,) each row's length, the full width where lengths is None."""
+        return np.full(len(self), self.x.shape[2], dtype=np.int64) if self.lengths is None else self.lengths
+
+    @property
+    def length_tensor(self) -> Optional[torch.Tensor]:
+        """lengths as the model takes them, on x's device; None when every row is full length (the fast path)."""
+        return row_lengths(self.lengths, self.x.shape[2], self.x.device)
 
     def least_confident(self, count: int) -> np.ndarray:
         """Indices of the `count` rows whose predicted class has the lowest probability, least confident first."""
@@ -78,12 +89,13 @@ class FileRows:
     """The normalized rows of a CSV read in parts of CHUNK_ROWS, read again when some rows are needed: stands in for
     Samples.x of a file that need not fit in memory (Samples only indexes it, `rows[index]`, and reads .device)."""
 
-    def __init__(self, path, layout, label_column, normalization, device, reference=None):
+    def __init__(self, path, layout, label_column, normalization, device, reference=None, missing_values="interpolate"):
         self.path, self.layout, self.label_column, self.reference = path, layout, label_column, reference
-        self.normalization, self.device = normalization, device
+        self.normalization, self.device, self.missing_values = normalization, device, missing_values
 
     def parts(self):
-        return data_loader.iter_table(self.path, self.layout, self.label_column, CHUNK_ROWS, self.reference)
+        return data_loader.iter_table(self.path, self.layout, self.label_column, CHUNK_ROWS, self.reference,
+                                      self.missing_values)
 
     def __getitem__(self, index) -> torch.Tensor:
         wanted = np.asarray(index.cpu() if torch.is_tensor(index) else index, dtype=np.int64)
@@ -91,26 +103,34 @@ class FileRows:
         for part in self.parts():
             first, count = part.row_indices[0], len(part.row_indices)
             for row in wanted[(wanted >= first) & (wanted < first + count)]:
-                found[int(row)] = part.X[row - first]
-        X = np.stack([found[int(row)] for row in wanted]) if len(wanted) else \
+                found[int(row)] = part.X[row - first], part.lengths[row - first]
+        X = np.stack([found[int(row)][0] for row in wanted]) if len(wanted) else \
             np.zeros((0, len(self.layout["channel_names"]), len(self.layout["feature_columns"]) //
                       len(self.layout["channel_names"])), np.float32)
-        return torch.from_numpy(data_loader.normalize(X, self.normalization)).to(self.device)
+        lengths = np.array([found[int(row)][1] for row in wanted], dtype=np.int64)
+        return torch.from_numpy(data_loader.normalize(X, self.normalization, lengths)).to(self.device)
 
 
-def score(model, parts, x, normalization) -> Samples:
+def score(model, parts, x, normalization, counts=None) -> Samples:
     """Every row of a file with the model's predictions. parts: the file's tables (data_loader.SeriesTable) in file
-    order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows)."""
-    probabilities, labels, rows = [], [], []
+    order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows); counts: a
+    data_loader.SeriesCounts that counts the parts' lengths and filled cells as they are read (None: not counted)."""
+    probabilities, labels, rows, lengths = [], [], [], []
     for part in parts:
-        logits = predict_logits(model, data_loader.normalize(part.X, normalization))
+        if counts is not None:
+            counts.add(part)
+        logits = predict_logits(model, data_loader.normalize(part.X, normalization, part.lengths),
+                                lengths=part.lengths)
         probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
         labels.append(part.y)
         rows.append(part.row_indices)
+        lengths.append(part.lengths)
     probabilities = np.concatenate(probabilities)
     y = None if labels[0] is None else np.concatenate(labels)
+    lengths = np.concatenate(lengths)
     return Samples(x, np.concatenate(rows), y, probabilities.argmax(1), probabilities, list(part.class_names),
-                   list(part.channel_names), part.feature_names)
+                   list(part.channel_names), part.feature_names,
+                   lengths if (lengths < part.X.shape[2]).any() else None)
 
 
 def round_robin(y: np.ndarray, count: int) -> np.ndarray:
@@ -187,6 +207,22 @@ def shap_players(samples_shape, feature_names, segments_per_channel: int) -> np.
     return shapley.player_groups(channels, length, windows_per_channel(length, feature_names, segments_per_channel))
 
 
+def shap_players_per_row(samples_shape, lengths, feature_names, segments_per_channel: int) -> np.ndarray:
+    """(N, C, L) player ids of rows of their own lengths: each row's own steps cut into windows as shap_players
+    cuts a full row; -1 after its end (no player)."""
+    channels, width = samples_shape
+    groups = np.full((len(lengths), channels, width), -1, dtype=np.int64)
+    for i, length in enumerate(lengths):
+        groups[i, :, :length] = shap_players((channels, int(length)), feature_names, segments_per_channel)
+    return groups
+
+
+def model_at_lengths(model):
+    """f(rows, lengths) for shapley: the model on rows cut to their longest series."""
+    minimum = math.prod(model.pool_factors)
+    return lambda rows, lengths: model(*trimmed(rows, lengths, minimum))
+
+
 def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
     players = int(shap_players((channels, length), feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"]).max()) + 1
     if config["SHAP_METHOD"] == "exact" and players > shapley.EXACT_MAX_PLAYERS:
@@ -197,44 +233,66 @@ def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
                                        "--shap_segments_per_channel")
 
 
-def shap_values_for(method, model, x, background, groups, config):
-    """(values (N, C, L, K), seconds) for one SHAP method."""
+def shap_values_for(method, model, x, background, groups, config, lengths=None, background_lengths=None):
+    """(values (N, C, L, K), seconds) for one SHAP method; with lengths, rows of their own lengths (groups per row)."""
     start = time.perf_counter()
     if method == "deep":
         values = shapley.deep_shap(model, x, background)
     else:
-        values = shapley.interventional_shap(model, x, background, groups, method=method,
-                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"])
+        own = {} if lengths is None else {"lengths": lengths, "background_lengths": background_lengths}
+        values = shapley.interventional_shap(model if lengths is None else model_at_lengths(model), x, background,
+                                             groups, method=method, num_permutations=config["SHAP_PERMUTATIONS"] or None,
+                                             seed=config["SEED"], **own)
     return values, time.perf_counter() - start
 
 
-def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path) -> tuple[dict, np.ndarray]:
+def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path,
+                 background_lengths: Optional[np.ndarray] = None) -> tuple[dict, np.ndarray]:
     """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
-    returns (the metrics.json section, values (N, C, L, K) of the chosen method)."""
+    returns (the metrics.json section, values (N, C, L, K) of the chosen method). background_lengths (B,): the
+    background rows' lengths (None: all full length); rows of different lengths are explained as shapley.py says."""
     x = samples.x
-    outputs_logits = predict_logits(model, x).cpu().numpy()
-    expected_value = predict_logits(model, background).cpu().numpy().mean(0)
+    outputs_logits = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
+    expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
     groups = shap_players(x.shape[1:], samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
     windows = int(groups.max()) // x.shape[1] + 1
+    variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
+    lengths = base_values = None
+    if variable:
+        lengths = samples.own_lengths
+        background_lengths = (np.full(len(background), x.shape[2], dtype=np.int64) if background_lengths is None
+                              else np.asarray(background_lengths))
+        groups = shap_players_per_row(x.shape[1:], lengths, samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
+        base_values = shapley.expected_outputs(model_at_lengths(model), background, background_lengths, lengths)
     methods = [config["SHAP_METHOD"]]
     if config["SHAP_METHOD"] == "all":
         # Exact enumeration costs 2^players model calls per background row: only for few players.
         methods = ["permutation", "exact", "deep"] if groups.max() + 1 <= 12 else ["permutation", "deep"]
+        if variable:  # DeepExplainer cannot be told where a row ends
+            methods.remove("deep")
+    elif config["SHAP_METHOD"] == "deep" and variable:
+        raise shapley.ShapSettingError("SHAP_METHOD='deep' (shap.DeepExplainer) cannot be told where a row ends, and "
+                                       "these rows differ in length; use --shap_method=permutation or exact")
     comparison = []
     for method in methods:
-        values, seconds = shap_values_for(method, model, x, background, groups, config)
-        errors = shapley.additivity_errors(values, outputs_logits, expected_value)
+        values, seconds = shap_values_for(method, model, x, background, groups, config, lengths, background_lengths)
+        errors = shapley.additivity_errors(values, outputs_logits, expected_value if base_values is None else base_values)
         comparison.append({"method": method, "seconds": seconds, "additivity_rel_error_median": float(np.median(errors)),
                            "additivity_rel_error_max": float(errors.max()), "values": values})
     chosen = comparison[0]
     values = chosen["values"]
+    lengths_fields = {} if not variable else {"lengths": lengths, "background_lengths": background_lengths,
+                                              "expected_values": base_values}
     np.savez(path("shap_values.npz"), values=values, inputs=samples.inputs, background=background.cpu().numpy(),
              expected_value=expected_value, outputs=outputs_logits, indices=samples.rows,
-             class_names=np.array(samples.class_names))
+             class_names=np.array(samples.class_names), **lengths_fields)
     plots.shap_figures(values, samples, windows, path)
     summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
                "num_explained": len(x), "segments_per_channel": windows,
                "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
+               **({"background_rule": "each explained row's own steps are the players; a background row is cut to "
+                                      "its length or held at its last observed value up to it; values add up to "
+                                      "f(x) - expected_values[i] (shap_values.npz)"} if variable else {}),
                "additivity_rel_error_median": chosen["additivity_rel_error_median"],
                "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
     if chosen["method"] == "permutation":
@@ -251,17 +309,19 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
 def gradcam_outputs(model, samples: Samples, path) -> dict:
     """One Grad-CAM figure per explained sample (target: its predicted class)."""
     with attributions.GradCAM(model, model.gradcam_layer) as cam:
-        maps = cam.attribute(samples.x).cpu().numpy()
+        maps = cam.attribute(samples.x, lengths=samples.length_tensor).cpu().numpy()
     plots.gradcam_figures(maps, samples, path)
     return {"layer": "last conv block (conv2)", "target": "predicted class", "num_explained": len(samples)}
 
 
 def attention_outputs(model, samples: Samples, path) -> dict:
     """Per-head attention heatmaps of every explained sample and the heads' statistics."""
+    lengths = samples.length_tensor
     with attributions.AttentionRecorder(model.attention) as recorder:
-        weights = recorder.record(model, samples.x).cpu()
-    plots.attention_figures(weights.numpy(), samples, path)
-    return attributions.attention_statistics(weights)
+        weights = recorder.record(model, samples.x, lengths=lengths).cpu()
+    steps = None if lengths is None else model.pooled_lengths(lengths, samples.x.shape[2])[1].cpu().numpy()
+    plots.attention_figures(weights.numpy(), samples, path, steps)
+    return attributions.attention_statistics(weights, steps)
 
 
 # -----------------------------------------------------------------------------
@@ -286,8 +346,9 @@ def misclassification_outputs(model, scored: Samples, config, path) -> dict:
     mistakes = scored.subset(shown[:config["MAX_MISCLASSIFIED"]])
     if len(mistakes):
         ig = {"integrated_gradients": attributions.method_functions(config)["integrated_gradients"]}
-        maps = [attributions.compute_maps(ig, model, mistakes.x, torch.as_tensor(labels, device=mistakes.x.device))[0]
-                ["integrated_gradients"] for labels in (mistakes.y_pred, mistakes.y_true)]
+        maps = [attributions.compute_maps(ig, model, mistakes.x, torch.as_tensor(labels, device=mistakes.x.device),
+                                          mistakes.length_tensor)[0]["integrated_gradients"]
+                for labels in (mistakes.y_pred, mistakes.y_true)]
         plots.misclassified_figures(mistakes, *maps, path)
     shown_rows = [{**mistakes.describe(i), "true_class_probability": float(mistakes.probabilities[i, mistakes.y_true[i]])}
                   for i in range(len(mistakes))]
@@ -310,14 +371,15 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
         config = {**config, "OCCLUSION_WINDOW": 1}
     methods = {name: f for name, f in attributions.method_functions(config).items() if name in chosen}
-    maps, seconds = attributions.compute_maps(methods, model, x, target)
+    lengths = samples.length_tensor
+    maps, seconds = attributions.compute_maps(methods, model, x, target, lengths)
     if "shap" in chosen:
         maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
         seconds["shap"] = shap["seconds"]
-    np.savez(path("attributions.npz"), **maps)
+    np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.own_lengths}))
 
-    fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"])
-    sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"])
+    fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"], lengths)
+    sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"], lengths)
     shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
     windows = regions.window_spans(length, windows_per_channel(length, samples.feature_names,
                                                                config["ATTRIBUTION_WINDOWS"]))
@@ -375,7 +437,7 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
 # Counterfactuals
 def counterfactual_entry(samples: Samples, i: int, result, x: np.ndarray) -> dict:
     """Sample i's counterfactual for metrics.json; distances in normalized units, None where none was found."""
-    names, length = samples.class_names, x.shape[1]
+    names, length = samples.class_names, int(samples.own_lengths[i])
     entry = {"row": int(samples.rows[i]), "original": names[samples.y_pred[i]], "target": names[result.target],
              "found": result.found, "predicted": None if result.predicted is None else names[result.predicted],
              "changed_channels": [], "changed_steps": None, "probability_before": result.probability_before,
@@ -386,23 +448,24 @@ def counterfactual_entry(samples: Samples, i: int, result, x: np.ndarray) -> dic
         s = result.stretch
         entry.update(changed_channels=[samples.channel_names[c] for c in s.channels], changed_steps=[s.start, s.end],
                      l1=float(np.abs(change).sum()), l2=float(np.sqrt((change ** 2).sum())),
-                     share_of_steps_changed=(s.end - s.start) / length, share_of_cells_changed=s.cells / x.size)
+                     share_of_steps_changed=(s.end - s.start) / length, share_of_cells_changed=s.cells / (x.shape[0] * length))
     return entry
 
 
 def counterfactual_outputs(model, samples: Samples, shap_values: np.ndarray, guides, config, path):
     """A counterfactual per explained sample toward COUNTERFACTUAL_TARGET (or its most likely other class), guided
     by the SHAP values of its predicted class's logit minus the target's; writes counterfactuals.npz and one figure
-    per sample. guides: (rows (G, C, L) normalized, their labels (G,) or None: the model's classes stand in).
+    per sample. guides: (rows (G, C, L) normalized, their labels (G,) or None: the model's classes stand in, their
+    lengths (G,) or None: all full length).
     Returns (one metrics.json entry per sample, the summary)."""
     start = time.perf_counter()
     n = len(samples)
     targets = counterfactuals.target_classes(samples.probabilities, counterfactuals.target_index(
         config["COUNTERFACTUAL_TARGET"], samples.class_names))
     contrasts = shap_values[np.arange(n), :, :, samples.y_pred] - shap_values[np.arange(n), :, :, targets]
-    pool, pool_labels = guides
+    pool, pool_labels, pool_lengths = guides
     results = counterfactuals.counterfactuals(model, samples.x, targets, pool, pool_labels, contrasts,
-                                              config["COUNTERFACTUAL_BUDGET"])
+                                              config["COUNTERFACTUAL_BUDGET"], samples.own_lengths, pool_lengths)
     inputs = samples.inputs
     series = np.stack([r.series if r.found else np.full(inputs.shape[1:], np.nan, np.float32) for r in results])
     mask = np.stack([counterfactuals.stretch_mask(inputs.shape[1:], r.stretch) if r.found

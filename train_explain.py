@@ -20,6 +20,7 @@ import sys
 # data and outputs
 TRAIN_CSV_PATH = "train_set.csv"  # training CSV: a label column and numeric feature columns
 TEST_CSV_PATH = "test_set.csv"  # test CSV with the same columns
+MISSING_VALUES = "interpolate"  # an empty/NaN cell inside a series: "interpolate" (linear in time, nearest value at the ends) or "error"; empty cells at a row's end only shorten it
 LABEL_COLUMN = "label"  # name of the class column in both CSVs
 OUTPUT_DIR = "outputs"  # each run in OUTPUT_DIR/runs/<id>/; the top-level names show the latest complete run
 KEEP_RUNS = 5  # complete runs kept in OUTPUT_DIR/runs (older ones are removed), and as many interrupted ones
@@ -156,6 +157,8 @@ def check_config(config: dict) -> None:
                           f"2 * LSTM_HIDDEN_SIZE = {2 * config['LSTM_HIDDEN_SIZE']}; pick a divisor")
     if config["DEVICE"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"DEVICE is {config['DEVICE']!r}; use 'auto', 'cpu' or 'cuda'")
+    if config["MISSING_VALUES"] not in ("interpolate", "error"):
+        raise ConfigError(f"MISSING_VALUES is {config['MISSING_VALUES']!r}; use 'interpolate' or 'error'")
     if config["SHAP_METHOD"] not in ("permutation", "exact", "deep", "all"):
         raise ConfigError(f"SHAP_METHOD is {config['SHAP_METHOD']!r}; use 'permutation', 'exact', 'deep' or 'all'")
 
@@ -178,8 +181,8 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from counterfactuals import CounterfactualError, guide_pool, target_index  # noqa: E402
-from data_loader import (CustomDataset, DataError, fit_normalization, normalize, read_train,  # noqa: E402
-                         read_train_test, stratified_split)
+from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
+                         read_train, read_train_test, stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
 from model import CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
@@ -239,12 +242,15 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
-def mixup(x, y, alpha: float):
+def mixup(x, y, alpha: float, lengths=None):
     """(blended inputs, partner labels, weight w): each sample blended with a partner drawn from its batch,
-    w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018)."""
+    w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018). Given the rows'
+    lengths, the blended lengths come fourth: rows of different lengths blend to the longer one (past the shorter
+    row's end its padding, 0 = the training mean, is blended in), so no real step of either row is dropped."""
     weight = float(torch.distributions.Beta(alpha, alpha).sample())
     partner = torch.randperm(len(y)).to(y.device)
-    return weight * x + (1 - weight) * x[partner], y[partner], weight
+    blended = weight * x + (1 - weight) * x[partner], y[partner], weight
+    return blended if lengths is None else (*blended, torch.maximum(lengths, lengths[partner]))
 
 
 def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress,
@@ -256,12 +262,15 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
     # Accumulated on the device: no host sync per batch.
     totals = torch.zeros(2, device=data.X.device)  # loss sum, samples
+    minimum = math.prod(getattr(model, "module", model).pool_factors)  # DistributedDataParallel keeps it in .module
     for idx in batch_indices(len(data), batch_size, generator, rank, world_size):
-        x, y = data[idx.to(data.X.device)]
+        x, y, lengths = data.batch(idx.to(data.X.device), minimum)
         partner_y, weight = y, 1.0
-        if mixup_alpha:
+        if mixup_alpha and lengths is None:
             x, partner_y, weight = mixup(x, y, mixup_alpha)
-        logits = model(x)
+        elif mixup_alpha:
+            x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths)
+        logits = model(x) if lengths is None else model(x, lengths)
         loss = weight * criterion(logits, y) + (1 - weight) * criterion(logits, partner_y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -277,7 +286,7 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
 
 def evaluate(model, data: CustomDataset) -> tuple[float, float]:
     """(mean cross-entropy without smoothing, accuracy) on the data."""
-    logits = predict_logits(model, data.X)
+    logits = predict_logits(model, data.X, lengths=data.lengths)
     loss = nn.functional.cross_entropy(logits, data.y).item()
     return loss, (logits.argmax(1) == data.y).float().mean().item()
 
@@ -528,30 +537,37 @@ def explain_rows(config, num_rows: int):
     return rows
 
 
-def train_background(train_x: np.ndarray, config) -> np.ndarray:
-    """Training rows that form the SHAP reference distribution: a seeded sample, in file order."""
+def train_background(train_x: np.ndarray, config, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, their lengths) of the training set that form the SHAP reference distribution: a seeded sample, in
+    file order."""
     rows = np.random.default_rng(config["SEED"]).choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
                                                                           len(train_x)), replace=False)
-    return train_x[np.sort(rows)]
+    return train_x[np.sort(rows)], lengths[np.sort(rows)]
 
 
-def checkpoint_background(checkpoint, config, path, log) -> np.ndarray:
-    """The SHAP background a checkpoint carries (the first NUM_SHAP_BACKGROUND_SAMPLES of them); a checkpoint
-    of an earlier version carries none, and the training file gives it, as it did then."""
+def checkpoint_background(checkpoint, config, path, log) -> tuple[np.ndarray, np.ndarray]:
+    """The SHAP background (rows, lengths) a checkpoint carries (the first NUM_SHAP_BACKGROUND_SAMPLES of them);
+    a checkpoint of an earlier version carries none, and the training file gives it, as it did then (rows without
+    recorded lengths are full length)."""
     if "background" in checkpoint:
-        return checkpoint["background"].numpy()[:config["NUM_SHAP_BACKGROUND_SAMPLES"]]
+        background = checkpoint["background"].numpy()[:config["NUM_SHAP_BACKGROUND_SAMPLES"]]
+        lengths = checkpoint.get("background_lengths")
+        return background, (np.full(len(background), background.shape[2], dtype=np.int64) if lengths is None
+                            else lengths.numpy()[:len(background)])
     log(f"{path} carries no SHAP background (an earlier version wrote it): reading {config['TRAIN_CSV_PATH']}")
-    train = read_train(config["TRAIN_CSV_PATH"], config["LABEL_COLUMN"])
+    train = read_train(config["TRAIN_CSV_PATH"], config["LABEL_COLUMN"], config["MISSING_VALUES"])
     check_checkpoint_matches(checkpoint, train, path)
-    return train_background(normalize(train.X, checkpoint["normalization"]), config)
+    return train_background(normalize(train.X, checkpoint["normalization"], train.lengths), config, train.lengths)
 
 
-def counterfactual_guides(checkpoint, background: torch.Tensor):
-    """(rows, labels) the counterfactuals take their guides from: the checkpoint's guide pool, or for a checkpoint
-    of an earlier version its SHAP background with no labels (the model's classes stand in for them)."""
+def counterfactual_guides(checkpoint, background: torch.Tensor, background_lengths: np.ndarray):
+    """(rows, labels, lengths) the counterfactuals take their guides from: the checkpoint's guide pool, or for a
+    checkpoint of an earlier version its SHAP background with no labels (the model's classes stand in for them)."""
     if "guides" in checkpoint:
-        return checkpoint["guides"], checkpoint["guide_labels"].cpu().numpy()
-    return background, None
+        lengths = checkpoint.get("guide_lengths")  # absent before rows could differ in length: all full length
+        return (checkpoint["guides"], checkpoint["guide_labels"].cpu().numpy(),
+                None if lengths is None else lengths.numpy())
+    return background, None, background_lengths
 
 
 def run(config: dict) -> int:
@@ -578,7 +594,8 @@ def run(config: dict) -> int:
 
     # data: training reads both files now, so that bad input fails before any work
     if config["TRAIN"]:
-        train, test = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"])
+        train, test = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"],
+                                      config["MISSING_VALUES"])
         check_settings_fit_data(config, test, len(test.X))
 
     # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
@@ -586,8 +603,9 @@ def run(config: dict) -> int:
     with folder if rank == 0 else contextlib.nullcontext():
         resumed = folder.resumable(config["RUN"]) if config["TRAIN"] and config["RESUME"] else None
         if config["TRAIN"]:
-            normalization = fit_normalization(train.X)
-            background = train_background(normalize(train.X, normalization), config)
+            normalization = fit_normalization(train.X, train.filled)
+            background, background_lengths = train_background(normalize(train.X, normalization, train.lengths),
+                                                              config, train.lengths)
         else:  # the checkpoint alone gives the layout, the normalization and the SHAP background
             source = folder.run_dir(config["RUN"])
             checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
@@ -596,12 +614,17 @@ def run(config: dict) -> int:
             normalization = checkpoint["normalization"]
             # the new file is read in parts, so that its size is bounded by the disk, not the memory
             test_x = stages.FileRows(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"], normalization,
-                                     device, reference=checkpoint_path)
+                                     device, reference=checkpoint_path, missing_values=config["MISSING_VALUES"])
             train, test = None, next(iter(test_x.parts()))  # its first part: checked now, and shown in the report
             check_settings_fit_data(config, test, num_rows=None)
-            background = checkpoint_background(checkpoint, config, checkpoint_path, log)
+            background, background_lengths = checkpoint_background(checkpoint, config, checkpoint_path, log)
+            series = {"test": SeriesCounts(checkpoint["channel_names"])}  # counted as stages.score reads the parts
         if config["TRAIN"]:
-            test_x = torch.from_numpy(normalize(test.X, normalization)).to(device)
+            test_x = torch.from_numpy(normalize(test.X, normalization, test.lengths)).to(device)
+            series = {"train": SeriesCounts(train.channel_names).add(train),
+                      "test": SeriesCounts(test.channel_names).add(test)}
+            log(series["train"].message(config["TRAIN_CSV_PATH"]))
+            log(series["test"].message(config["TEST_CSV_PATH"]))
         background = torch.from_numpy(background).to(device)
         log(f"data: {f'{len(train.y)} training and ' if train else ''}{len(test.X) if train else 'new'} "
             f"{'test' if test.labelled else 'unlabelled'} samples, {test.X.shape[1]} channels x {test.X.shape[2]} "
@@ -617,10 +640,10 @@ def run(config: dict) -> int:
             # training: every process under torchrun; everything after it on rank 0 alone
             history = None
             if config["TRAIN"]:
-                train_x = torch.from_numpy(normalize(train.X, normalization)).to(device)
+                train_x = torch.from_numpy(normalize(train.X, normalization, train.lengths)).to(device)
                 fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
-                fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx]).to(device)
-                val_data = CustomDataset(train_x[val_idx], train.y[val_idx]).to(device)
+                fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx], train.lengths[fit_idx]).to(device)
+                val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
                 hyperparameters = {name.lower(): value for name, value in config.items()}
                 hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
                                        num_classes=len(train.class_names))
@@ -637,9 +660,10 @@ def run(config: dict) -> int:
                 checkpoint = checkpoint_dict(model, hyperparameters, train.class_names, train.channel_names,
                                              train.feature_columns, normalization, epoch, val_acc, val_loss)
                 # what --train=False needs to explain new data without the training file
-                checkpoint.update(background=background.cpu(),
+                checkpoint.update(background=background.cpu(), background_lengths=torch.from_numpy(background_lengths),
+                                  length_range=[int(train.lengths.min()), int(train.lengths.max())],
                                   train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist())
-                checkpoint.update(guide_pool(train_x.cpu().numpy(), train.y, config["SEED"]))  # counterfactual guides
+                checkpoint.update(guide_pool(train_x.cpu().numpy(), train.y, train.lengths, config["SEED"]))  # counterfactual guides
             model.eval()
             if distributed:
                 distributed.barrier()
@@ -662,7 +686,10 @@ def run(config: dict) -> int:
                 plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
             # predictions and, with labels, evaluation
-            scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization)
+            scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization,
+                                  None if config["TRAIN"] else series["test"])
+            if not config["TRAIN"]:
+                log(series["test"].message(config["TEST_CSV_PATH"]))
             predictions = stages.predictions_outputs(scored, path)
             if scored.labelled:
                 evaluation = stages.evaluation_outputs(scored, path)
@@ -677,7 +704,8 @@ def run(config: dict) -> int:
             with torch.backends.cudnn.flags(enabled=False):
                 samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
                                                                config["NUM_SAMPLES_TO_EXPLAIN"]))
-                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path)
+                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path,
+                                                                background_lengths)
                 print(f"SHAP ({shap_summary['method']}): additivity error median "
                       f"{shap_summary['additivity_rel_error_median']:.3g}, "
                       f"max {shap_summary['additivity_rel_error_max']:.3g}")
@@ -696,7 +724,7 @@ def run(config: dict) -> int:
                     lap("attributions")
 
                 counterfactual_entries, counterfactual_summary = stages.counterfactual_outputs(
-                    model, samples, shap_values, counterfactual_guides(checkpoint, background), config, path)
+                    model, samples, shap_values, counterfactual_guides(checkpoint, background, background_lengths), config, path)
                 print(f"counterfactuals: {sum(e['found'] for e in counterfactual_entries)} of "
                       f"{len(counterfactual_entries)} found")
                 lap("counterfactuals")
@@ -707,6 +735,9 @@ def run(config: dict) -> int:
                 "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
                 "shap": shap_summary, "gradcam": gradcam_summary, "attention": attention_summary,
                 "explained_rows": samples.rows.tolist(),
+                "series": {"missing_values": config["MISSING_VALUES"],
+                           **{part: counts.summary() for part, counts in series.items()},
+                           **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
                 "explained": [samples.describe(i) for i in range(len(samples))],
             }
             if chosen_methods(config):

@@ -24,7 +24,7 @@ class WindowModel(nn.Module):
         self.channel = channel
         self.scale = nn.Parameter(torch.ones(()))
 
-    def forward(self, x):
+    def forward(self, x, lengths=None):  # WINDOW lies within every series these tests give it
         evidence = self.scale * x[:, self.channel, WINDOW[0]:WINDOW[1]].mean(dim=1) - 1.0
         return torch.stack([torch.zeros_like(evidence), evidence], dim=1)
 
@@ -105,10 +105,24 @@ def test_multichannel_counterfactuals_change_only_the_channels_they_report():
 def test_without_labelled_guides_the_models_classes_pick_them():
     """A checkpoint of an earlier version has only its SHAP background: the model's classes label it."""
     background = torch.zeros(4, 1, LENGTH)
-    assert train_explain.counterfactual_guides({"background": background}, background) == (background, None)
+    lengths = np.full(4, LENGTH)
+    assert train_explain.counterfactual_guides({"background": background}, background, lengths) == (
+        background, None, lengths)
     model, x = WindowModel(), series(2, 1, True, seed=0)
     results = counterfactuals.counterfactuals(model, x, [NONE] * 2, pool(1)[0], None, window_contrast(x), budget=500)
     assert all(r.found and r.predicted == NONE for r in results)
+
+
+def test_a_short_series_changes_only_steps_it_and_its_guide_both_have():
+    """A sample of 25 steps (NaN after them) and guides of 22: the stretch ends by step 22, the padding is kept."""
+    x = series(2, 1, True, seed=0)
+    x[:, :, 25:] = float("nan")
+    guides, labels = pool(1)
+    results = counterfactuals.counterfactuals(WindowModel(), x, [NONE] * 2, guides, labels, window_contrast(x),
+                                              budget=500, lengths=[25, 25], pool_lengths=np.full(len(guides), 22))
+    for r, original in zip(results, x.numpy()):
+        assert r.found and r.predicted == NONE and r.stretch.end <= 22
+        assert np.isnan(r.series[:, 25:]).all() and (r.series[:, r.stretch.end:25] == original[:, r.stretch.end:25]).all()
 
 
 def test_an_unknown_target_class_is_a_one_line_error(tmp_path, capsys):

@@ -106,7 +106,7 @@ def test_a_loss_that_becomes_nan_stops_with_the_likely_cause(tmp_path, capsys):
     ("label,a_t0,a_t1\n", "no data rows"),
     ("label;a_t0;a_t1\nx;1;2\ny;3;4\n", "semicolons"),
     ("a_t0,a_t1\n1,2\n3,4\n", "label"),
-    ("label,a_t0,a_t1\nx,1,\ny,3,4\n", "missing"),
+    ("label,a_t0,a_t1\nx,,\ny,3,4\n", "missing"),  # a row without any value (a trailing empty only shortens it)
     ("label,a_t0,a_t1\nx,1,inf\ny,3,4\n", "infinite"),
     ("label,a_t0,a_t0\nx,1,2\ny,3,4\n", "twice"),
 ])
