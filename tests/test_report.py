@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-SECTION_ORDER = ["data", "training", "evaluation", "samples", "shap", "attention", "methods", "misclassified",
+SECTION_ORDER = ["data", "training", "evaluation", "global", "samples", "shap", "attention", "methods", "misclassified",
                  "settings", "versions"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
