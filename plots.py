@@ -629,8 +629,8 @@ def global_channel_figure(section, class_names, path):
     for i, c in enumerate(names):
         for j, k in enumerate(present):
             if section["per_class"][k]["channel_importance"][c]["informative"] is False:
-                right.text(j, i, "·", ha="center", va="center", fontsize=12, color="#555555")
-    right.set_title("per predicted class (· = no measurable information)", fontsize=10)
+                right.text(j, i, "\u2205", ha="center", va="center", fontsize=12, color="#333333")
+    right.set_title("per predicted class (\u2205 = no measurable information)", fontsize=10)
     fig.suptitle(wrapped("What the model relies on: Shapley value of each whole channel for the predicted class's "
                          "logit minus the mean logit; grey = no measurable information (the interval of its "
                          "contrast between the class's rows and the others contains zero)", 11), fontsize=11)
@@ -651,22 +651,25 @@ def global_window_figure(section, class_means, edges, class_names, window_labels
         windows = [entry["window_importance"][label] for label in window_labels]
         mean, errors = interval_errors(windows)
         colors = ["#DDCC77" if w["informative"] is not False else NO_INFORMATION_COLOR for w in windows]
-        ax.bar(starts - 0.5, mean, width=widths, align="edge", color=colors, edgecolor="white", linewidth=0.6)
-        ax.errorbar(starts - 0.5 + widths / 2, mean, yerr=errors, fmt="none", ecolor="black", capsize=2,
-                    linewidth=0.8)
-        ax.set_ylim(0, 1.1 * float((mean + errors[1]).max() or 1.0))
-        ax.set_ylabel("mean |value|", fontsize=8)
-        ax.tick_params(labelsize=8)
-        signal_axis = ax.twinx()
+        # the class's mean signal behind, the importance bars on top (half transparent) with their intervals
         ranked = sorted(channel_names, key=lambda c: -entry["channel_importance"][c]["mean"])[:top_channels]
+        steps = np.arange(class_means.shape[2])
         for j, c in enumerate(ranked):
-            steps = np.arange(class_means.shape[2])
-            signal_axis.plot(steps, class_means[k, channel_names.index(c)], linewidth=1.4, label=c,
-                             marker="o" if feature_names is not None else None, markersize=3,
-                             **{**category_style(j), "linestyle": "-" if feature_names is None else "none"})
-        signal_axis.tick_params(labelsize=8)
-        signal_axis.set_ylabel("class mean (z-scored)", fontsize=8)
-        signal_axis.legend(loc="upper left", fontsize=7, title="top channels", title_fontsize=7, framealpha=0.85)
+            ax.plot(steps, class_means[k, channel_names.index(c)], linewidth=1.0, alpha=0.8, label=c,
+                    marker="o" if feature_names is not None else None, markersize=3,
+                    **{**category_style(j), "linestyle": "-" if feature_names is None else "none"})
+        ax.set_ylabel("class mean, z-scored (lines)", fontsize=8)
+        ax.tick_params(labelsize=8)
+        bars = ax.twinx()
+        bars.bar(starts - 0.5, mean, width=widths, align="edge", color=colors, alpha=0.55, edgecolor="#8a7a2a",
+                 linewidth=0.8)
+        bars.errorbar(starts - 0.5 + widths / 2, mean, yerr=errors, fmt="none", ecolor="black", capsize=2,
+                      linewidth=0.9)
+        bars.set_ylim(0, 1.15 * float((mean + errors[1]).max() or 1.0))
+        bars.set_ylabel("mean |value| (bars)", fontsize=8)
+        bars.tick_params(labelsize=8)
+        bars.legend(*ax.get_legend_handles_labels(), loc="upper left", fontsize=7, title="top channels",
+                    title_fontsize=7, framealpha=0.85)
         ax.set_title(wrapped(f"predicted {class_names[k]} ({entry['rows']} rows)", 4, 10), fontsize=10)
         if feature_names is not None:
             step = max(1, -(-len(feature_names) // 20))
