@@ -14,12 +14,13 @@ values add up to f(x) - E f over that subset, for every class.
 What is summarised is the evidence for the predicted class: the Shapley value of the predicted class's logit
 minus the mean of all logits (softmax ignores a shift common to every logit, so this is the part of the
 output that picks the class; Shapley values are linear in the output, so it is the same difference of the
-per-class values). A group's importance is the mean |evidence| over the rows; its interval is a percentile
-bootstrap over the rows. Mean |evidence| is never below zero, so whether a group carries information is
-decided by the signed evidence: a group carries no measurable information when the bootstrap interval of
-its mean signed evidence contains zero (it does not push the model towards its decisions, nor away from
-them, more than chance would). Per class means the rows the model predicts as that class (a file without
-labels has no other classes).
+per-class values). A group's importance is the mean |evidence| over the rows, with a percentile bootstrap
+interval over the rows. Mean |evidence| is never below zero, so whether a group carries information is
+decided on signed values: its contrast is how much more it supports a class on the rows predicted as that
+class than on the other rows, and a group carries no measurable information when the (Bonferroni-corrected)
+bootstrap interval of its contrast contains zero: the output may move with it, but not in step with the
+model's decisions. Per class means the rows the model predicts as that class (a file without labels has no
+other classes).
 
 A per-row series length (padded steps that are not players) plugs in where the groups are built: `players`
 would then give one (C, L) array per row, from window_edges(length_i, W).
@@ -193,6 +194,7 @@ def global_importance(model, x, background, classes, channel_names, class_names,
         arrays[grouping] = group_values(model, x, reference, groups, seed)
         seconds[grouping] = time.perf_counter() - start
         methods[grouping] = method_for(int(groups.max()) + 1)
+    seconds["total"] = sum(seconds.values())  # the stage adds its figures and files
     with torch.inference_mode():
         outputs = model(x).double().cpu().numpy()
         expected = model(reference).double().cpu().numpy().mean(axis=0)

@@ -6,7 +6,7 @@
 
 The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> output
 files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
-evaluation (with labels) -> SHAP -> Grad-CAM -> attention -> attribution methods -> report -> publication
+evaluation (with labels) -> SHAP -> global importance -> Grad-CAM -> attention -> attribution methods -> report -> publication
 -> main(). The stages after training are functions of stages.py, one per stage; the model and its
 checkpoint are in model.py (nothing imports this script). `import train_explain` has no side effects;
 `load_model()` and `predict()` (re-exported from model.py and api.py) reuse a trained model.
@@ -54,7 +54,7 @@ EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted 
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
-GLOBAL_EXPLAIN_ROWS = 40  # rows (seeded, stratified over the predicted classes) of the global channel and time-window importance; 0 = none
+GLOBAL_EXPLAIN_ROWS = 24  # rows (seeded, stratified over the predicted classes) of the global channel and time-window importance; 0 = none
 ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all", names "saliency,integrated_gradients,shap,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"

@@ -168,3 +168,15 @@ def test_a_run_writes_the_global_section_npz_and_report(trained_run):
     for name, entry in section["per_class"].items():
         top = max(entry["channel_importance"], key=lambda c: entry["channel_importance"][c]["mean"])
         assert f"<b>{name}</b> ({entry['rows']} row" in page and f"mostly channel <b>{top}</b>" in page
+
+
+def test_the_report_names_each_class_top_channel_and_window_and_says_the_noise_channel_carries_no_information(planted):
+    import report
+
+    section = planted[3]
+    page = report.global_section(section, lambda *args, **kwargs: "")
+    for name, channel, window in [("bump_a", "a", "t8-15"), ("bump_b", "b", "t24-31")]:
+        rows = section["per_class"][name]["rows"]
+        assert f"<b>{name}</b> ({rows} rows): mostly channel <b>{channel}</b>" in page
+        assert f"window <b>{window}</b>" in page
+    assert "channel <b>noise</b> carries no measurable information" in page
