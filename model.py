@@ -134,6 +134,12 @@ def trimmed(x: torch.Tensor, lengths, minimum: int = 1):
     return x[..., :longest], row_lengths(lengths, longest, x.device)
 
 
+def model_at_lengths(model):
+    """f(rows, lengths) for shapley: the model on rows cut to their longest series."""
+    minimum = math.prod(model.pool_factors)
+    return lambda rows, lengths: model(*trimmed(rows, lengths, minimum))
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X, batch_size: int = 512, lengths=None) -> torch.Tensor:
     """Logits (N, K) of the model in eval mode, batch_size rows per forward pass. X: (N, C, L) tensor or array of

@@ -1,8 +1,8 @@
 """report.html: one self-contained page telling the run's story in the order the pipeline ran. Every figure
 is inlined as a data URI, the page refers to nothing outside itself, reads at laptop width and prints.
 
-    data -> training -> test evaluation -> explained samples -> SHAP -> attention -> attribution methods
-    -> misclassified test samples -> counterfactuals -> run settings -> versions and timings
+    data -> training -> test evaluation -> global importance -> explained samples -> SHAP -> attention ->
+    attribution methods -> misclassified test samples -> counterfactuals -> run settings -> versions and timings
 
 The report draws one figure of its own, data_summary.png (example training series per class), from the
 training table; like every figure it never runs the model."""
@@ -84,7 +84,7 @@ document.addEventListener('click', function (event) {
 """
 
 SECTIONS = [("data", "Data"), ("training", "Training"), ("evaluation", "Test evaluation"), ("predictions", "Predictions"),
-            ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
+            ("global", "What the model relies on"), ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
             ("methods", "Attribution methods compared"), ("misclassified", "Misclassified test samples"),
             ("counterfactuals", "Counterfactuals"),
             ("settings", "Run settings"), ("versions", "Versions and timings")]
@@ -285,6 +285,67 @@ def evaluation_section(metrics, classification_report, figure):
                                                                           "Confusion matrix of the test set",
                                                                           wide=False)
                    + f"<div><h3>Per-class report</h3>{report_html}</div></div>")
+
+
+def interval_text(entry, digits=3):
+    """"0.412 [0.301, 0.530]": a mean and its interval (no interval: the mean alone)."""
+    if entry["low"] is None:
+        return number(entry["mean"], digits)
+    return f"{number(entry['mean'], digits)} [{number(entry['low'], digits)}, {number(entry['high'], digits)}]"
+
+
+def top_group(importance):
+    return max(importance, key=lambda name: importance[name]["mean"])
+
+
+def class_sentence(name, entry):
+    """One sentence: the class's most important channel and time window, or that it relies on nothing measurable."""
+    channel, window = top_group(entry["channel_importance"]), top_group(entry["window_importance"])
+    uninformative = [c for c, e in entry["channel_importance"].items() if e["informative"] is False]
+    text = (f"<b>{esc(name)}</b> ({entry['rows']} row{'s' if entry['rows'] != 1 else ''}): mostly channel "
+            f"<b>{esc(channel)}</b> ({interval_text(entry['channel_importance'][channel])}) and window "
+            f"<b>{esc(window)}</b> ({interval_text(entry['window_importance'][window])})")
+    if entry["channel_importance"][channel]["informative"] is None:
+        text += " <span class='muted'>(too few rows for an interval)</span>"
+    elif uninformative:
+        text += f"; {esc(', '.join(uninformative))} carr{'ies' if len(uninformative) == 1 else 'y'} no measurable information"
+    return f"<li>{text}.</li>"
+
+
+def global_section(summary, figure):
+    channels = summary["channel_importance"]
+    empty = [name for name, e in channels.items() if e["informative"] is False]
+    methods = ", ".join(f"{g}: {m}" for g, m in summary["method"].items())
+    intro = (f"<p>Over <b>{summary['rows']}</b> rows of the file (seeded, stratified over the predicted classes), the "
+             "Shapley value of each <b>whole channel</b> and of each <b>time window</b> (all channels together) for "
+             f"the {esc(summary['output'])}, against {summary['num_background']} background rows ({esc(methods)}; "
+             f"{summary['seconds']['total']:.1f} s). These are Shapley values of the groups themselves, not sums of "
+             "finer values; each row's values add up to f(x) &minus; E f. Importance is the mean |value| over the "
+             f"rows with a {summary['confidence']:.0%} bootstrap interval over the rows; classes are the predicted "
+             "ones.</p><p class='note'>Mean |value| is never below zero, so information is judged on signed values: "
+             "the <b>contrast</b> of a channel or window is how much more it supports a class (its logit minus the "
+             "mean logit) on the rows the model assigns to that class than on the other rows. It <b>carries no "
+             "measurable information</b> when the interval of its contrast contains zero (at "
+             f"{summary['contrast_confidence']['channels']:.1%} for channels, "
+             f"{summary['contrast_confidence']['windows']:.1%} for windows: Bonferroni over the channels or "
+             "windows): the model's output may move with it, but not in step with its decisions.</p>")
+    sentences = "<ul>" + "".join(class_sentence(name, entry) for name, entry in summary["per_class"].items()) + "</ul>"
+    if empty:
+        sentences += (f"<p class='warn'>Over all rows, channel{'s' if len(empty) > 1 else ''} <b>{esc(', '.join(empty))}</b> "
+                      "carr" + ("ies" if len(empty) == 1 else "y") + " no measurable information.</p>")
+    ranked = sorted(channels, key=lambda name: -channels[name]["mean"])
+    rows = [[name, interval_text(channels[name]),
+             interval_text(channels[name]["contrast"]) if channels[name]["contrast"] else "n/a",
+             "no measurable information" if channels[name]["informative"] is False else
+             "n/a" if channels[name]["informative"] is None else "informative"] for name in ranked]
+    body = sentences + table(rows, ["channel", "mean |value| [interval]", "contrast [interval]", "verdict"]) + "<div class='figs'>" + "".join([
+        figure("global_channels.png", "Channels ranked by their Shapley value, with intervals, overall and per class",
+               wide=True),
+        figure("global_windows_per_class.png", "Importance of each time window per predicted class, over the "
+                                               "class's mean signal", wide=True),
+        figure("global_map_per_class.png", "Mean signed Shapley value per channel and time window, per class",
+               wide=True)]) + "</div>"
+    return section("global", body, intro)
 
 
 def sample_card(i, explained, figure):
@@ -545,6 +606,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
     else:
         evaluation = predictions_section(metrics["predictions"])
     parts = [data_section(train_counts, test, metrics["predictions"], figure, metrics.get("series")), training_section(metrics, history, figure), evaluation,
+             *([global_section(metrics["global"], figure)] if "global" in metrics else []),
              samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),
              attention_section(metrics["attention"])]
     if attributions:

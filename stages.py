@@ -7,6 +7,7 @@ run's staging folder) and returns its section of metrics.json:
     shap_outputs(model, samples, background, config, path)              -> (section, SHAP values)
     gradcam_outputs(model, samples, path)                                -> section
     attention_outputs(model, samples, path)                              -> section
+    global_outputs(model, scored, background, config, path)              -> section (many rows, coarse players)
     attribution_outputs(model, samples, scored, shap, chosen, config, path) -> section
     counterfactual_outputs(model, samples, shap_values, guides, config, path) -> (entries, summary)
 
@@ -26,10 +27,11 @@ import attributions
 import checks
 import counterfactuals
 import data_loader
+import global_importance
 import plots
 import regions
 import shapley
-from model import predict_logits, row_lengths, trimmed
+from model import model_at_lengths, predict_logits, row_lengths
 
 
 @dataclass
@@ -217,12 +219,6 @@ def shap_players_per_row(samples_shape, lengths, feature_names, segments_per_cha
     return groups
 
 
-def model_at_lengths(model):
-    """f(rows, lengths) for shapley: the model on rows cut to their longest series."""
-    minimum = math.prod(model.pool_factors)
-    return lambda rows, lengths: model(*trimmed(rows, lengths, minimum))
-
-
 def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
     players = int(shap_players((channels, length), feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"]).max()) + 1
     if config["SHAP_METHOD"] == "exact" and players > shapley.EXACT_MAX_PLAYERS:
@@ -302,6 +298,41 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
     if len(comparison) > 1:
         summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
     return summary, values
+
+
+# -----------------------------------------------------------------------------
+# Global importance
+def global_outputs(model, scored: Samples, background: torch.Tensor, config, path,
+                   background_lengths: Optional[np.ndarray] = None) -> dict:
+    """Group Shapley values of whole channels, whole time windows and channel x window cells for up to
+    GLOBAL_EXPLAIN_ROWS rows of the file (seeded, stratified over the predicted classes): global_importance.npz,
+    the global figures, and the metrics.json section (importance with bootstrap intervals, overall and per
+    predicted class). Rows of different lengths: each row's windows are the tenths (SHAP_SEGMENTS_PER_CHANNEL)
+    of its own length, labelled in per cent of the length."""
+    start = time.perf_counter()
+    index = global_importance.choose_rows(scored.y_pred, config["GLOBAL_EXPLAIN_ROWS"], config["SEED"])
+    rows = scored.subset(index)
+    length = rows.x.shape[2]
+    windows = windows_per_channel(length, rows.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
+    spans = regions.window_spans(length, windows)
+    labels = [regions.span_label(a, b, rows.feature_names) for a, b in spans]
+    if rows.lengths is not None:  # each row's windows are tenths of its own length, as the SHAP stage's players
+        labels = [f"{100 * a / length:.0f}-{100 * b / length:.0f} %" for a, b in spans]
+    arrays, section = global_importance.global_importance(model, rows.x, background, rows.y_pred, rows.channel_names,
+                                                          rows.class_names, windows, config["SEED"], labels,
+                                                          rows.lengths, background_lengths)
+    inputs = np.where(np.arange(length) < rows.own_lengths[:, None, None], rows.inputs, np.nan)  # padding: no value
+    class_means = np.stack([np.nanmean(inputs[rows.y_pred == k], axis=0) if (rows.y_pred == k).any()
+                            else np.zeros(inputs.shape[1:]) for k in range(len(rows.class_names))])
+    np.savez(path("global_importance.npz"), **arrays, rows=rows.rows, predicted=rows.y_pred,
+             **({"true": rows.y_true} if rows.labelled else {}), class_mean_inputs=class_means,
+             window_edges=regions.window_edges(length, windows), channel_names=np.array(rows.channel_names),
+             class_names=np.array(rows.class_names), window_labels=np.array(labels))
+    plots.global_figures(section, class_means, regions.window_edges(length, windows),
+                         arrays["class_mean_cell_evidence"], rows.channel_names, rows.class_names, labels,
+                         rows.feature_names, path)
+    section["seconds"]["total"] = time.perf_counter() - start
+    return section
 
 
 # -----------------------------------------------------------------------------

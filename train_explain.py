@@ -6,9 +6,9 @@
 
 The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> output
 files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
-evaluation (with labels) -> SHAP -> Grad-CAM -> attention -> attribution methods -> counterfactuals -> report ->
-publication -> main(). The stages after training are functions of stages.py, one per stage; the model and its
-checkpoint are in model.py (nothing imports this script). `import train_explain` has no side effects;
+evaluation (with labels) -> SHAP -> global importance -> Grad-CAM -> attention -> attribution methods ->
+counterfactuals -> report -> publication -> main(). The stages after training are functions of stages.py,
+one per stage; the model and its checkpoint are in model.py (nothing imports this script). `import train_explain` has no side effects;
 `load_model()` and `predict()` (re-exported from model.py and api.py) reuse a trained model.
 """
 import ast
@@ -55,6 +55,7 @@ EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted 
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
+GLOBAL_EXPLAIN_ROWS = 24  # rows (seeded, stratified over the predicted classes) of the global channel and time-window importance; 0 = none
 ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all", names "saliency,integrated_gradients,shap,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
@@ -127,7 +128,7 @@ UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "
                 "LSTM_LAYERS": 16, "ATTENTION_HEADS": 256, "KERNEL_SIZE": 1001, "SHAP_PERMUTATIONS": 10_000,
                 "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
                 "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
-                "KEEP_RUNS": 1000, "COUNTERFACTUAL_BUDGET": 1_000_000}
+                "KEEP_RUNS": 1000, "COUNTERFACTUAL_BUDGET": 1_000_000, "GLOBAL_EXPLAIN_ROWS": 10_000}
 
 
 def check_config(config: dict) -> None:
@@ -144,7 +145,7 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"{name} is {config[name]}, more than {most:,}: its memory or time would grow "
                               f"without bound; use at most {most:,}")
     for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MIXUP_ALPHA", "MAX_MISCLASSIFIED",
-                 "SHAP_PERMUTATIONS"]:
+                 "SHAP_PERMUTATIONS", "GLOBAL_EXPLAIN_ROWS"]:
         if config[name] < 0:
             raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
     for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
@@ -383,7 +384,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 # Settings that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "RUN", "KEEP_RUNS", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN",
                      "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE",
-                     "COUNTERFACTUAL_TARGET", "COUNTERFACTUAL_BUDGET"}
+                     "COUNTERFACTUAL_TARGET", "COUNTERFACTUAL_BUDGET", "GLOBAL_EXPLAIN_ROWS"}
 RESUME_FIELDS = ("config", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "epoch",
                  "history", "best", "best_key", "since_best")
 
@@ -711,6 +712,13 @@ def run(config: dict) -> int:
                       f"max {shap_summary['additivity_rel_error_max']:.3g}")
                 lap("shap")
 
+                if config["GLOBAL_EXPLAIN_ROWS"]:
+                    global_summary = stages.global_outputs(model, scored, background, config, path,
+                                                          background_lengths)
+                    print(f"global importance over {global_summary['rows']} rows: top channel "
+                          f"{max(global_summary['channel_importance'].items(), key=lambda kv: kv[1]['mean'])[0]}")
+                    lap("global")
+
                 gradcam_summary = stages.gradcam_outputs(model, samples, path)
                 lap("gradcam")
 
@@ -740,6 +748,8 @@ def run(config: dict) -> int:
                            **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
                 "explained": [samples.describe(i) for i in range(len(samples))],
             }
+            if config["GLOBAL_EXPLAIN_ROWS"]:
+                metrics["global"] = global_summary
             if chosen_methods(config):
                 metrics["attributions"] = attribution_summary
             metrics.update(counterfactuals=counterfactual_entries, counterfactual_summary=counterfactual_summary)

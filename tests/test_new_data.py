@@ -157,3 +157,11 @@ def test_a_file_read_in_parts_gets_the_same_predictions_and_explanations(unlabel
     explained = np.load(out / "shap_values.npz")
     np.testing.assert_allclose(explained["inputs"], train_explain.normalize(raw, checkpoint["normalization"]))
     assert explained["indices"].tolist() == [23, 4, 10]
+
+
+def test_an_unlabelled_run_has_the_global_importance_by_predicted_class(unlabelled_run):
+    copy = unlabelled_run[0]
+    section = json.loads((copy / "metrics.json").read_text())["global"]
+    predicted = pd.read_csv(copy / "predictions.csv")["predicted"].value_counts()
+    assert section["classes"] == "predicted" and section["rows"] == len(pd.read_csv(copy / "predictions.csv"))
+    assert {name: entry["rows"] for name, entry in section["per_class"].items()} == predicted.to_dict()

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-SECTION_ORDER = ["data", "training", "evaluation", "samples", "shap", "attention", "methods", "misclassified",
-                 "counterfactuals", "settings", "versions"]
+SECTION_ORDER = ["data", "training", "evaluation", "global", "samples", "shap", "attention", "methods",
+                 "misclassified", "counterfactuals", "settings", "versions"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND"]
