@@ -28,6 +28,7 @@ import plots
 import regions
 import shapley
 from model import predict_logits
+from progress import Silent
 
 
 @dataclass
@@ -44,6 +45,10 @@ class Samples:
 
     def __len__(self):
         return len(self.rows)
+
+    def __getstate__(self):
+        """Pickled (to a drawing process, drawing.py) with its inputs on the CPU: a forked process must not use CUDA."""
+        return {**self.__dict__, "x": self.x.detach().cpu() if torch.is_tensor(self.x) else self.x}
 
     def subset(self, index) -> "Samples":
         index = np.asarray(index, dtype=np.int64)
@@ -195,20 +200,29 @@ def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
                                        "--shap_segments_per_channel")
 
 
-def shap_values_for(method, model, x, background, groups, config):
-    """(values (N, C, L, K), seconds) for one SHAP method."""
+def shap_values_for(method, model, x, background, groups, config, step=lambda count=1: None):
+    """(values (N, C, L, K), seconds) for one SHAP method; step(count) after each sample's values."""
     start = time.perf_counter()
     if method == "deep":
         values = shapley.deep_shap(model, x, background)
+        step(len(x))
     else:
-        values = shapley.interventional_shap(model, x, background, groups, method=method,
-                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"])
+        # A sample at a time, to say how far it is: a sample's values do not depend on the others explained.
+        values = []
+        for i in range(len(x)):
+            values.append(shapley.interventional_shap(model, x[i:i + 1], background, groups, method=method,
+                                                      num_permutations=config["SHAP_PERMUTATIONS"] or None,
+                                                      seed=config["SEED"]))
+            step()
+        values = np.concatenate(values)
     return values, time.perf_counter() - start
 
 
-def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path) -> tuple[dict, np.ndarray]:
+def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path,
+                 progress=Silent) -> tuple[dict, np.ndarray]:
     """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
-    returns (the metrics.json section, values (N, C, L, K) of the chosen method)."""
+    returns (the metrics.json section, values (N, C, L, K) of the chosen method).
+    progress(description, total, unit): a progress.Progress-like context that is told each sample done."""
     x = samples.x
     outputs_logits = predict_logits(model, x).cpu().numpy()
     expected_value = predict_logits(model, background).cpu().numpy().mean(0)
@@ -219,11 +233,13 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
         # Exact enumeration costs 2^players model calls per background row: only for few players.
         methods = ["permutation", "exact", "deep"] if groups.max() + 1 <= 12 else ["permutation", "deep"]
     comparison = []
-    for method in methods:
-        values, seconds = shap_values_for(method, model, x, background, groups, config)
-        errors = shapley.additivity_errors(values, outputs_logits, expected_value)
-        comparison.append({"method": method, "seconds": seconds, "additivity_rel_error_median": float(np.median(errors)),
-                           "additivity_rel_error_max": float(errors.max()), "values": values})
+    with progress("SHAP", len(methods) * len(x), "sample") as step:
+        for method in methods:
+            values, seconds = shap_values_for(method, model, x, background, groups, config, step)
+            errors = shapley.additivity_errors(values, outputs_logits, expected_value)
+            comparison.append({"method": method, "seconds": seconds,
+                               "additivity_rel_error_median": float(np.median(errors)),
+                               "additivity_rel_error_max": float(errors.max()), "values": values})
     chosen = comparison[0]
     values = chosen["values"]
     np.savez(path("shap_values.npz"), values=values, inputs=samples.inputs, background=background.cpu().numpy(),
@@ -293,14 +309,16 @@ def misclassification_outputs(model, scored: Samples, config, path) -> dict:
             "confused_pairs": confused_pairs(scored.y_true, scored.y_pred, scored.class_names)}
 
 
-def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, chosen: list, config, path) -> dict:
+def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, chosen: list, config, path,
+                        progress=Silent) -> dict:
     """Every method's maps for the explained samples (target: their predicted classes), written to
     attributions.npz (one (N, C, L) array per method, the samples in the order of shap_values.npz) with
     their figures; returns the metrics.json section: per method seconds, deletion and insertion areas
     and the randomization sanity check, the random-ordering control, regions and misclassifications.
 
     shap: {"values": (N, C, L, K) the SHAP stage's values, "seconds": its time}; chosen: the methods to run
-    (names of attributions.METHODS, "shap" for the SHAP stage's map)."""
+    (names of attributions.METHODS, "shap" for the SHAP stage's map); progress as in shap_outputs, told each
+    method's maps, the faithfulness curves and the sanity check done."""
     x = samples.x
     n, channels, length = x.shape
     segments = regions.parse_segments(config["ATTRIBUTION_SEGMENTS"], length)
@@ -308,14 +326,21 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
         config = {**config, "OCCLUSION_WINDOW": 1}
     methods = {name: f for name, f in attributions.method_functions(config).items() if name in chosen}
-    maps, seconds = attributions.compute_maps(methods, model, x, target)
-    if "shap" in chosen:
-        maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
-        seconds["shap"] = shap["seconds"]
-    np.savez(path("attributions.npz"), **maps)
+    maps, seconds = {}, {}
+    with progress("attribution suite", len(methods) + 2, "step") as step:
+        for name, method in methods.items():  # one at a time, to say how far it is
+            computed = attributions.compute_maps({name: method}, model, x, target)
+            maps[name], seconds[name] = computed[0][name], computed[1][name]
+            step()
+        if "shap" in chosen:
+            maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
+            seconds["shap"] = shap["seconds"]
+        np.savez(path("attributions.npz"), **maps)
 
-    fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"])
-    sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"])
+        fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"])
+        step()
+        sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"])
+        step()
     shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
     windows = regions.window_spans(length, windows_per_channel(length, samples.feature_names,
                                                                config["ATTRIBUTION_WINDOWS"]))

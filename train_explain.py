@@ -60,6 +60,10 @@ ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive),
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
 OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
+# resources
+THREADS = 0  # torch threads: 0 = automatic (1, or what OMP_NUM_THREADS / MKL_NUM_THREADS say), N = N threads
+DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
+PROGRESS_SECONDS = 3.0  # without a terminal: a progress line at least this often in a long phase (0: every step)
 
 CONSTANT_NAMES = [name for name in list(globals()) if name.isupper() and name != "CONSTANT_NAMES"]
 
@@ -124,7 +128,7 @@ UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "
                 "LSTM_LAYERS": 16, "ATTENTION_HEADS": 256, "KERNEL_SIZE": 1001, "SHAP_PERMUTATIONS": 10_000,
                 "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
                 "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
-                "KEEP_RUNS": 1000}
+                "KEEP_RUNS": 1000, "THREADS": 1024, "DRAWING_PROCESSES": 64}
 
 
 def check_config(config: dict) -> None:
@@ -140,7 +144,7 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"{name} is {config[name]}, more than {most:,}: its memory or time would grow "
                               f"without bound; use at most {most:,}")
     for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MIXUP_ALPHA", "MAX_MISCLASSIFIED",
-                 "SHAP_PERMUTATIONS"]:
+                 "SHAP_PERMUTATIONS", "THREADS", "DRAWING_PROCESSES", "PROGRESS_SECONDS"]:
         if config[name] < 0:
             raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
     for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
@@ -163,6 +167,7 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     sys.exit(0)
 
 import contextlib  # noqa: E402  (below the --help fast path on purpose)
+import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -369,7 +374,8 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 
 # Settings that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "RUN", "KEEP_RUNS", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN",
-                     "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE"}
+                     "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE", "DRAWING_PROCESSES",
+                     "PROGRESS_SECONDS"}
 RESUME_FIELDS = ("config", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "epoch",
                  "history", "best", "best_key", "since_best")
 
@@ -540,9 +546,25 @@ def checkpoint_background(checkpoint, config, path, log) -> np.ndarray:
     return train_background(normalize(train.X, checkpoint["normalization"]), config)
 
 
+def choose_resources(config, log) -> int:
+    """Set torch's threads for this run and say what the run uses; returns the number of drawing processes."""
+    import threads
+
+    count, source = threads.torch_threads(config["THREADS"], torch.get_num_threads())
+    torch.set_num_threads(count)
+    cores = threads.available_cores()
+    processes = threads.drawing_processes(config["DRAWING_PROCESSES"], cores)
+    log(f"resources: {count} torch thread{'s' * (count != 1)} ({source}; --threads=N or OMP_NUM_THREADS=N to change), "
+        + (f"figures drawn in {processes} processes" if processes > 1 else "figures drawn in this process")
+        + f", {cores} core{'s' * (cores != 1)} available")
+    return processes
+
+
 def run(config: dict) -> int:
+    import drawing
     import report
     import stages
+    from progress import Progress
 
     timings = {}
     started = clock = time.perf_counter()
@@ -559,6 +581,9 @@ def run(config: dict) -> int:
     log = print if rank == 0 else (lambda *args: None)
     overridden = {k: v for k, v in config.items() if v != globals()[k]}
     log(f"overrides: {overridden}" if overridden else "no overrides: default constants")
+    drawing_processes = choose_resources(config, log)
+    # a line at least every PROGRESS_SECONDS in each long phase when the output is not a terminal
+    progress = functools.partial(Progress, log=log, every_seconds=config["PROGRESS_SECONDS"])
     device = resolve_device(config["DEVICE"])
     torch.manual_seed(config["SEED"])
 
@@ -569,7 +594,8 @@ def run(config: dict) -> int:
 
     # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
     folder = OutputFolder(config["OUTPUT_DIR"], config["KEEP_RUNS"], log)
-    with folder if rank == 0 else contextlib.nullcontext():
+    # the drawing processes start before the lock is taken, so that none of them holds it
+    with drawing.workers(drawing_processes if rank == 0 else 1), folder if rank == 0 else contextlib.nullcontext():
         resumed = folder.resumable(config["RUN"]) if config["TRAIN"] and config["RESUME"] else None
         if config["TRAIN"]:
             normalization = fit_normalization(train.X)
@@ -595,7 +621,7 @@ def run(config: dict) -> int:
             f"{device}, {world_size} process(es)")
         lap("load")
 
-        with folder.staged_run(resumed) if rank == 0 else contextlib.nullcontext():
+        with folder.staged_run(resumed) if rank == 0 else contextlib.nullcontext(), drawing.finished():
             path = folder.path if rank == 0 else None
             if rank == 0:
                 log(f"this run writes {RUNS}/{folder.run_id}{PARTIAL}/ until it is complete")
@@ -662,7 +688,7 @@ def run(config: dict) -> int:
             with torch.backends.cudnn.flags(enabled=False):
                 samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
                                                                config["NUM_SAMPLES_TO_EXPLAIN"]))
-                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path)
+                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path, progress)
                 print(f"SHAP ({shap_summary['method']}): additivity error median "
                       f"{shap_summary['additivity_rel_error_median']:.3g}, "
                       f"max {shap_summary['additivity_rel_error_max']:.3g}")
@@ -677,7 +703,7 @@ def run(config: dict) -> int:
                 if chosen_methods(config):
                     attribution_summary = stages.attribution_outputs(
                         model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
-                        chosen_methods(config), config, path)
+                        chosen_methods(config), config, path, progress)
                     lap("attributions")
 
             metrics = {
@@ -690,6 +716,8 @@ def run(config: dict) -> int:
             }
             if chosen_methods(config):
                 metrics["attributions"] = attribution_summary
+            drawing.wait(progress)  # the report inlines every figure
+            lap("figures")
             report.write_report(folder.staging, metrics, config, history, (train, test), path("report.html"),
                                 checkpoint.get("train_class_counts"), scored.y_pred)
             lap("report")
