@@ -12,6 +12,8 @@ EVERY_SECONDS = 3.0  # a line at least this often in a long phase of a run writi
 
 
 class Progress:
+    """Counts the units of a phase (total None: not known in advance) and says how many are done."""
+
     def __init__(self, description: str, total: int, unit: str, log=print, every_seconds: float = EVERY_SECONDS):
         self.description, self.total, self.unit, self.log, self.every = description, total, unit, log, every_seconds
         self.done = 0
@@ -31,8 +33,10 @@ class Progress:
             self.bar.update(count)
             return
         now = time.perf_counter()
-        if now - self.last_line >= self.every and self.done < self.total:
-            self.log(f"{self.description}: {self.done}/{self.total} {self.unit}s ({now - self.started:.0f} s)")
+        if now - self.last_line >= self.every and (self.total is None or self.done < self.total):
+            of = "" if self.total is None else f"/{self.total:,}"
+            self.log(f"{self.description}: {self.done:,}{of} {self.unit}s ({now - self.started:.0f} s)")
+            sys.stdout.flush()  # a file or pipe is block-buffered: the line is for now, not for the end of the run
             self.last_line = now
 
     def __exit__(self, *exc):

@@ -101,15 +101,18 @@ class FileRows:
         return torch.from_numpy(data_loader.normalize(X, self.normalization)).to(self.device)
 
 
-def score(model, parts, x, normalization) -> Samples:
+def score(model, parts, x, normalization, progress=Silent) -> Samples:
     """Every row of a file with the model's predictions. parts: the file's tables (data_loader.SeriesTable) in file
-    order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows)."""
+    order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows); progress as in
+    shap_outputs, told the rows of each part read and scored."""
     probabilities, labels, rows = [], [], []
-    for part in parts:
-        logits = predict_logits(model, data_loader.normalize(part.X, normalization))
-        probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
-        labels.append(part.y)
-        rows.append(part.row_indices)
+    with progress("reading and scoring", None, "row") as step:
+        for part in parts:
+            logits = predict_logits(model, data_loader.normalize(part.X, normalization))
+            probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
+            labels.append(part.y)
+            rows.append(part.row_indices)
+            step(len(part.X))
     probabilities = np.concatenate(probabilities)
     y = None if labels[0] is None else np.concatenate(labels)
     return Samples(x, np.concatenate(rows), y, probabilities.argmax(1), probabilities, list(part.class_names),

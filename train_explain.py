@@ -673,7 +673,7 @@ def run(config: dict) -> int:
                 plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
             # predictions and, with labels, evaluation
-            scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization)
+            scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization, progress)
             predictions = stages.predictions_outputs(scored, path)
             if scored.labelled:
                 evaluation = stages.evaluation_outputs(scored, path)
