@@ -61,7 +61,7 @@ IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (complet
 OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 # resources
-THREADS = 0  # torch threads: 0 = automatic (1, or what OMP_NUM_THREADS / MKL_NUM_THREADS say), N = N threads
+THREADS = 0  # torch threads: 0 = automatic (threads.py: 1 for training, one per core for explanations), N = N threads
 DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
 PROGRESS_SECONDS = 3.0  # without a terminal: a progress line at least this often in a long phase (0: every step)
 
@@ -165,6 +165,12 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     # Answered before torch is imported, which alone takes over a second.
     print(constant_help())
     sys.exit(0)
+if __name__ == "__main__":
+    # OpenMP reads its wait policy once, when torch loads it: waiting threads sleep instead of spinning, so a busy
+    # core slows a run down instead of stalling it (threads.py; measured in bench/speed.py).
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import contextlib  # noqa: E402  (below the --help fast path on purpose)
 import functools  # noqa: E402
@@ -546,18 +552,20 @@ def checkpoint_background(checkpoint, config, path, log) -> np.ndarray:
     return train_background(normalize(train.X, checkpoint["normalization"]), config)
 
 
-def choose_resources(config, log) -> int:
-    """Set torch's threads for this run and say what the run uses; returns the number of drawing processes."""
+def choose_resources(config, log) -> tuple[int, int]:
+    """Say what the run uses (threads.py); returns (torch threads for the explanations, drawing processes) and
+    sets torch's threads for training."""
     import threads
 
-    count, source = threads.torch_threads(config["THREADS"], torch.get_num_threads())
-    torch.set_num_threads(count)
+    training, explaining, source = threads.torch_threads(config["THREADS"], torch.get_num_threads())
+    torch.set_num_threads(training)
     cores = threads.available_cores()
     processes = threads.drawing_processes(config["DRAWING_PROCESSES"], cores)
-    log(f"resources: {count} torch thread{'s' * (count != 1)} ({source}; --threads=N or OMP_NUM_THREADS=N to change), "
+    log(f"resources: torch threads {training} for training, {explaining} for explanations ({source}; --threads=N "
+        f"or OMP_NUM_THREADS=N to change), OpenMP wait policy {os.environ.get('OMP_WAIT_POLICY', 'default')}, "
         + (f"figures drawn in {processes} processes" if processes > 1 else "figures drawn in this process")
         + f", {cores} core{'s' * (cores != 1)} available")
-    return processes
+    return explaining, processes
 
 
 def run(config: dict) -> int:
@@ -581,7 +589,7 @@ def run(config: dict) -> int:
     log = print if rank == 0 else (lambda *args: None)
     overridden = {k: v for k, v in config.items() if v != globals()[k]}
     log(f"overrides: {overridden}" if overridden else "no overrides: default constants")
-    drawing_processes = choose_resources(config, log)
+    explaining_threads, drawing_processes = choose_resources(config, log)
     # a line at least every PROGRESS_SECONDS in each long phase when the output is not a terminal
     progress = functools.partial(Progress, log=log, every_seconds=config["PROGRESS_SECONDS"])
     device = resolve_device(config["DEVICE"])
@@ -671,6 +679,8 @@ def run(config: dict) -> int:
                 import plots
 
                 plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
+
+            torch.set_num_threads(explaining_threads)  # batches of up to 1,024 rows from here on
 
             # predictions and, with labels, evaluation
             scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization, progress)

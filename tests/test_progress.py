@@ -19,7 +19,9 @@ def logged_run(tmp_path_factory):
     line was read (a line kept in a buffer until the end would arrive after the publication)."""
     folder = tmp_path_factory.mktemp("progress")
     train, test = write_series_csvs(folder)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe as block-buffered as a file
+    # a pipe as block-buffered as a file, and the automatic threads whatever the environment running the tests
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONUNBUFFERED", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
     args = run_args(train, test, folder / "out", "--epochs=1", "--progress_seconds=0", "--drawing_processes=1")
     process = subprocess.Popen([sys.executable, str(ROOT / "train_explain.py"), *args], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env, cwd=folder)
@@ -35,20 +37,23 @@ def test_progress_lines_arrive_while_the_explanations_run(logged_run):
     assert not any("\r" in line for line, _ in logged_run)
 
 
-def test_the_log_says_the_threads_and_drawing_processes(logged_run):
-    assert any(line.startswith("resources: 1 torch thread (automatic") and "figures drawn in this process" in line
+def test_the_log_says_the_threads_wait_policy_and_drawing_processes(logged_run):
+    assert any(line.startswith("resources: torch threads 1 for training, ") and "(automatic;" in line
+               and "OpenMP wait policy PASSIVE" in line and "figures drawn in this process" in line
                for line, _ in logged_run)
 
 
 def test_threads_follow_the_constant_then_the_environment(monkeypatch):
     import threads
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    assert threads.torch_threads(0, 8) == (1, "automatic")
-    assert threads.torch_threads(3, 8) == (3, "THREADS")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    assert threads.torch_threads(0, 8) == (1, 1, "automatic")  # spinning OpenMP threads: one
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert threads.torch_threads(0, 8) == (1, 8, "automatic")  # sleeping ones: every core for the explanations
+    assert threads.torch_threads(3, 8) == (3, 3, "THREADS")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert threads.torch_threads(0, 2) == (2, "OMP_NUM_THREADS")
+    assert threads.torch_threads(0, 2) == (2, 2, "OMP_NUM_THREADS")
 
 
 def test_a_figure_that_fails_in_a_drawing_process_fails_the_wait(tmp_path):
