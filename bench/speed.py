@@ -81,6 +81,7 @@ def training_loop_overhead(train_csv, epochs=20):
     from data_loader import CustomDataset, fit_normalization, normalize, read_train_test
     from model import build_model
 
+    torch.set_num_threads(1)  # as the project trains (threads.py)
     train, _ = read_train_test(train_csv, train_csv)
     data = CustomDataset(normalize(train.X, fit_normalization(train.X)), train.y)
     config = train_explain.config_from_args([])
