@@ -8,8 +8,8 @@ the project, and the ratio project/reference, as the README's speed table; train
 memory (RSS) of each process; the time of `--help`; the training loop's overhead over its bare
 forward+backward+step work; and the training throughput on the default data with one core taken by
 another process (a busy loop) against the same settings without it, with the project's one torch thread
-and with torch's default (one per core), also with OMP_WAIT_POLICY=PASSIVE. Everything is measured in
-this one run, so on a shared machine read the ratios rather than the seconds.
+and with torch's default (one per core), its threads waiting passively (as the script sets) or spinning.
+Everything is measured in this one run, so on a shared machine read the ratios rather than the seconds.
 The project runs with its default constants, except that early stopping is switched off so that both
 train for exactly the same number of epochs.
 """
@@ -192,13 +192,16 @@ def busy_loop():
 
 def busy_core_throughput(folder, epochs=50):
     """Training throughput (samples/s) on the default data, quiet and with one core taken by a busy loop, for the
-    project's automatic threads (one), torch's default (one per core) and torch's default with
-    OMP_WAIT_POLICY=PASSIVE (read by OpenMP when torch loads it, so it is set in the child's environment)."""
+    project's automatic threads (one) and torch's default (one per core), whose OpenMP threads wait sleeping
+    (OMP_WAIT_POLICY=PASSIVE, which the script sets) or spinning (ACTIVE, set in the child's environment: OpenMP
+    reads it when torch loads it)."""
     quick = ["--attribution_methods=", "--num_samples_to_explain=1"]
     cores = os.cpu_count()
     settings = [("1 torch thread (automatic)", [], {}),
-                (f"{cores} torch threads (torch's default)", [f"--threads={cores}"], {}),
-                (f"{cores} torch threads, OMP_WAIT_POLICY=PASSIVE", [f"--threads={cores}"], {"OMP_WAIT_POLICY": "PASSIVE"})]
+                (f"{cores} torch threads (torch's default), OMP_WAIT_POLICY=PASSIVE (the script's)",
+                 [f"--threads={cores}"], {}),
+                (f"{cores} torch threads, OMP_WAIT_POLICY=ACTIVE (waiting threads spin)", [f"--threads={cores}"],
+                 {"OMP_WAIT_POLICY": "ACTIVE"})]
     rows = len(open(ROOT / "train_set.csv").read().splitlines()) - 1
     result = {}
     for busy in (False, True):
