@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+import drawing  # noqa: E402
 from regions import span_label, span_sums, window_edges, window_spans  # noqa: E402
 
 DPI = 120  # about one image pixel per CSS pixel in report.html at these figure widths
@@ -35,7 +36,9 @@ def signal_note(feature_names):
 def save(fig, path):
     # A figure with a layout engine already fits its contents to its size; cropping it "tight" would cost a
     # second full draw per figure. Figures laid out by hand are cropped.
-    fig.savefig(path, dpi=DPI, bbox_inches="tight" if fig.get_layout_engine() is None else None, pad_inches=0.08)
+    # zlib level 1: the files are about as small as at the default level 6, and written in a fraction of its time.
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if fig.get_layout_engine() is None else None, pad_inches=0.08,
+                pil_kwargs={"compress_level": 1})
     plt.close(fig)
 
 
@@ -55,6 +58,7 @@ def category_style(k):
     return {"color": CATEGORICAL[k % len(CATEGORICAL)], "linestyle": LINESTYLES[k % len(LINESTYLES)]}
 
 
+@drawing.in_background
 def training_curves(history, best_epoch, path_stem):
     """Loss and accuracy per epoch for the training and (when there is one) validation parts, as PNG and EPS."""
     epochs = [row["epoch"] for row in history]
@@ -74,6 +78,7 @@ def training_curves(history, best_epoch, path_stem):
     save(fig, f"{path_stem}.png")
 
 
+@drawing.in_background
 def confusion_matrix_figure(matrix, class_names, path):
     import seaborn as sns
 
@@ -124,64 +129,110 @@ def feature_bars(ax, values, attribution, limits, cmap, feature_names):
     return mappable
 
 
+BAND_ROWS = 6  # image rows of a channel's band in channel_bands; one empty row separates two bands
+
+
+def channel_bands(ax, signals, attributions, limits, cmap, channel_names=None, value_ticks=True):
+    """Every channel of one map in one axes, top to bottom: each band holds the channel's attribution as a colour
+    strip under its signal (a black line scaled to the band, with value ticks when value_ticks). One axes and one
+    image for all channels rather than one of each per channel: axes, their ticks and their layout are most of a
+    figure's drawing time. signals, attributions (C, L); channel_names label the bands (None: unlabelled)."""
+    channels, length = signals.shape
+    strips = np.stack([strongest_per_bin(a) for a in attributions])  # (C, bins)
+    # BAND_ROWS rows per channel and an empty (NaN, transparent) row between channels, as one image
+    rows = np.full((channels, BAND_ROWS + 1, strips.shape[1]), np.nan)
+    rows[:, :BAND_ROWS] = strips[:, None, :]
+    period = BAND_ROWS + 1
+    image = ax.imshow(rows.reshape(-1, strips.shape[1])[:-1], aspect="auto", cmap=cmap, vmin=limits[0],
+                      vmax=limits[1], extent=[-0.5, length - 0.5, channels - 1 / period, 0], interpolation="nearest")
+    width = 1.0 if length <= 200 else 0.6
+    halo = [patheffects.Stroke(linewidth=width + 1.2, foreground="white"), patheffects.Normal()]  # shows on any colour
+    ticks, labels = [], []
+    for c in range(channels):
+        top, bottom = c, c + BAND_ROWS / period
+        low, high = float(signals[c].min()), float(signals[c].max())
+        pad = 0.1 * (high - low) + 1e-3
+        low_edge, scale = low - pad, (bottom - top) / (high - low + 2 * pad)
+
+        def to_band(values):
+            return bottom - (np.asarray(values, dtype=float) - low_edge) * scale
+
+        steps, values = ([-0.5, 0.5], [signals[c, 0]] * 2) if length == 1 else envelope(signals[c])
+        ax.plot(steps, to_band(values), color="black", linewidth=width, path_effects=halo)
+        ax.add_patch(matplotlib.patches.Rectangle((-0.5, top), length, bottom - top, fill=False, linewidth=0.8))
+        if value_ticks:
+            shown = [v for v in MaxNLocator(3).tick_values(low, high) if low - pad <= v <= high + pad]
+            ticks += list(to_band(shown))
+            labels += [f"{v:.3g}".replace("-", "\u2212") for v in shown]
+    ax.set(xlim=(-0.5, length - 0.5), ylim=(channels - 1 / period, 0))
+    ax.spines[:].set_visible(False)
+    ax.set_yticks(ticks, labels)
+    if channel_names is not None:
+        ax.set_yticks(np.arange(channels) + BAND_ROWS / period / 2, channel_names, minor=True)
+    # The names stand left of the value ticks (about 0.6 em of 8 points per character), as y labels would.
+    ax.tick_params(axis="y", which="minor", length=0, pad=8 + 5 * max(map(len, labels), default=0), labelsize=10)
+    ax.tick_params(axis="both", which="major", labelsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
+    return image
+
+
 def signal_with_attribution(ax, signal, attribution, limits, cmap, channel_name, value_ticks=True,
                             feature_names=None):
     """One channel: the signal as a black line over a colour strip of the attribution at each step; for a table
     (feature_names given) bars of the feature values coloured by their attribution."""
-    if feature_names is not None:
-        image = feature_bars(ax, signal, attribution, limits, cmap, feature_names)
-        ax.set_ylabel(channel_name, rotation=0, ha="right", va="center")
-        if not value_ticks:
-            ax.tick_params(axis="y", left=False, labelleft=False)
-        return image
-    low, high = float(signal.min()), float(signal.max())
-    pad = 0.1 * (high - low) + 1e-3
-    image = ax.imshow(strongest_per_bin(attribution)[None, :], aspect="auto", cmap=cmap, vmin=limits[0],
-                      vmax=limits[1], extent=[-0.5, len(signal) - 0.5, low - pad, high + pad],
-                      interpolation="nearest")
-    width = 1.0 if len(signal) <= 200 else 0.6
-    halo = [patheffects.Stroke(linewidth=width + 1.2, foreground="white"), patheffects.Normal()]  # shows on any colour
-    if len(signal) == 1:
-        ax.plot([-0.5, 0.5], [signal[0]] * 2, color="black", linewidth=width, path_effects=halo)
-    else:
-        ax.plot(*envelope(signal), color="black", linewidth=width, path_effects=halo)
+    if feature_names is None:
+        return channel_bands(ax, signal[None], attribution[None], limits, cmap, [channel_name], value_ticks)
+    image = feature_bars(ax, signal, attribution, limits, cmap, feature_names)
     ax.set_ylabel(channel_name, rotation=0, ha="right", va="center")
-    ax.yaxis.set_major_locator(MaxNLocator(3))
-    ax.xaxis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
     if not value_ticks:
         ax.tick_params(axis="y", left=False, labelleft=False)
-    ax.tick_params(labelsize=8)
     return image
+
+
+def map_panel(fig, cell, signals, attribution, limits, cmap, channel_names, value_ticks, feature_names):
+    """One map of a sample in a figure's grid cell: every channel's band in one axes for a series, one axes of
+    bars per channel for a table. Returns (its axes, top to bottom; the image of its colour scale)."""
+    if feature_names is None:
+        ax = fig.add_subplot(cell)
+        return [ax], channel_bands(ax, signals, attribution, limits, cmap, channel_names, value_ticks)
+    axes = [fig.add_subplot(part) for part in cell.subgridspec(len(signals), 1, hspace=0.25)]
+    for c, ax in enumerate(axes):
+        image = signal_with_attribution(ax, signals[c], attribution[c], limits, cmap,
+                                        channel_names[c] if channel_names else "", value_ticks, feature_names)
+        ax.tick_params(labelbottom=c == len(axes) - 1)
+    return axes, image
 
 
 def step_axis_label(feature_names):
     return "time step" if feature_names is None else "feature"
 
 
+@drawing.in_background
 def attribution_figure(signals, attributions, columns, channel_names, title, colorbar_label, path, signed=True,
                        feature_names=None):
     """Rows = channels, columns = attribution maps (e.g. for the predicted and the true class), one colour scale.
     signals (C, L); attributions: list of (C, L) arrays, one per column with `columns` titles."""
     channels, length = signals.shape
     width = 3.9 * len(columns) + 1.6
-    fig, axes = plt.subplots(channels, len(columns), figsize=(width, 0.55 * channels + 1.5),
-                             squeeze=False, sharex=True, layout="constrained")
+    fig = plt.figure(figsize=(width, 0.55 * channels + 1.5), layout="constrained")
+    cells = fig.add_gridspec(1, len(columns))
     bound = max(float(np.abs(a).max()) for a in attributions) or 1.0
     limits = (-bound, bound) if signed else (0.0, bound)
     cmap = SIGNED_CMAP if signed else UNSIGNED_CMAP
+    every_axes = []
     for j, (column, attribution) in enumerate(zip(columns, attributions)):
-        for c in range(channels):
-            image = signal_with_attribution(axes[c, j], signals[c], attribution[c], limits, cmap,
-                                            channel_names[c] if j == 0 else "", value_ticks=j == 0,
-                                            feature_names=feature_names)
-        axes[0, j].set_title(wrapped(column, 3.9, 10), fontsize=10)
-        axes[-1, j].set_xlabel(step_axis_label(feature_names))
-    fig.colorbar(image, ax=axes, label=colorbar_label, shrink=min(1.0, 4.0 / channels + 0.3), aspect=25)
+        axes, image = map_panel(fig, cells[0, j], signals, attribution, limits, cmap,
+                                channel_names if j == 0 else None, j == 0, feature_names)
+        axes[0].set_title(wrapped(column, 3.9, 10), fontsize=10)
+        axes[-1].set_xlabel(step_axis_label(feature_names))
+        every_axes += axes
+    fig.colorbar(image, ax=every_axes, label=colorbar_label, shrink=min(1.0, 4.0 / channels + 0.3), aspect=25)
     fig.suptitle(wrapped(f"{title}; {signal_note(feature_names)}", width), fontsize=11)
     fig.get_layout_engine().set(h_pad=0.02, hspace=0.01)
     save(fig, path)
 
 
+@drawing.in_background
 def attribution_grid_figure(signals, attributions, titles, signed, channel_names, title, path, columns=4,
                             feature_names=None):
     """Many maps of one sample, each scaled to its largest |value|: each map (C, L) is a column of channel panels,
@@ -192,22 +243,17 @@ def attribution_grid_figure(signals, attributions, titles, signed, channel_names
     columns = min(columns, len(titles))
     blocks = -(-len(titles) // columns)
     panel = 1.0 if feature_names is None else 2.6  # a table's bars need the height to be read
-    ratios = ([panel] * channels + [1.9 if feature_names is None else 3.2]) * blocks  # spacer: x labels, next titles
-    ratios = ratios[:-1]
-    width, height = 2.8 * columns + 2.4, 0.42 * sum(ratios) + 1.4
-    grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.25, wspace=0.08, left=0.9 / width,
+    ratios = ([panel * channels + 0.25 * (channels - 1), 1.9 if feature_names is None else 3.2] * blocks)[:-1]
+    width, height = 2.8 * columns + 2.4, 0.42 * sum(ratios) + 1.4  # spacer rows: x labels, the next titles
+    grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.0, wspace=0.08, left=0.9 / width,
                         right=1 - 1.5 / width, top=1 - 1.0 / height, bottom=0.45 / height)
     fig = plt.figure(figsize=(width, height))
     images = {}
     for k, (column, attribution, is_signed) in enumerate(zip(titles, attributions, signed)):
         block, j = divmod(k, columns)
-        axes = [fig.add_subplot(grid[block * (channels + 1) + c, j]) for c in range(channels)]
         limits, cmap = ((-1.0, 1.0), SIGNED_CMAP) if is_signed else ((0.0, 1.0), UNSIGNED_CMAP)
-        for c, ax in enumerate(axes):
-            images[is_signed] = signal_with_attribution(ax, signals[c], attribution[c], limits, cmap,
-                                                        channel_names[c] if j == 0 else "", value_ticks=False,
-                                                        feature_names=feature_names)
-            ax.tick_params(labelbottom=c == channels - 1)
+        axes, images[is_signed] = map_panel(fig, grid[2 * block, j], signals, attribution, limits, cmap,
+                                            channel_names if j == 0 else None, False, feature_names)
         axes[0].set_title(column)
         axes[-1].set_xlabel(step_axis_label(feature_names), fontsize=9)
     bars = [(True, "signed / largest |value|"), (False, "unsigned / largest")]
@@ -346,6 +392,25 @@ def own_steps(samples, i) -> int:
 def shap_figures(values, samples, windows, path):
     """values (N, C, L, K). Summary bar of the top windows, a per-class heatmap, and per sample the values
     along each channel for the predicted and the true class. windows: the SHAP players per channel."""
+    shap_summary_figures(values, samples, windows, path("shap_summary_bar.png"), path("shap_summary_per_class.png"))
+    class_names, channel_names, features = samples.class_names, samples.channel_names, samples.feature_names
+    for i in range(len(values)):
+        pred = int(samples.y_pred[i])
+        true = pred if samples.y_true is None else int(samples.y_true[i])
+        columns = [f"for the predicted class {class_names[pred]}"]
+        maps = [values[i, :, :, pred]]
+        if true != pred:
+            columns.append(f"for the true class {class_names[true]}")
+            maps.append(values[i, :, :, true])
+        steps = own_steps(samples, i)
+        attribution_figure(samples.inputs[i][:, :steps], [m[:, :steps] for m in maps], columns, channel_names,
+                           f"SHAP values, {sample_heading(samples, i)}\nred raises the logit, blue lowers it",
+                           "SHAP value (logit units)", path(f"shap_sample_{i}.png"), feature_names=features)
+
+
+@drawing.in_background
+def shap_summary_figures(values, samples, windows, bar_path, per_class_path):
+    """values (N, C, L, K): the summary bar of the top windows and the per-class heatmap of mean values."""
     n, channels, length, k = values.shape
     class_names, channel_names, features = samples.class_names, samples.channel_names, samples.feature_names
     spans = window_spans(length, windows)
@@ -359,7 +424,7 @@ def shap_figures(values, samples, windows, path):
                    "mean |SHAP value| over explained samples (logit units),\nstacked by class", legend_title="class")
     ax.set_title(f"Most important {'features' if features is not None else 'channel x time windows'} "
                  f"({n} explained test samples)")
-    save(fig, path("shap_summary_bar.png"))
+    save(fig, bar_path)
 
     mean_values = per_window.mean(axis=0)  # (C, W, K)
     bound = float(np.abs(mean_values).max()) or 1.0
@@ -387,20 +452,7 @@ def shap_figures(values, samples, windows, path):
     fig.colorbar(image, ax=axes, label="mean SHAP value (logit units)", shrink=0.8 if grid_rows > 1 else 1.0)
     fig.suptitle(f"Mean SHAP value per channel and {'feature' if features is not None else 'time window'}, per "
                  f"class ({n} explained test samples);\nred raises the class logit, blue lowers it", fontsize=11)
-    save(fig, path("shap_summary_per_class.png"))
-
-    for i in range(n):
-        pred = int(samples.y_pred[i])
-        true = pred if samples.y_true is None else int(samples.y_true[i])
-        columns = [f"for the predicted class {class_names[pred]}"]
-        maps = [values[i, :, :, pred]]
-        if true != pred:
-            columns.append(f"for the true class {class_names[true]}")
-            maps.append(values[i, :, :, true])
-        steps = own_steps(samples, i)
-        attribution_figure(samples.inputs[i][:, :steps], [m[:, :steps] for m in maps], columns, channel_names,
-                           f"SHAP values, {sample_heading(samples, i)}\nred raises the logit, blue lowers it",
-                           "SHAP value (logit units)", path(f"shap_sample_{i}.png"), feature_names=features)
+    save(fig, per_class_path)
 
 
 def gradcam_figures(maps, samples, path):
@@ -420,38 +472,45 @@ def attention_figures(attention, samples, path, pooled_lengths=None):
     """attention (N, H, T, T): per sample one heatmap per head and their mean on one colour scale, axes in input
     time steps; the colour bar marks the uniform weight 1/T. pooled_lengths (N,): each row's own LSTM steps
     (None: all T), the part drawn."""
-    n, heads, width, _ = attention.shape
+    for i in range(len(attention)):
+        t = attention.shape[2] if pooled_lengths is None else int(pooled_lengths[i])
+        attention_figure(attention[i, :, :t, :t], samples, i, path(f"attention_sample_{i}.png"))
+
+
+@drawing.in_background
+def attention_figure(weights, samples, i, path):
+    """weights (H, T, T) of sample i (its own LSTM steps): one heatmap per head and their mean, over its own
+    input steps."""
+    heads, t, _ = weights.shape
+    length = own_steps(samples, i)
     unit = "step" if samples.feature_names is None else "feature position"
-    for i in range(n):
-        t = width if pooled_lengths is None else int(pooled_lengths[i])
-        length = own_steps(samples, i)
-        maps = list(attention[i, :, :t, :t]) + [attention[i, :, :t, :t].mean(axis=0)]
-        titles = [f"head {h}" for h in range(heads)] + ["mean of the heads"]
-        grid_rows, columns = grid_shape(len(maps), 3)
-        fig, axes = plt.subplots(grid_rows, columns, figsize=(2.9 * columns + 1.2, 2.7 * grid_rows + 0.8),
-                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
-        top = float(max(m.max() for m in maps)) or 1.0
-        for k, ax in enumerate(axes.ravel()):
-            if k >= len(maps):
-                ax.axis("off")
-                continue
-            image = heatmap(ax, maps[k], None, None, POSITIVE_CMAP, (0.0, top), extent=[0, length, length, 0])
-            for axis in (ax.xaxis, ax.yaxis):
-                axis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
-            ax.set_title(titles[k], fontsize=10)
-            if k % columns == 0:
-                ax.set_ylabel(f"attending {unit} (query)")
-            if k + columns >= len(maps):
-                ax.set_xlabel(f"attended {unit} (key)")
-                ax.tick_params(labelbottom=True)
-        spare = axes.ravel()[len(maps):]  # the colour bar goes into an empty cell when there is one
-        where = {"cax": spare[0].inset_axes((0.08, 0.05, 0.07, 0.9))} if len(spare) else {"ax": axes, "shrink": 0.8}
-        bar = fig.colorbar(image, label=f"attention weight\n(white line: uniform, 1/{t})", **where)
-        bar.ax.axhline(1.0 / t, color="white", linewidth=2)
-        fig.suptitle(wrapped(f"Self-attention, {sample_heading(samples, i)}\n{t} LSTM step{'s' * (t != 1)} drawn "
-                             f"over the {length} input {unit}{'s' * (length != 1)}; each query's weights sum to 1",
-                             2.9 * columns + 1.2), fontsize=11)
-        save(fig, path(f"attention_sample_{i}.png"))
+    maps = list(weights) + [weights.mean(axis=0)]
+    titles = [f"head {h}" for h in range(heads)] + ["mean of the heads"]
+    grid_rows, columns = grid_shape(len(maps), 3)
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(2.9 * columns + 1.2, 2.7 * grid_rows + 0.8),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    top = float(max(m.max() for m in maps)) or 1.0
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(maps):
+            ax.axis("off")
+            continue
+        image = heatmap(ax, maps[k], None, None, POSITIVE_CMAP, (0.0, top), extent=[0, length, length, 0])
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
+        ax.set_title(titles[k], fontsize=10)
+        if k % columns == 0:
+            ax.set_ylabel(f"attending {unit} (query)")
+        if k + columns >= len(maps):
+            ax.set_xlabel(f"attended {unit} (key)")
+            ax.tick_params(labelbottom=True)
+    spare = axes.ravel()[len(maps):]  # the colour bar goes into an empty cell when there is one
+    where = {"cax": spare[0].inset_axes((0.08, 0.05, 0.07, 0.9))} if len(spare) else {"ax": axes, "shrink": 0.8}
+    bar = fig.colorbar(image, label=f"attention weight\n(white line: uniform, 1/{t})", **where)
+    bar.ax.axhline(1.0 / t, color="white", linewidth=2)
+    fig.suptitle(wrapped(f"Self-attention, {sample_heading(samples, i)}\n{t} LSTM step{'s' * (t != 1)} drawn "
+                         f"over the {length} input {unit}{'s' * (length != 1)}; each query's weights sum to 1",
+                         2.9 * columns + 1.2), fontsize=11)
+    save(fig, path)
 
 
 # -----------------------------------------------------------------------------
@@ -479,6 +538,7 @@ def method_sample_figures(maps, methods, samples, path):
                                 path(f"attribution_sample_{i}.png"), feature_names=samples.feature_names)
 
 
+@drawing.in_background
 def method_overlay_figure(maps, samples, i, segments, path):
     """Sample i: |attribution| summed over channels, scaled to a peak of 1, per method over time;
     named segments (name, start, end) shaded. Long series are drawn as bin maxima; a table's features as
@@ -503,6 +563,7 @@ def method_overlay_figure(maps, samples, i, segments, path):
     save(fig, path)
 
 
+@drawing.in_background
 def method_comparison_figure(summary, random_control, sanity_threshold, path):
     """summary: method -> metrics of attributions.attribution_outputs. Deletion and insertion areas beside the
     random ordering, the randomization sanity correlations beside their threshold, and the seconds per method."""
@@ -540,6 +601,7 @@ def method_comparison_figure(summary, random_control, sanity_threshold, path):
     save(fig, path)
 
 
+@drawing.in_background
 def region_figure(matrices, channel_names, column_labels, regions, num_samples, path):
     """matrices: method -> (C, R) mean signed share of attribution per channel and region; one heatmap per method."""
     names = list(matrices)
@@ -560,6 +622,7 @@ def region_figure(matrices, channel_names, column_labels, regions, num_samples, 
     save(fig, path)
 
 
+@drawing.in_background
 def faithfulness_figure(fractions, deletion, insertion, random_deletion, random_insertion, summary, random_control,
                         num_samples, path):
     """deletion, insertion: method -> mean curve over the fractions of features deleted / inserted."""
@@ -615,42 +678,49 @@ def counterfactual_caption(entry, channels):
 def counterfactual_figures(inputs, series, mask, entries, samples, path):
     """Per sample, every channel's original (black) with the counterfactual's changed stretch overlaid (colour) and
     shaded. inputs, series (N, C, L) normalized (series NaN where none was found), mask (N, C, L) changed cells."""
-    n, channels, length = inputs.shape
+    for i in range(len(inputs)):
+        counterfactual_figure(inputs[i], series[i], mask[i], entries[i], samples, i,
+                              path(f"counterfactual_sample_{i}.png"))
+
+
+@drawing.in_background
+def counterfactual_figure(inputs, series, mask, entry, samples, i, path):
+    """Sample i's figure of counterfactual_figures; inputs, series, mask (C, L)."""
+    channels, length = inputs.shape
     steps = np.arange(length)
     marker = "o" if length <= 30 else None
     colour = CATEGORICAL[1]
-    for i in range(n):
-        own = int(samples.own_lengths[i])  # each series drawn to its own length
-        fig, axes = plt.subplots(channels, 1, figsize=(9.5, 0.62 * channels + 1.6), squeeze=False, sharex=True,
-                                 layout="constrained")
-        for c, ax in enumerate(axes[:, 0]):
-            ax.plot(*envelope(inputs[i, c, :own]), color="black", linewidth=1.0, marker=marker, markersize=2.5,
-                    label="original")
-            changed = np.flatnonzero(mask[i, c])
-            if len(changed):
-                start, end = changed[0], changed[-1] + 1
-                ax.axvspan(start - 0.5, end - 0.5, color=colour, alpha=0.15, linewidth=0)
-                # one step beyond each end, so the overlay joins the original where the stretch begins and ends
-                shown = slice(max(0, start - 1), min(length, end + 1))
-                ax.plot(steps[shown], series[i, c, shown], color=colour, linewidth=1.8, marker=marker,
-                        markersize=3, label="counterfactual")
-            ax.set_ylabel(samples.channel_names[c], rotation=0, ha="right", va="center")
-            ax.yaxis.set_major_locator(MaxNLocator(2))
-            ax.tick_params(labelsize=8)
-        if samples.feature_names is not None:
-            ticks = range(0, length, max(1, -(-length // 30)))
-            axes[-1, 0].set_xticks(ticks, [samples.feature_names[t] for t in ticks], rotation=45, ha="right",
-                                   rotation_mode="anchor", fontsize=8)
-        else:
-            axes[-1, 0].xaxis.set_major_locator(MaxNLocator(8, integer=True))
-        axes[-1, 0].set_xlabel(step_axis_label(samples.feature_names))
-        handles = [h for ax in axes[:, 0] for h in ax.get_lines()]
-        labels = {line.get_label(): line for line in handles}
-        axes[0, 0].legend(list(labels.values()), list(labels), loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2,
-                          fontsize=8, frameon=False)
-        fig.suptitle(wrapped(f"Counterfactual, {sample_heading(samples, i)}\n{counterfactual_caption(entries[i], channels)}; "
-                             "z-scored values, shaded: the changed steps", 9.5), fontsize=10)
-        save(fig, path(f"counterfactual_sample_{i}.png"))
+    own = own_steps(samples, i)  # each series drawn to its own length
+    fig, axes = plt.subplots(channels, 1, figsize=(9.5, 0.62 * channels + 1.6), squeeze=False, sharex=True,
+                             layout="constrained")
+    for c, ax in enumerate(axes[:, 0]):
+        ax.plot(*envelope(inputs[c, :own]), color="black", linewidth=1.0, marker=marker, markersize=2.5,
+                label="original")
+        changed = np.flatnonzero(mask[c])
+        if len(changed):
+            start, end = changed[0], changed[-1] + 1
+            ax.axvspan(start - 0.5, end - 0.5, color=colour, alpha=0.15, linewidth=0)
+            # one step beyond each end, so the overlay joins the original where the stretch begins and ends
+            shown = slice(max(0, start - 1), min(own, end + 1))
+            ax.plot(steps[shown], series[c, shown], color=colour, linewidth=1.8, marker=marker,
+                    markersize=3, label="counterfactual")
+        ax.set_ylabel(samples.channel_names[c], rotation=0, ha="right", va="center")
+        ax.yaxis.set_major_locator(MaxNLocator(2))
+        ax.tick_params(labelsize=8)
+    if samples.feature_names is not None:
+        ticks = range(0, length, max(1, -(-length // 30)))
+        axes[-1, 0].set_xticks(ticks, [samples.feature_names[t] for t in ticks], rotation=45, ha="right",
+                               rotation_mode="anchor", fontsize=8)
+    else:
+        axes[-1, 0].xaxis.set_major_locator(MaxNLocator(8, integer=True))
+    axes[-1, 0].set_xlabel(step_axis_label(samples.feature_names))
+    handles = [h for ax in axes[:, 0] for h in ax.get_lines()]
+    labels = {line.get_label(): line for line in handles}
+    axes[0, 0].legend(list(labels.values()), list(labels), loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2,
+                      fontsize=8, frameon=False)
+    fig.suptitle(wrapped(f"Counterfactual, {sample_heading(samples, i)}\n{counterfactual_caption(entry, channels)}; "
+                         "z-scored values, shaded: the changed steps", 9.5), fontsize=10)
+    save(fig, path)
 
 
 # Global importance (many rows, coarse players)
@@ -665,6 +735,7 @@ def interval_errors(entries):
     return mean, np.stack([mean - low, high - mean])
 
 
+@drawing.in_background
 def global_channel_figure(section, class_names, path):
     """Channels ranked by mean |evidence| over all rows with their intervals (grey: no measurable information),
     beside the same importance per predicted class."""
@@ -703,6 +774,7 @@ def global_channel_figure(section, class_names, path):
     save(fig, path)
 
 
+@drawing.in_background
 def global_window_figure(section, class_means, edges, class_names, window_labels, channel_names, feature_names,
                          path, top_channels=3):
     """Per predicted class: mean |Shapley value| of each time window (bars over the window's steps, with
@@ -753,6 +825,7 @@ def global_window_figure(section, class_means, edges, class_names, window_labels
     save(fig, path)
 
 
+@drawing.in_background
 def global_map_figure(cell_map, edges, channel_names, class_names, present, feature_names, rows, path):
     """cell_map (K, C, W): per predicted class the mean signed Shapley value of each channel x window cell."""
     channels = cell_map.shape[1]

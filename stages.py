@@ -32,6 +32,7 @@ import plots
 import regions
 import shapley
 from model import model_at_lengths, predict_logits, row_lengths
+from progress import Silent
 
 
 @dataclass
@@ -49,6 +50,10 @@ class Samples:
 
     def __len__(self):
         return len(self.rows)
+
+    def __getstate__(self):
+        """Pickled (to a drawing process, drawing.py) with its inputs on the CPU: a forked process must not use CUDA."""
+        return {**self.__dict__, "x": self.x.detach().cpu() if torch.is_tensor(self.x) else self.x}
 
     def subset(self, index) -> "Samples":
         index = np.asarray(index, dtype=np.int64)
@@ -113,20 +118,23 @@ class FileRows:
         return torch.from_numpy(data_loader.normalize(X, self.normalization, lengths)).to(self.device)
 
 
-def score(model, parts, x, normalization, counts=None) -> Samples:
+def score(model, parts, x, normalization, counts=None, progress=Silent) -> Samples:
     """Every row of a file with the model's predictions. parts: the file's tables (data_loader.SeriesTable) in file
     order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows); counts: a
-    data_loader.SeriesCounts that counts the parts' lengths and filled cells as they are read (None: not counted)."""
+    data_loader.SeriesCounts that counts the parts' lengths and filled cells as they are read (None: not counted);
+    progress as in shap_outputs, told the rows of each part read and scored."""
     probabilities, labels, rows, lengths = [], [], [], []
-    for part in parts:
-        if counts is not None:
-            counts.add(part)
-        logits = predict_logits(model, data_loader.normalize(part.X, normalization, part.lengths),
-                                lengths=part.lengths)
-        probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
-        labels.append(part.y)
-        rows.append(part.row_indices)
-        lengths.append(part.lengths)
+    with progress("reading and scoring", None, "row") as step:
+        for part in parts:
+            if counts is not None:
+                counts.add(part)
+            logits = predict_logits(model, data_loader.normalize(part.X, normalization, part.lengths),
+                                    lengths=part.lengths)
+            probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
+            labels.append(part.y)
+            rows.append(part.row_indices)
+            lengths.append(part.lengths)
+            step(len(part.X))
     probabilities = np.concatenate(probabilities)
     y = None if labels[0] is None else np.concatenate(labels)
     lengths = np.concatenate(lengths)
@@ -229,24 +237,34 @@ def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
                                        "--shap_segments_per_channel")
 
 
-def shap_values_for(method, model, x, background, groups, config, lengths=None, background_lengths=None):
-    """(values (N, C, L, K), seconds) for one SHAP method; with lengths, rows of their own lengths (groups per row)."""
+def shap_values_for(method, model, x, background, groups, config, lengths=None, background_lengths=None,
+                    step=lambda count=1: None):
+    """(values (N, C, L, K), seconds) for one SHAP method; with lengths, rows of their own lengths (groups per row);
+    step(count) after each sample's values."""
     start = time.perf_counter()
     if method == "deep":
         values = shapley.deep_shap(model, x, background)
+        step(len(x))
     else:
-        own = {} if lengths is None else {"lengths": lengths, "background_lengths": background_lengths}
-        values = shapley.interventional_shap(model if lengths is None else model_at_lengths(model), x, background,
-                                             groups, method=method, num_permutations=config["SHAP_PERMUTATIONS"] or None,
-                                             seed=config["SEED"], **own)
+        # A sample at a time, to say how far it is: a sample's values do not depend on the others explained.
+        values = []
+        for i in range(len(x)):
+            own = {} if lengths is None else {"lengths": lengths[i:i + 1], "background_lengths": background_lengths}
+            values.append(shapley.interventional_shap(
+                model if lengths is None else model_at_lengths(model), x[i:i + 1], background,
+                groups if lengths is None else groups[i:i + 1], method=method,
+                num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"], **own))
+            step()
+        values = np.concatenate(values)
     return values, time.perf_counter() - start
 
 
 def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path,
-                 background_lengths: Optional[np.ndarray] = None) -> tuple[dict, np.ndarray]:
+                 background_lengths: Optional[np.ndarray] = None, progress=Silent) -> tuple[dict, np.ndarray]:
     """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
     returns (the metrics.json section, values (N, C, L, K) of the chosen method). background_lengths (B,): the
-    background rows' lengths (None: all full length); rows of different lengths are explained as shapley.py says."""
+    background rows' lengths (None: all full length); rows of different lengths are explained as shapley.py says.
+    progress(description, total, unit): a progress.Progress-like context that is told each sample done."""
     x = samples.x
     outputs_logits = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
     expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
@@ -270,11 +288,15 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
         raise shapley.ShapSettingError("SHAP_METHOD='deep' (shap.DeepExplainer) cannot be told where a row ends, and "
                                        "these rows differ in length; use --shap_method=permutation or exact")
     comparison = []
-    for method in methods:
-        values, seconds = shap_values_for(method, model, x, background, groups, config, lengths, background_lengths)
-        errors = shapley.additivity_errors(values, outputs_logits, expected_value if base_values is None else base_values)
-        comparison.append({"method": method, "seconds": seconds, "additivity_rel_error_median": float(np.median(errors)),
-                           "additivity_rel_error_max": float(errors.max()), "values": values})
+    with progress("SHAP", len(methods) * len(x), "sample") as step:
+        for method in methods:
+            values, seconds = shap_values_for(method, model, x, background, groups, config, lengths,
+                                              background_lengths, step)
+            errors = shapley.additivity_errors(values, outputs_logits,
+                                               expected_value if base_values is None else base_values)
+            comparison.append({"method": method, "seconds": seconds,
+                               "additivity_rel_error_median": float(np.median(errors)),
+                               "additivity_rel_error_max": float(errors.max()), "values": values})
     chosen = comparison[0]
     values = chosen["values"]
     lengths_fields = {} if not variable else {"lengths": lengths, "background_lengths": background_lengths,
@@ -387,14 +409,16 @@ def misclassification_outputs(model, scored: Samples, config, path) -> dict:
             "confused_pairs": confused_pairs(scored.y_true, scored.y_pred, scored.class_names)}
 
 
-def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, chosen: list, config, path) -> dict:
+def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, chosen: list, config, path,
+                        progress=Silent) -> dict:
     """Every method's maps for the explained samples (target: their predicted classes), written to
     attributions.npz (one (N, C, L) array per method, the samples in the order of shap_values.npz) with
     their figures; returns the metrics.json section: per method seconds, deletion and insertion areas
     and the randomization sanity check, the random-ordering control, regions and misclassifications.
 
     shap: {"values": (N, C, L, K) the SHAP stage's values, "seconds": its time}; chosen: the methods to run
-    (names of attributions.METHODS, "shap" for the SHAP stage's map)."""
+    (names of attributions.METHODS, "shap" for the SHAP stage's map); progress as in shap_outputs, told each
+    method's maps, the faithfulness curves and the sanity check done."""
     x = samples.x
     n, channels, length = x.shape
     segments = regions.parse_segments(config["ATTRIBUTION_SEGMENTS"], length)
@@ -403,14 +427,21 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
         config = {**config, "OCCLUSION_WINDOW": 1}
     methods = {name: f for name, f in attributions.method_functions(config).items() if name in chosen}
     lengths = samples.length_tensor
-    maps, seconds = attributions.compute_maps(methods, model, x, target, lengths)
-    if "shap" in chosen:
-        maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
-        seconds["shap"] = shap["seconds"]
-    np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.own_lengths}))
+    maps, seconds = {}, {}
+    with progress("attribution suite", len(methods) + 2, "step") as step:
+        for name, method in methods.items():  # one at a time, to say how far it is
+            computed = attributions.compute_maps({name: method}, model, x, target, lengths)
+            maps[name], seconds[name] = computed[0][name], computed[1][name]
+            step()
+        if "shap" in chosen:
+            maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
+            seconds["shap"] = shap["seconds"]
+        np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.own_lengths}))
 
-    fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"], lengths)
-    sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"], lengths)
+        fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"], lengths)
+        step()
+        sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"], lengths)
+        step()
     shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
     windows = regions.window_spans(length, windows_per_channel(length, samples.feature_names,
                                                                config["ATTRIBUTION_WINDOWS"]))

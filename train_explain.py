@@ -64,6 +64,10 @@ OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
 COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"
+# resources
+THREADS = 0  # torch threads: 0 = automatic (threads.py: 1 for training, one per core for explanations), N = N threads
+DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
+PROGRESS_SECONDS = 3.0  # without a terminal: a progress line at least this often in a long phase (0: every step)
 
 CONSTANT_NAMES = [name for name in list(globals()) if name.isupper() and name != "CONSTANT_NAMES"]
 
@@ -128,7 +132,8 @@ UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "
                 "LSTM_LAYERS": 16, "ATTENTION_HEADS": 256, "KERNEL_SIZE": 1001, "SHAP_PERMUTATIONS": 10_000,
                 "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
                 "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
-                "KEEP_RUNS": 1000, "COUNTERFACTUAL_BUDGET": 1_000_000, "GLOBAL_EXPLAIN_ROWS": 10_000}
+                "KEEP_RUNS": 1000, "COUNTERFACTUAL_BUDGET": 1_000_000, "GLOBAL_EXPLAIN_ROWS": 10_000, "THREADS": 1024,
+                "DRAWING_PROCESSES": 64}
 
 
 def check_config(config: dict) -> None:
@@ -145,7 +150,7 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"{name} is {config[name]}, more than {most:,}: its memory or time would grow "
                               f"without bound; use at most {most:,}")
     for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MIXUP_ALPHA", "MAX_MISCLASSIFIED",
-                 "SHAP_PERMUTATIONS", "GLOBAL_EXPLAIN_ROWS"]:
+                 "SHAP_PERMUTATIONS", "GLOBAL_EXPLAIN_ROWS", "THREADS", "DRAWING_PROCESSES", "PROGRESS_SECONDS"]:
         if config[name] < 0:
             raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
     for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
@@ -168,8 +173,15 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     # Answered before torch is imported, which alone takes over a second.
     print(constant_help())
     sys.exit(0)
+if __name__ == "__main__":
+    # OpenMP reads its wait policy once, when torch loads it: waiting threads sleep instead of spinning, so a busy
+    # core slows a run down instead of stalling it (threads.py; measured in bench/speed.py).
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import contextlib  # noqa: E402  (below the --help fast path on purpose)
+import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -384,7 +396,8 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 # Settings that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "RUN", "KEEP_RUNS", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN",
                      "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE",
-                     "COUNTERFACTUAL_TARGET", "COUNTERFACTUAL_BUDGET", "GLOBAL_EXPLAIN_ROWS"}
+                     "COUNTERFACTUAL_TARGET", "COUNTERFACTUAL_BUDGET", "GLOBAL_EXPLAIN_ROWS", "DRAWING_PROCESSES",
+                     "PROGRESS_SECONDS"}
 RESUME_FIELDS = ("config", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "epoch",
                  "history", "best", "best_key", "since_best")
 
@@ -571,9 +584,27 @@ def counterfactual_guides(checkpoint, background: torch.Tensor, background_lengt
     return background, None, background_lengths
 
 
+def choose_resources(config, log) -> tuple[int, int]:
+    """Say what the run uses (threads.py); returns (torch threads for the explanations, drawing processes) and
+    sets torch's threads for training."""
+    import threads
+
+    training, explaining, source = threads.torch_threads(config["THREADS"], torch.get_num_threads())
+    torch.set_num_threads(training)
+    cores = threads.available_cores()
+    processes = threads.drawing_processes(config["DRAWING_PROCESSES"], cores)
+    log(f"resources: torch threads {training} for training, {explaining} for explanations ({source}; --threads=N "
+        f"or OMP_NUM_THREADS=N to change), OpenMP wait policy {os.environ.get('OMP_WAIT_POLICY', 'default')}, "
+        + (f"figures drawn in {processes} processes" if processes > 1 else "figures drawn in this process")
+        + f", {cores} core{'s' * (cores != 1)} available")
+    return explaining, processes
+
+
 def run(config: dict) -> int:
+    import drawing
     import report
     import stages
+    from progress import Progress
 
     timings = {}
     started = clock = time.perf_counter()
@@ -590,6 +621,9 @@ def run(config: dict) -> int:
     log = print if rank == 0 else (lambda *args: None)
     overridden = {k: v for k, v in config.items() if v != globals()[k]}
     log(f"overrides: {overridden}" if overridden else "no overrides: default constants")
+    explaining_threads, drawing_processes = choose_resources(config, log)
+    # a line at least every PROGRESS_SECONDS in each long phase when the output is not a terminal
+    progress = functools.partial(Progress, log=log, every_seconds=config["PROGRESS_SECONDS"])
     device = resolve_device(config["DEVICE"])
     torch.manual_seed(config["SEED"])
 
@@ -601,7 +635,8 @@ def run(config: dict) -> int:
 
     # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
     folder = OutputFolder(config["OUTPUT_DIR"], config["KEEP_RUNS"], log)
-    with folder if rank == 0 else contextlib.nullcontext():
+    # the drawing processes start before the lock is taken, so that none of them holds it
+    with drawing.workers(drawing_processes if rank == 0 else 1), folder if rank == 0 else contextlib.nullcontext():
         resumed = folder.resumable(config["RUN"]) if config["TRAIN"] and config["RESUME"] else None
         if config["TRAIN"]:
             normalization = fit_normalization(train.X, train.filled)
@@ -633,7 +668,7 @@ def run(config: dict) -> int:
             f"{device}, {world_size} process(es)")
         lap("load")
 
-        with folder.staged_run(resumed) if rank == 0 else contextlib.nullcontext():
+        with folder.staged_run(resumed) if rank == 0 else contextlib.nullcontext(), drawing.finished():
             path = folder.path if rank == 0 else None
             if rank == 0:
                 log(f"this run writes {RUNS}/{folder.run_id}{PARTIAL}/ until it is complete")
@@ -686,9 +721,11 @@ def run(config: dict) -> int:
 
                 plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
+            torch.set_num_threads(explaining_threads)  # batches of up to 1,024 rows from here on
+
             # predictions and, with labels, evaluation
             scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization,
-                                  None if config["TRAIN"] else series["test"])
+                                  None if config["TRAIN"] else series["test"], progress)
             if not config["TRAIN"]:
                 log(series["test"].message(config["TEST_CSV_PATH"]))
             predictions = stages.predictions_outputs(scored, path)
@@ -706,7 +743,7 @@ def run(config: dict) -> int:
                 samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
                                                                config["NUM_SAMPLES_TO_EXPLAIN"]))
                 shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path,
-                                                                background_lengths)
+                                                                background_lengths, progress)
                 print(f"SHAP ({shap_summary['method']}): additivity error median "
                       f"{shap_summary['additivity_rel_error_median']:.3g}, "
                       f"max {shap_summary['additivity_rel_error_max']:.3g}")
@@ -728,7 +765,7 @@ def run(config: dict) -> int:
                 if chosen_methods(config):
                     attribution_summary = stages.attribution_outputs(
                         model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
-                        chosen_methods(config), config, path)
+                        chosen_methods(config), config, path, progress)
                     lap("attributions")
 
                 counterfactual_entries, counterfactual_summary = stages.counterfactual_outputs(
@@ -753,6 +790,8 @@ def run(config: dict) -> int:
             if chosen_methods(config):
                 metrics["attributions"] = attribution_summary
             metrics.update(counterfactuals=counterfactual_entries, counterfactual_summary=counterfactual_summary)
+            drawing.wait(progress)  # the report inlines every figure
+            lap("figures")
             report.write_report(folder.staging, metrics, config, history, (train, test), path("report.html"),
                                 checkpoint.get("train_class_counts"), scored.y_pred)
             lap("report")

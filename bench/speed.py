@@ -4,8 +4,12 @@
     python bench/speed.py --large_rows=0     # default data only
 
 Prints per phase the seconds of the seed reference (../shared/reference/seed_train_explain.py) and of
-the project, and the ratio project/reference; training throughput; peak memory (RSS) of each process;
-the time of `--help`; and the training loop's overhead over its bare forward+backward+step work.
+the project, and the ratio project/reference, as the README's speed table; training throughput; peak
+memory (RSS) of each process; the time of `--help`; the training loop's overhead over its bare
+forward+backward+step work; and the training throughput on the default data with one core taken by
+another process (a busy loop) against the same settings without it, with the project's one torch thread
+and with torch's default (one per core), its threads waiting passively (as the script sets) or spinning.
+Everything is measured in this one run, so on a shared machine read the ratios rather than the seconds.
 The project runs with its default constants, except that early stopping is switched off so that both
 train for exactly the same number of epochs.
 """
@@ -23,7 +27,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "seed_train_explain.py"
-PHASES = ["import", "load", "train", "evaluate", "shap", "gradcam", "attention", "attributions", "report", "total"]
+PHASES = ["import", "load", "train", "evaluate", "shap", "gradcam", "attention", "attributions", "figures", "report",
+          "total"]
+PHASE_NAMES = {"shap": "SHAP", "gradcam": "Grad-CAM", "attributions": "other attributions",
+               "figures": "figures (waiting for the drawing processes)"}
 
 
 def run_measured(command, env=None):
@@ -50,13 +57,13 @@ def reference_phases(train_csv, test_csv, epochs, folder):
     return phases, rss, float(accuracy)
 
 
-def project_phases(train_csv, test_csv, epochs, folder):
+def project_phases(train_csv, test_csv, epochs, folder, extra=(), env=None):
     import_seconds = float(subprocess.run(
         [sys.executable, "-c", "import time; t = time.perf_counter(); import train_explain, torch, shap, sklearn.metrics, "
          "matplotlib.pyplot; print(time.perf_counter() - t)"], capture_output=True, text=True, cwd=ROOT).stdout)
     wall, rss, _ = run_measured([sys.executable, "train_explain.py", f"--train_csv_path={train_csv}",
                                  f"--test_csv_path={test_csv}", f"--output_dir={folder}", f"--epochs={epochs}",
-                                 f"--early_stopping_patience={epochs}"])
+                                 f"--early_stopping_patience={epochs}", *extra], env)
     metrics = json.loads((Path(folder) / "metrics.json").read_text())
     return {"import": import_seconds, **metrics["timings_s"], "total": wall}, rss, metrics
 
@@ -74,6 +81,7 @@ def training_loop_overhead(train_csv, epochs=20):
     from data_loader import CustomDataset, fit_normalization, normalize, read_train_test
     from model import build_model
 
+    torch.set_num_threads(1)  # as the project trains (threads.py)
     train, _ = read_train_test(train_csv, train_csv)
     data = CustomDataset(normalize(train.X, fit_normalization(train.X)), train.y)
     config = train_explain.config_from_args([])
@@ -137,23 +145,82 @@ def synthetic_csvs(folder, rows, channels=6, length=500, classes=4, seed=0):
 
 
 def compare(name, train_csv, test_csv, epochs, folder):
+    """Both scripts on one data set: (phases of the reference, of the project), after printing the other figures."""
     reference, reference_rss, reference_acc = reference_phases(train_csv, test_csv, epochs, Path(folder) / "seed")
     project, project_rss, metrics = project_phases(train_csv, test_csv, epochs, Path(folder) / "project")
     rows = len(open(train_csv).read().splitlines()) - 1
-    print(f"\n## {name}: {rows} training rows, {epochs} epochs, {os.cpu_count()} CPU cores\n")
-    print("| phase | reference s | project s | project / reference |")
-    print("| --- | ---: | ---: | ---: |")
-    for phase in PHASES:
-        r, p = reference.get(phase), project.get(phase)
-        ratio = f"{p / r:.2f}x" if r and p is not None else "-"
-        print(f"| {phase} | {'-' if r is None else f'{r:.2f}'} | {'-' if p is None else f'{p:.2f}'} | {ratio} |")
-    print(f"\ntraining throughput: reference {rows * epochs / reference['train']:.0f} samples/s, project "
+    print(f"\n{name}: {rows} training rows, {epochs} epochs, {os.cpu_count()} CPU cores")
+    print(f"training throughput: reference {rows * epochs / reference['train']:.0f} samples/s, project "
           f"{rows * epochs / project['train']:.0f} samples/s (its train phase also scores the training rows "
           "in eval mode after every epoch)")
     print(f"peak RSS: reference {reference_rss:.0f} MiB, project {project_rss:.0f} MiB")
     print(f"test accuracy: reference {reference_acc:.3f} (last epoch), project {metrics['test_accuracy']:.3f}; "
           f"SHAP additivity error: project {metrics['shap']['additivity_rel_error_median']:.2g} "
           f"({metrics['shap']['method']}), reference DeepExplainer fails shap's check")
+    return reference, project
+
+
+def seconds_cell(value):
+    return "–" if value is None else f"{value:.2f}" if value < 100 else f"{value:.1f}"
+
+
+def ratio_cell(reference, project, phase):
+    if reference is None or project is None or not reference:
+        return ""
+    text = f"{project / reference:.2f}×"
+    return f"**{text}**" if phase in ("train", "shap", "total") else text
+
+
+def phase_table(results):
+    """The README's table: per phase seed s, project s and their ratio, for each data set side by side."""
+    header = ["phase"] + [f"{name}: {column}" if k == 0 else column for name, _ in results
+                          for k, column in enumerate(["seed s", "project s", "ratio"])]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for phase in PHASES:
+        cells = [f"**{phase}**" if phase == "total" else PHASE_NAMES.get(phase, phase)]
+        for _, (reference, project) in results:
+            r, p = reference.get(phase), project.get(phase)
+            cells += [seconds_cell(r), seconds_cell(p), ratio_cell(r, p, phase)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def busy_loop():
+    """A process that keeps one core busy until it is killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def busy_core_throughput(folder, epochs=50):
+    """Training throughput (samples/s) on the default data, quiet and with one core taken by a busy loop, for the
+    project's automatic threads (one) and torch's default (one per core), whose OpenMP threads wait sleeping
+    (OMP_WAIT_POLICY=PASSIVE, which the script sets) or spinning (ACTIVE, set in the child's environment: OpenMP
+    reads it when torch loads it)."""
+    quick = ["--attribution_methods=", "--num_samples_to_explain=1"]
+    cores = os.cpu_count()
+    settings = [("1 torch thread (automatic)", [], {}),
+                (f"{cores} torch threads (torch's default), OMP_WAIT_POLICY=PASSIVE (the script's)",
+                 [f"--threads={cores}"], {}),
+                (f"{cores} torch threads, OMP_WAIT_POLICY=ACTIVE (waiting threads spin)", [f"--threads={cores}"],
+                 {"OMP_WAIT_POLICY": "ACTIVE"})]
+    rows = len(open(ROOT / "train_set.csv").read().splitlines()) - 1
+    result = {}
+    for busy in (False, True):
+        loop = busy_loop() if busy else None
+        try:
+            for label, flags, env in settings:
+                phases, _, _ = project_phases(ROOT / "train_set.csv", ROOT / "test_set.csv", epochs,
+                                              Path(folder) / "busy", [*quick, *flags], {**os.environ, **env})
+                result[label, busy] = rows * epochs / phases["train"]
+        finally:
+            if loop:
+                loop.kill()
+                loop.wait()
+    lines = [f"| training, default data, {epochs} epochs | quiet samples/s | one core busy samples/s | busy / quiet |",
+             "| --- | ---: | ---: | ---: |"]
+    for label, _, _ in settings:
+        quiet, busy = result[label, False], result[label, True]
+        lines.append(f"| {label} | {quiet:.0f} | {busy:.0f} | {busy / quiet:.2f} |")
+    return "\n".join(lines)
 
 
 def main():
@@ -161,18 +228,24 @@ def main():
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--large_rows", type=int, default=5000, help="rows of the synthetic set; 0 skips it")
     parser.add_argument("--large_epochs", type=int, default=2)
+    parser.add_argument("--busy_epochs", type=int, default=50, help="epochs of the busy-core runs; 0 skips them")
     args = parser.parse_args()
     print(f"`python train_explain.py --help`: {help_seconds():.2f} s (best of 3)")
     loop, bare = training_loop_overhead(ROOT / "train_set.csv")
     print(f"training loop: {loop:.2f} s for 20 epochs against {bare:.2f} s of bare forward+backward+step "
           f"({100 * (loop / bare - 1):+.0f} %)")
     with tempfile.TemporaryDirectory() as folder:
-        compare("default data (BasicMotions)", ROOT / "train_set.csv", ROOT / "test_set.csv", args.epochs, folder)
+        results = [("default data", compare("default data (BasicMotions)", ROOT / "train_set.csv",
+                                            ROOT / "test_set.csv", args.epochs, folder))]
         if args.large_rows:
             train_csv, test_csv = synthetic_csvs(folder, args.large_rows)
             data_mib = args.large_rows * 6 * 500 * 4 / 2**20
             print(f"\nsynthetic set: {args.large_rows} x 6 x 500 float32 = {data_mib:.0f} MiB of training data")
-            compare("synthetic large set", train_csv, test_csv, args.large_epochs, Path(folder) / "large")
+            results.append((f"{args.large_rows:,} × 6 × 500", compare("synthetic large set", train_csv, test_csv,
+                                                                      args.large_epochs, Path(folder) / "large")))
+        print("\n" + phase_table(results))
+        if args.busy_epochs:
+            print("\n" + busy_core_throughput(folder, args.busy_epochs))
 
 
 if __name__ == "__main__":
