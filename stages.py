@@ -307,7 +307,7 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     target = torch.as_tensor(samples.y_pred, device=x.device, dtype=torch.long)
     if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
         config = {**config, "OCCLUSION_WINDOW": 1}
-    methods = {name: f for name, f in attributions.method_functions(config).items() if name in chosen}
+    methods = attributions.method_functions(config, chosen)
     maps, seconds = attributions.compute_maps(methods, model, x, target)
     if "shap" in chosen:
         maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)

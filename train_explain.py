@@ -498,7 +498,7 @@ def chosen_methods(config) -> list[str]:
     from attributions import METHODS
 
     text = config["ATTRIBUTION_METHODS"].strip()
-    names = list(METHODS) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    names = [name for name, m in METHODS.items() if m.in_all] if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in METHODS]
     if unknown:
         raise ConfigError(f"ATTRIBUTION_METHODS names {', '.join(unknown)}, which are not methods; choose among "
