@@ -54,7 +54,7 @@ EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted 
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
-ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all", names "saliency,integrated_gradients,shap,...", or "" for no suite (a quick run)
+ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all" (every method but the costly *_tsr ones), names "saliency,integrated_gradients,shap,saliency_tsr,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
