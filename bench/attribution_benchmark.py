@@ -65,7 +65,8 @@ def train_through_pipeline(folder, train, test, args) -> str:
     status = train_explain.main([f"--train_csv_path={folder}/train.csv", f"--test_csv_path={folder}/test.csv",
                                  f"--output_dir={output}", f"--epochs={args.epochs}", "--num_samples_to_explain=1",
                                  "--attribution_methods=", f"--seed={args.seed}",
-                                 f"--num_shap_background_samples={args.background}"])
+                                 f"--num_shap_background_samples={args.background}",
+                                 f"--shap_method={args.pipeline_shap_method}"])
     if status != 0:
         raise SystemExit(f"the pipeline failed on {folder} with status {status}")
     return os.path.join(output, "saved_model_hybrid_explained.pth")
@@ -146,6 +147,9 @@ def main(argv):
                         help="SHAP only on sets with at most this many channels (500 players on 50 x 50 cost "
                              "~2,000x a gradient map per sample)")
     parser.add_argument("--tsr_windows", type=int, default=10, help="windows of steps temporal saliency rescaling masks")
+    parser.add_argument("--pipeline_shap_method", default="permutation",
+                        help="SHAP_METHOD of the training run's own SHAP stage (one sample; not scored here): 'deep' "
+                             "saves its minutes on 50 x 50 sets")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.methods = args.methods.split(",")
