@@ -196,14 +196,15 @@ def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
 
 
 def shap_values_for(method, model, x, background, groups, config):
-    """(values (N, C, L, K), seconds) for one SHAP method."""
+    """(values (N, C, L, K), seconds, estimated relative error (N,) or None for DeepExplainer) for one SHAP method."""
     start = time.perf_counter()
     if method == "deep":
-        values = shapley.deep_shap(model, x, background)
+        values, error = shapley.deep_shap(model, x, background), None
     else:
-        values = shapley.interventional_shap(model, x, background, groups, method=method,
-                                             num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"])
-    return values, time.perf_counter() - start
+        values, error = shapley.interventional_shap(model, x, background, groups, method=method,
+                                                    num_permutations=config["SHAP_PERMUTATIONS"] or None,
+                                                    seed=config["SEED"], return_error=True)
+    return values, time.perf_counter() - start, error
 
 
 def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path) -> tuple[dict, np.ndarray]:
@@ -220,10 +221,12 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
         methods = ["permutation", "exact", "deep"] if groups.max() + 1 <= 12 else ["permutation", "deep"]
     comparison = []
     for method in methods:
-        values, seconds = shap_values_for(method, model, x, background, groups, config)
+        values, seconds, sampling_error = shap_values_for(method, model, x, background, groups, config)
         errors = shapley.additivity_errors(values, outputs_logits, expected_value)
         comparison.append({"method": method, "seconds": seconds, "additivity_rel_error_median": float(np.median(errors)),
-                           "additivity_rel_error_max": float(errors.max()), "values": values})
+                           "additivity_rel_error_max": float(errors.max()), "values": values,
+                           **({} if sampling_error is None else
+                              {"estimated_rel_error": [None if np.isnan(e) else float(e) for e in sampling_error]})})
     chosen = comparison[0]
     values = chosen["values"]
     np.savez(path("shap_values.npz"), values=values, inputs=samples.inputs, background=background.cpu().numpy(),
@@ -235,6 +238,8 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
                "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
                "additivity_rel_error_median": chosen["additivity_rel_error_median"],
                "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
+    if "estimated_rel_error" in chosen:  # per explained sample: standard error of the values / their norm
+        summary["estimated_rel_error"] = chosen["estimated_rel_error"]
     if chosen["method"] == "permutation":
         # Rounded up to a multiple of the background size so that every background row is used equally.
         wanted = config["SHAP_PERMUTATIONS"] or shapley.default_permutations(summary["players"], x.shape[2])
