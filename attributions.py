@@ -19,6 +19,10 @@ maps are signed, which constants it takes), so figures and the report read the d
   lrp_epsilon, lrp_sign layer-wise relevance propagation from lrp.py.
   shap                  the pipeline's interventional SHAP values of the predicted class (shapley.py; given
                         to the suite by the SHAP stage, not computed here).
+  saliency_tsr,         temporal saliency rescaling (Ismail et al. 2020) around saliency or integrated
+  integrated_gradients_tsr  gradients: time relevance from masking windows of steps, then feature relevance
+                        within the relevant windows (`temporal_saliency_rescaling`). Not in "all": they cost
+                        one gradient map per masked window and per (channel, relevant window).
 
 Adding a method: write its function, add one `Method` to METHODS, and a test of what it promises.
 """
@@ -35,9 +39,11 @@ from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
 
 from lrp import lrp_attribute
 from model import predict_logits
+from regions import window_spans
 
 BATCH_ROWS = 512  # model rows per forward pass inside the methods
 SAMPLES_PER_CALL = 64  # explained samples handed to a method at once
+TSR_MAX_WINDOWS = 50  # temporal saliency rescaling masks at most this many windows of steps (one step each up to 50)
 
 
 # -----------------------------------------------------------------------------
@@ -199,6 +205,65 @@ def occlusion(model, x, target, window=10, lengths=None):
                                       additional_forward_args=extra_args(lengths))
 
 
+def masked_copies(x, spans, channel=None):
+    """(N * W, C, L): every sample of x once per span (start, end) of steps, those steps set to 0 (the baseline)
+    on every channel, or on `channel` only ((N,) or (N * W,) channel per copy); sample-major."""
+    copies = x.repeat_interleave(len(spans), dim=0).clone()
+    step = torch.arange(x.shape[2], device=x.device)
+    inside = torch.stack([(step >= a) & (step < b) for a, b in spans]).repeat(len(x), 1)  # (N * W, L)
+    cells = inside[:, None, :].expand(-1, x.shape[1], -1)
+    if channel is not None:
+        cells = cells & (torch.arange(x.shape[1], device=x.device)[None, :, None] == channel.view(-1, 1, 1))
+    return copies.masked_fill(cells, 0.0)
+
+
+def map_change(method, model, base, copies, target, lengths=None):
+    """(M,) total |change| of the |maps| of `copies` (M, C, L) from `base` (M, C, L), SAMPLES_PER_CALL copies at a time.
+    lengths (M,): each copy's own length (None: all full length)."""
+    def own(rows):
+        return {} if lengths is None else {"lengths": lengths[rows]}
+
+    changes = [(method(model, copies[rows], target[rows], **own(rows)).detach().abs() - base[rows]).abs().sum(dim=(1, 2))
+               for rows in (slice(i, i + SAMPLES_PER_CALL) for i in range(0, len(copies), SAMPLES_PER_CALL))]
+    return torch.cat(changes)
+
+
+def temporal_saliency_rescaling(model, x, target, method, windows=TSR_MAX_WINDOWS, lengths=None, **settings):
+    """Temporal saliency rescaling (Ismail et al. 2020, Algorithm 1) around a gradient method, unsigned:
+
+    1. time relevance of each window of steps (`regions.window_spans(L, windows)`): the total change of
+       |method(x)| when that window is set to 0 on every channel;
+    2. the windows whose time relevance is above the sample's mean are relevant; in each, the feature relevance
+       of channel c is the total change of |method(x)| when the window is set to 0 on channel c only (1 for a
+       single channel, where it would repeat step 1);
+    3. map[c, t] = time relevance x feature relevance of t's window, 0 outside the relevant windows.
+
+    Costs W + (relevant windows x C) maps of `method` per sample, all batched. lengths (N,): rows of their own
+    lengths; a window after a row's end changes nothing, so it is never relevant."""
+    n, channels, length = x.shape
+    spans = window_spans(length, windows)
+    w = len(spans)
+    method = functools.partial(method, **settings)
+    base = method(model, x, target, **({} if lengths is None else {"lengths": lengths})).detach().abs()
+    repeat = functools.partial(torch.repeat_interleave, repeats=w, dim=0)
+    time_relevance = map_change(method, model, repeat(base), masked_copies(x, spans), repeat(target),
+                                None if lengths is None else repeat(lengths)).view(n, w)
+    relevant = time_relevance > time_relevance.mean(dim=1, keepdim=True)
+    feature_relevance = torch.zeros(n, channels, w, dtype=time_relevance.dtype, device=x.device)
+    if channels == 1:
+        feature_relevance[:, 0] = relevant.to(feature_relevance.dtype)
+    else:
+        sample, window = relevant.nonzero(as_tuple=True)  # one row per relevant (sample, window)
+        sample, window = sample.repeat_interleave(channels), window.repeat_interleave(channels)
+        channel = torch.arange(channels, device=x.device).repeat(len(sample) // channels)
+        copies = torch.stack([masked_copies(x[s:s + 1], [spans[int(k)]], c.view(1))[0]
+                              for s, k, c in zip(sample, window, channel)]) if len(sample) else x[:0]
+        feature_relevance[sample, channel, window] = map_change(method, model, base[sample], copies, target[sample],
+                                                                None if lengths is None else lengths[sample])
+    per_window = time_relevance[:, None, :] * feature_relevance * relevant[:, None, :]
+    return per_window.repeat_interleave(torch.as_tensor([b - a for a, b in spans], device=x.device), dim=2)
+
+
 @dataclass(frozen=True)
 class Method:
     """One attribution method. attribute: None for a map the pipeline hands in (SHAP). signed: its maps say
@@ -209,6 +274,7 @@ class Method:
     signed: bool
     label: str  # how the report and figures name it
     settings: dict = field(default_factory=dict)
+    in_all: bool = True  # run by ATTRIBUTION_METHODS="all"; False for methods too costly to run by default
 
 
 METHODS = {m.name: m for m in [
@@ -220,14 +286,19 @@ METHODS = {m.name: m for m in [
     Method("lrp_epsilon", functools.partial(lrp_attribute, rule="epsilon"), True, "LRP-epsilon"),
     Method("lrp_sign", functools.partial(lrp_attribute, rule="sign"), True, "LRP-SIGN"),
     Method("shap", None, True, "SHAP (interventional)"),
+    Method("saliency_tsr", functools.partial(temporal_saliency_rescaling, method=saliency), False,
+           "saliency + temporal saliency rescaling", in_all=False),
+    Method("integrated_gradients_tsr", functools.partial(temporal_saliency_rescaling, method=integrated_gradients),
+           False, "integrated gradients + temporal saliency rescaling", {"IG_STEPS": "steps"}, in_all=False),
 ]}
 
 
-def method_functions(config: dict) -> dict:
-    """name -> attribute(model, x, target) with the method's settings taken from config, for every method
-    computed here (SHAP comes from the pipeline)."""
+def method_functions(config: dict, names=None) -> dict:
+    """name -> attribute(model, x, target) with the method's settings taken from config, for the methods named
+    (None: those in "all") computed here (SHAP comes from the pipeline)."""
     return {m.name: functools.partial(m.attribute, **{kw: config[name] for name, kw in m.settings.items()})
-            for m in METHODS.values() if m.attribute is not None}
+            for m in METHODS.values()
+            if m.attribute is not None and (m.in_all if names is None else m.name in names)}
 
 
 def compute_maps(methods: dict, model, x, target, lengths=None) -> tuple[dict, dict]:

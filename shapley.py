@@ -110,7 +110,8 @@ def _exact_player_values(f, x, background, groups, batch_size):
     # phi_p = sum_{S containing p} w(|S|-1) v(S) - sum_{S without p} w(|S|) v(S)
     coef = torch.where(member.bool(), weight[(size - 1).clamp(min=0)][:, None],
                        -weight[size.clamp(max=num_players - 1)][:, None])  # (2^P, P)
-    return torch.einsum("sp,nsk->npk", coef, v)
+    values = torch.einsum("sp,nsk->npk", coef, v)
+    return values, torch.zeros_like(values)  # no sampling error
 
 
 def _permutation_player_values(f, x, background, groups, num_permutations, seed, batch_size):
@@ -146,7 +147,17 @@ def _permutation_player_values(f, x, background, groups, num_permutations, seed,
                    inner, f_x[:, None, None].expand(-1, walks, 1, -1)], dim=2)
     index = rank[None, :, :, None].expand(n, -1, -1, classes)
     contribution = y.gather(2, index + 1) - y.gather(2, index)  # (N, walks, P, K)
-    return contribution.mean(dim=1)
+    # A permutation and its reverse are one draw. The estimate is stratified over the background rows (each has
+    # pairs_per_row draws): var = sum_b var_b / pairs_per_row / B^2. With one draw per row the spread of all
+    # draws is used instead, which counts the differences between background rows too: an upper estimate.
+    pairs = contribution.reshape(n, b, pairs_per_row, 2, num_players, classes).mean(dim=3)
+    if pairs_per_row > 1:
+        error = (pairs.var(dim=2) / pairs_per_row).sum(dim=1).sqrt() / b
+    elif b > 1:
+        error = pairs[:, :, 0].std(dim=1) / math.sqrt(b)
+    else:
+        error = torch.full_like(pairs[:, 0, 0], math.nan)
+    return contribution.mean(dim=1), error
 
 
 def default_permutations(num_players: int, length: int) -> int:
@@ -160,7 +171,8 @@ def default_permutations(num_players: int, length: int) -> int:
 
 
 def interventional_shap(f, x, background, groups, method="permutation", num_permutations=None,
-                        seed=0, batch_size=1024, lengths=None, background_lengths=None) -> np.ndarray:
+                        seed=0, batch_size=1024, lengths=None, background_lengths=None,
+                        return_error=False):
     """Interventional Shapley values of f's outputs, (N, C, L, K) float64 numpy on the CPU.
 
     f: torch (M, C, L) -> (M, K), called under torch.inference_mode in batches of at most
@@ -173,6 +185,8 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
     None: `default_permutations(P, L)`, a budget of rows x length per sample.
     lengths (N,) and background_lengths (B,): rows of their own lengths (module docstring); f is then
     called as f(rows, lengths of the rows), and groups is (N, C, L), each row's players, -1 after its end.
+    return_error: also return (N,) the estimated relative L2 error of each sample's values (all inputs and
+    classes; `relative_standard_error`): 0 for "exact", NaN with a single pair of walks.
     """
     groups = np.asarray(groups)
     if x.dim() != 3 or background.dim() != 3 or x.shape[1:] != background.shape[1:]:
@@ -202,7 +216,7 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
     if per_row:
         background = held_background(background, background_lengths)
 
-    values = []
+    values, errors = [], []
     with torch.inference_mode():
         # One sample at a time: memory is bounded by one sample's coalitions, whatever the number of samples,
         # and the values are the same (a sample's values never depend on the others).
@@ -218,16 +232,27 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
             else:
                 player_values = _exact_player_values
             # A step after the row's end follows player 0 in the coalition rows; f never reads it.
-            groups_t = torch.from_numpy(np.where(real, row_groups, 0)).long().to(x.device)
-            phi = player_values(f_row, x[i:i + 1], background, groups_t, batch_size=batch_size).cpu().numpy()
-            values.append(np.where(real[None, :, :, None], phi[:, np.where(real, row_groups, 0)]
-                                   / sizes[np.where(real, row_groups, 0)][None, :, :, None], 0.0))
-    return np.concatenate(values)                               # (N, C, L, K)
+            players = np.where(real, row_groups, 0)
+            groups_t = torch.from_numpy(players).long().to(x.device)
+            phi, error = (part.cpu().numpy() for part in player_values(f_row, x[i:i + 1], background, groups_t,
+                                                                        batch_size=batch_size))
+            values.append(np.where(real[None, :, :, None], phi[:, players] / sizes[players][None, :, :, None], 0.0))
+            errors.append(relative_standard_error(phi, error, sizes))
+    values = np.concatenate(values)                               # (N, C, L, K)
+    return (values, np.concatenate(errors)) if return_error else values
 
 
 def _at_length(f, length, rows):
     """f on rows that are all `length` steps long."""
     return f(rows, torch.full((len(rows),), length, device=rows.device))
+
+
+def relative_standard_error(phi, error, sizes) -> np.ndarray:
+    """(N,) ||standard error|| / ||values|| over every input and class, from the players' values phi (N, P, K),
+    their standard errors (N, P, K) and sizes (P,): a player's value and error are spread over its inputs."""
+    weight = 1.0 / np.asarray(sizes, np.float64)[None, :, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt((error ** 2 * weight).sum(axis=(1, 2)) / (phi ** 2 * weight).sum(axis=(1, 2)))
 
 
 def deep_shap(model, x, background) -> np.ndarray:

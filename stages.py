@@ -239,24 +239,26 @@ def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
 
 def shap_values_for(method, model, x, background, groups, config, lengths=None, background_lengths=None,
                     step=lambda count=1: None):
-    """(values (N, C, L, K), seconds) for one SHAP method; with lengths, rows of their own lengths (groups per row);
-    step(count) after each sample's values."""
+    """(values (N, C, L, K), seconds, estimated relative error (N,) or None for DeepExplainer) for one SHAP method;
+    with lengths, rows of their own lengths (groups per row); step(count) after each sample's values."""
     start = time.perf_counter()
     if method == "deep":
-        values = shapley.deep_shap(model, x, background)
+        values, error = shapley.deep_shap(model, x, background), None
         step(len(x))
     else:
         # A sample at a time, to say how far it is: a sample's values do not depend on the others explained.
-        values = []
+        values, error = [], []
         for i in range(len(x)):
             own = {} if lengths is None else {"lengths": lengths[i:i + 1], "background_lengths": background_lengths}
-            values.append(shapley.interventional_shap(
+            row_values, row_error = shapley.interventional_shap(
                 model if lengths is None else model_at_lengths(model), x[i:i + 1], background,
                 groups if lengths is None else groups[i:i + 1], method=method,
-                num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"], **own))
+                num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"], return_error=True, **own)
+            values.append(row_values)
+            error.append(row_error)
             step()
-        values = np.concatenate(values)
-    return values, time.perf_counter() - start
+        values, error = np.concatenate(values), np.concatenate(error)
+    return values, time.perf_counter() - start, error
 
 
 def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path,
@@ -290,13 +292,15 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
     comparison = []
     with progress("SHAP", len(methods) * len(x), "sample") as step:
         for method in methods:
-            values, seconds = shap_values_for(method, model, x, background, groups, config, lengths,
-                                              background_lengths, step)
+            values, seconds, sampling_error = shap_values_for(method, model, x, background, groups, config, lengths,
+                                                              background_lengths, step)
             errors = shapley.additivity_errors(values, outputs_logits,
                                                expected_value if base_values is None else base_values)
             comparison.append({"method": method, "seconds": seconds,
                                "additivity_rel_error_median": float(np.median(errors)),
-                               "additivity_rel_error_max": float(errors.max()), "values": values})
+                               "additivity_rel_error_max": float(errors.max()), "values": values,
+                               **({} if sampling_error is None else
+                                  {"estimated_rel_error": [None if np.isnan(e) else float(e) for e in sampling_error]})})
     chosen = comparison[0]
     values = chosen["values"]
     lengths_fields = {} if not variable else {"lengths": lengths, "background_lengths": background_lengths,
@@ -313,6 +317,8 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
                                       "f(x) - expected_values[i] (shap_values.npz)"} if variable else {}),
                "additivity_rel_error_median": chosen["additivity_rel_error_median"],
                "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
+    if "estimated_rel_error" in chosen:  # per explained sample: standard error of the values / their norm
+        summary["estimated_rel_error"] = chosen["estimated_rel_error"]
     if chosen["method"] == "permutation":
         # Rounded up to a multiple of the background size so that every background row is used equally.
         wanted = config["SHAP_PERMUTATIONS"] or shapley.default_permutations(summary["players"], x.shape[2])
@@ -425,7 +431,7 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     target = torch.as_tensor(samples.y_pred, device=x.device, dtype=torch.long)
     if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
         config = {**config, "OCCLUSION_WINDOW": 1}
-    methods = {name: f for name, f in attributions.method_functions(config).items() if name in chosen}
+    methods = attributions.method_functions(config, chosen)
     lengths = samples.length_tensor
     maps, seconds = {}, {}
     with progress("attribution suite", len(methods) + 2, "step") as step:

@@ -56,7 +56,7 @@ SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exac
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
 GLOBAL_EXPLAIN_ROWS = 24  # rows (seeded, stratified over the predicted classes) of the global channel and time-window importance; 0 = none
-ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all", names "saliency,integrated_gradients,shap,...", or "" for no suite (a quick run)
+ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all" (every method but the costly *_tsr ones), names "saliency,integrated_gradients,shap,saliency_tsr,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
@@ -527,7 +527,7 @@ def chosen_methods(config) -> list[str]:
     from attributions import METHODS
 
     text = config["ATTRIBUTION_METHODS"].strip()
-    names = list(METHODS) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    names = [name for name, m in METHODS.items() if m.in_all] if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in METHODS]
     if unknown:
         raise ConfigError(f"ATTRIBUTION_METHODS names {', '.join(unknown)}, which are not methods; choose among "

@@ -216,3 +216,18 @@ def test_deep_explainer_additivity_error_is_computed_and_large_on_this_model(set
         total = values[i].sum(axis=(0, 1))
         assert errors[i] == pytest.approx(math.sqrt(((total - gap) ** 2).sum() / (gap ** 2).sum()), rel=1e-9)
     assert np.median(errors) > 0.05  # DeepExplainer has no rule for the LSTM and attention
+
+
+def test_the_estimated_error_of_permutation_values_matches_their_distance_to_the_exact_values():
+    model = tiny_model()
+    generator = torch.Generator().manual_seed(3)
+    x, background = torch.randn(6, CHANNELS, LENGTH, generator=generator), torch.randn(8, CHANNELS, LENGTH, generator=generator)
+    groups = shapley.player_groups(CHANNELS, LENGTH, 3)  # 6 players
+    exact = shapley.interventional_shap(model, x, background, groups, method="exact")
+    values, estimated = shapley.interventional_shap(model, x, background, groups, num_permutations=16,
+                                                    return_error=True)
+    measured = (np.linalg.norm((values - exact).reshape(len(x), -1), axis=1)
+                / np.linalg.norm(exact.reshape(len(x), -1), axis=1))
+    assert 0.5 < np.median(estimated / measured) < 2  # measured 1.1
+    _, exact_error = shapley.interventional_shap(model, x, background, groups, method="exact", return_error=True)
+    np.testing.assert_array_equal(exact_error, 0.0)
