@@ -27,10 +27,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "seed_train_explain.py"
-PHASES = ["import", "load", "train", "evaluate", "shap", "gradcam", "attention", "attributions", "figures", "report",
-          "total"]
-PHASE_NAMES = {"shap": "SHAP", "gradcam": "Grad-CAM", "attributions": "other attributions",
-               "figures": "figures (waiting for the drawing processes)"}
+PHASES = ["import", "load", "train", "evaluate", "shap", "global", "gradcam", "attention", "attributions",
+          "counterfactuals", "figures", "report", "total"]
+PHASE_NAMES = {"shap": "SHAP", "global": "global importance", "gradcam": "Grad-CAM",
+               "attributions": "other attributions", "figures": "figures (waiting for the drawing processes)"}
 
 
 def run_measured(command, env=None):
