@@ -94,7 +94,10 @@ class HybridCNNLSTMAttention(nn.Module):
             return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
 
         after1, after2 = self.pooled_lengths(lengths, x.shape[2])
-        features = real(self.conv2(real(self.conv1(real(x, lengths, 2)), after1, 2)), after2, 2)  # (N, 2*cnn, T)
+        pool1, pool2 = self.pool_factors
+        read = torch.clamp(lengths, min=pool1 * pool2).clamp(max=x.shape[2])  # steps conv1 reads (pooled_lengths)
+        features = masked_block(self.conv1, real(x, lengths, 2), read)
+        features = real(masked_block(self.conv2, real(features, after1, 2), after1), after2, 2)  # (N, 2*cnn, T)
         packed = nn.utils.rnn.pack_padded_sequence(features.transpose(1, 2), after2.cpu(), batch_first=True,
                                                    enforce_sorted=False)
         sequence, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True,
@@ -104,6 +107,26 @@ class HybridCNNLSTMAttention(nn.Module):
                                      average_attn_weights=False)
         count = after2[:, None].to(features.dtype)
         return torch.cat([features.sum(dim=2) / count, real(sequence + attended, after2, 1).sum(dim=1) / count], dim=1)
+
+
+def masked_block(block: nn.Sequential, x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """A conv block on rows whose steps from count (N,) on are padding (set to 0): in training mode BatchNorm's
+    batch statistics, and the running statistics it updates, are over the real steps only, as for the rows
+    alone; in eval mode it uses its running statistics, which do not depend on the padding."""
+    conv, norm, relu, pool = block
+    if not norm.training:
+        return block(x)  # the module itself, so that hooks on it (Grad-CAM's) see it
+    h = conv(x)
+    keep = (torch.arange(h.shape[2], device=h.device)[None, :] < count[:, None])[:, None, :].to(h.dtype)  # (N, 1, T)
+    steps = keep.sum()
+    mean = (h * keep).sum(dim=(0, 2)) / steps
+    var = ((h - mean[None, :, None]) ** 2 * keep).sum(dim=(0, 2)) / steps
+    with torch.no_grad():  # BatchNorm1d's update: momentum 0.1, the unbiased variance
+        norm.running_mean.mul_(1 - norm.momentum).add_(norm.momentum * mean)
+        norm.running_var.mul_(1 - norm.momentum).add_(norm.momentum * var * steps / (steps - 1).clamp(min=1))
+        norm.num_batches_tracked.add_(1)
+    h = (h - mean[None, :, None]) / torch.sqrt(var[None, :, None] + norm.eps)
+    return pool(relu(h * norm.weight[None, :, None] + norm.bias[None, :, None]))
 
 
 MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",

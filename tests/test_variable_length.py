@@ -291,3 +291,21 @@ def test_a_file_of_mixed_lengths_with_a_gap_trains_evaluates_and_explains(tmp_pa
         assert (maps["lengths"] == shap["lengths"]).all()
     checkpoint = torch.load(out / train_explain.CHECKPOINT_NAME, weights_only=True)
     assert checkpoint["length_range"][0] < checkpoint["length_range"][1] == metrics["series"]["train"]["length_max"]
+
+
+def test_in_training_batchnorm_counts_only_real_steps_so_a_padded_row_trains_as_the_row_alone():
+    import copy
+
+    model = small_model().train()
+    alone = copy.deepcopy(model)
+    x = batch(padding=float("nan"))[1:2]
+    n = int(LENGTHS[1])
+    torch.manual_seed(0)
+    padded_logits = model(x, torch.tensor([n]))
+    torch.manual_seed(0)
+    alone_logits = alone(x[..., :n])
+    torch.testing.assert_close(padded_logits, alone_logits, rtol=1e-5, atol=1e-5)
+    for block in ("conv1", "conv2"):
+        ours, theirs = getattr(model, block)[1], getattr(alone, block)[1]
+        torch.testing.assert_close(ours.running_mean, theirs.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.running_var, theirs.running_var, rtol=1e-5, atol=1e-6)
