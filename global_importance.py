@@ -68,14 +68,6 @@ def background_rows(count: int, seed: int, rows: int = BACKGROUND_ROWS) -> np.nd
     return np.sort(np.random.default_rng(seed).choice(count, rows, replace=False))
 
 
-def row_players(grouping: str, channels: int, width: int, windows: int, lengths) -> np.ndarray:
-    """(N, C, width) player ids of rows of their own lengths (-1 after a row's end), `players` of each row."""
-    groups = np.full((len(lengths), channels, width), -1, dtype=np.int64)
-    for i, length in enumerate(lengths):
-        groups[i, :, :length] = players(grouping, channels, int(length), windows)
-    return groups
-
-
 def group_values(model, x, background, groups, seed: int, lengths=None, background_lengths=None) -> np.ndarray:
     """(N, P, K) Shapley values of the players in `groups` ((C, L), or (N, C, L) with lengths) for every logit;
     each row's values sum over the players to f(x) - mean_b f(b)."""
@@ -206,7 +198,8 @@ def global_importance(model, x, background, classes, channel_names, class_names,
     arrays, seconds, methods = {}, {}, {}
     for grouping in GROUPINGS:
         groups = (players(grouping, channels, length, windows) if lengths is None
-                  else row_players(grouping, channels, length, windows, lengths))
+                  else shapley.groups_per_row(lambda n: players(grouping, channels, n, windows), channels, length,
+                                              lengths))
         start = time.perf_counter()
         arrays[grouping] = group_values(model, x, reference, groups, seed, **own)
         seconds[grouping] = time.perf_counter() - start

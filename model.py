@@ -65,12 +65,16 @@ class HybridCNNLSTMAttention(nn.Module):
         return tuple(block[3].kernel_size if isinstance(block[3], nn.MaxPool1d) else 1
                      for block in (self.conv1, self.conv2))
 
+    def read_lengths(self, lengths: torch.Tensor, width: int) -> torch.Tensor:
+        """The steps the first conv block reads of rows `width` steps wide: a series shorter than the pooling
+        factor is read as if zero-padded to it, so that at least one step reaches the LSTM."""
+        return torch.clamp(lengths, min=math.prod(self.pool_factors)).clamp(max=width)
+
     def pooled_lengths(self, lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The real steps after each conv block of rows `width` steps wide. MaxPool1d drops a last incomplete
-        window, as it does on a series alone; a series shorter than the pooling factor is read as if zero-padded
-        to it, so that at least one step reaches the LSTM."""
+        """The real steps after each conv block of rows `width` steps wide (of read_lengths). MaxPool1d drops a
+        last incomplete window, as it does on a series alone."""
         pool1, pool2 = self.pool_factors
-        after1 = torch.clamp(lengths, min=pool1 * pool2).clamp(max=width) // pool1
+        after1 = self.read_lengths(lengths, width) // pool1
         return after1, after1 // pool2
 
     def forward(self, x, lengths=None):
@@ -94,9 +98,7 @@ class HybridCNNLSTMAttention(nn.Module):
             return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
 
         after1, after2 = self.pooled_lengths(lengths, x.shape[2])
-        pool1, pool2 = self.pool_factors
-        read = torch.clamp(lengths, min=pool1 * pool2).clamp(max=x.shape[2])  # steps conv1 reads (pooled_lengths)
-        features = masked_block(self.conv1, real(x, lengths, 2), read)
+        features = masked_block(self.conv1, real(x, lengths, 2), self.read_lengths(lengths, x.shape[2]))
         features = real(masked_block(self.conv2, real(features, after1, 2), after1), after2, 2)  # (N, 2*cnn, T)
         packed = nn.utils.rnn.pack_padded_sequence(features.transpose(1, 2), after2.cpu(), batch_first=True,
                                                    enforce_sorted=False)

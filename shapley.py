@@ -59,6 +59,15 @@ def player_groups(channels: int, length: int, segments_per_channel: int) -> np.n
     return np.arange(channels)[:, None] * (window[-1] + 1) + window[None, :]
 
 
+def groups_per_row(players_of_length, channels: int, width: int, lengths) -> np.ndarray:
+    """(N, channels, width) player ids of rows of their own lengths: players_of_length(n) -> (channels, n) ids of a
+    row n steps long, and -1 after each row's end (no player), the `groups` interventional_shap takes per row."""
+    groups = np.full((len(lengths), channels, width), -1, dtype=np.int64)
+    for i, length in enumerate(lengths):
+        groups[i, :, :length] = players_of_length(int(length))
+    return groups
+
+
 def held_background(background, lengths):
     """(B, C, L) background rows held at their last observed value after their lengths (B,): what a row
     shorter than an explained one contributes to its later steps."""

@@ -221,10 +221,8 @@ def shap_players_per_row(samples_shape, lengths, feature_names, segments_per_cha
     """(N, C, L) player ids of rows of their own lengths: each row's own steps cut into windows as shap_players
     cuts a full row; -1 after its end (no player)."""
     channels, width = samples_shape
-    groups = np.full((len(lengths), channels, width), -1, dtype=np.int64)
-    for i, length in enumerate(lengths):
-        groups[i, :, :length] = shap_players((channels, int(length)), feature_names, segments_per_channel)
-    return groups
+    return shapley.groups_per_row(lambda n: shap_players((channels, n), feature_names, segments_per_channel),
+                                  channels, width, lengths)
 
 
 def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
