@@ -32,7 +32,7 @@ import torch
 
 import regions
 import shapley
-from model import model_at_lengths
+from model import full_lengths, model_at_lengths
 
 BACKGROUND_ROWS = 8  # rows of the SHAP background used as the reference here (a seeded subset; cost and error in the README)
 EXACT_MAX_PLAYERS = 4  # exact enumeration up to 2^4 coalitions per background row; permutation sampling above
@@ -193,8 +193,8 @@ def global_importance(model, x, background, classes, channel_names, class_names,
     n, channels, length = x.shape
     keep = background_rows(len(background), seed)
     reference = background[torch.as_tensor(keep, device=background.device)]
-    own = {} if lengths is None else {"lengths": np.asarray(lengths), "background_lengths": (
-        np.full(len(background), length) if background_lengths is None else np.asarray(background_lengths))[keep]}
+    own = {} if lengths is None else {"lengths": np.asarray(lengths),
+                                      "background_lengths": full_lengths(background_lengths, background)[keep]}
     arrays, seconds, methods = {}, {}, {}
     for grouping in GROUPINGS:
         groups = (players(grouping, channels, length, windows) if lengths is None

@@ -150,6 +150,11 @@ def row_lengths(lengths, width: int, device=None):
     return lengths.to(device)
 
 
+def full_lengths(lengths, rows) -> np.ndarray:
+    """(N,) int64 length of each of rows (N, C, L): lengths as an array, or L for every row where it is None."""
+    return np.full(len(rows), rows.shape[2], dtype=np.int64) if lengths is None else np.asarray(lengths)
+
+
 def trimmed(x: torch.Tensor, lengths, minimum: int = 1):
     """(x cut to its longest row but at least `minimum` steps, lengths or None): a batch padded only to its own
     longest series."""

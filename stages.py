@@ -31,7 +31,7 @@ import global_importance
 import plots
 import regions
 import shapley
-from model import model_at_lengths, predict_logits, row_lengths
+from model import full_lengths, model_at_lengths, predict_logits, row_lengths
 from progress import Silent
 
 
@@ -68,7 +68,7 @@ class Samples:
     @property
     def own_lengths(self) -> np.ndarray:
         """(N,) each row's length, the full width where lengths is None."""
-        return np.full(len(self), self.x.shape[2], dtype=np.int64) if self.lengths is None else self.lengths
+        return full_lengths(self.lengths, self.x)
 
     @property
     def length_tensor(self) -> Optional[torch.Tensor]:
@@ -274,8 +274,7 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
     lengths = base_values = None
     if variable:
         lengths = samples.own_lengths
-        background_lengths = (np.full(len(background), x.shape[2], dtype=np.int64) if background_lengths is None
-                              else np.asarray(background_lengths))
+        background_lengths = full_lengths(background_lengths, background)
         groups = shap_players_per_row(x.shape[1:], lengths, samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
         base_values = shapley.expected_outputs(model_at_lengths(model), background, background_lengths, lengths)
     methods = [config["SHAP_METHOD"]]
