@@ -11,6 +11,7 @@ import contextlib
 import functools
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -62,14 +63,22 @@ def workers(count: int):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _draw(function, arguments: bytes):
+    args, kwargs = pickle.loads(arguments)
+    function(*args, **kwargs)
+
+
 def in_background(function):
-    """Mark a figure function (it writes its file and returns nothing) to be queued to the workers when there are."""
+    """Mark a figure function (it writes its file and returns nothing) to be queued to the workers when there are.
+    Its arguments are pickled at the call, so the figure shows them as they were then: the pool pickles later, in
+    a thread of its own, and its pickler hands a CPU tensor over as shared memory, which the run may have reused
+    by the time the worker reads it (a figure once showed values of 1e37 that no input held)."""
     @functools.wraps(function)
     def queue_or_draw(*args, **kwargs):
         if _pool is None:
             return function(*args, **kwargs)
         # pickled by name, the worker finds this wrapper, which draws there (it has no pool)
-        _pending.append(_pool.submit(queue_or_draw, *args, **kwargs))
+        _pending.append(_pool.submit(_draw, queue_or_draw, pickle.dumps((args, kwargs), pickle.HIGHEST_PROTOCOL)))
     return queue_or_draw
 
 

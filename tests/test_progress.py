@@ -7,7 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+import drawing
 from conftest import ROOT, run_args, write_series_csvs
 
 PROGRESS_LINE = re.compile(r"^(SHAP|attribution suite): \d+/\d+ (samples|steps) \(\d+ s\)$")
@@ -66,3 +68,17 @@ def test_a_figure_that_fails_in_a_drawing_process_fails_the_wait(tmp_path):
         with pytest.raises(FileNotFoundError):
             drawing.wait()
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+@drawing.in_background
+def saved_array(values, path):
+    np.save(path, np.asarray(values))
+
+
+def test_a_queued_figure_shows_its_arguments_as_they_were_at_the_call(tmp_path):
+    values = torch.arange(1000, dtype=torch.float32)
+    with drawing.workers(2):
+        saved_array(values, str(tmp_path / "a.npy"))
+        values.fill_(-1.0)  # the run goes on with its buffers
+        drawing.wait()
+    assert np.array_equal(np.load(tmp_path / "a.npy"), np.arange(1000, dtype=np.float32))
