@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
+from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import drawing  # noqa: E402
@@ -33,13 +34,81 @@ def signal_note(feature_names):
     return "black line: input (z-scored)" if feature_names is None else "bar height: input (z-scored)"
 
 
+_layouts = {}  # layout_key -> what the layout placed; per process (each drawing process keeps its own)
+
+
 def save(fig, path):
-    # A figure with a layout engine already fits its contents to its size; cropping it "tight" would cost a
-    # second full draw per figure. Figures laid out by hand are cropped.
-    # zlib level 1: the files are about as small as at the default level 6, and written in a fraction of its time.
-    fig.savefig(path, dpi=DPI, bbox_inches="tight" if fig.get_layout_engine() is None else None, pad_inches=0.08,
-                pil_kwargs={"compress_level": 1})
+    """Write the figure and close it. Its layout (a constrained layout, or the crop of a figure laid out by hand)
+    needs a draw of its own besides the one that writes the file, and is computed once per layout_key in a
+    process: the five samples' figures of a kind differ in their data and titles, not in what the layout measures.
+    A figure with a layout engine already fits its contents to its size and is not cropped.
+    zlib level 1: the files are about as small as at the default level 6, and written in a fraction of its time."""
+    fig.set_dpi(DPI)  # laid out at the resolution it is written at
+    engine = fig.get_layout_engine()
+    key = layout_key(fig)
+    if key not in _layouts:
+        if engine is None:  # the crop that bbox_inches="tight" computes, kept
+            fig.draw_without_rendering()
+            _layouts[key] = fig.get_tightbbox().padded(0.08)
+        else:
+            fig.draw_without_rendering()
+            _layouts[key] = ([ax.get_position(original=True) for ax in fig.axes],
+                             None if fig._suptitle is None else fig._suptitle.get_position())
+    if engine is None:
+        fig.savefig(path, dpi=DPI, bbox_inches=_layouts[key], pil_kwargs={"compress_level": 1})
+    else:
+        axes_places, title_place = _layouts[key]
+        for ax, place in zip(fig.axes, axes_places):
+            ax.set_position(place, which="original")  # the active place follows at the draw (an aspect, a colour bar)
+        if title_place is not None:
+            fig._suptitle.set_position(title_place)
+        fig.set_layout_engine(None)
+        fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
     plt.close(fig)
+
+
+def layout_key(fig) -> tuple:
+    """What a constrained layout measures, as values: the figure's size and layout settings, and per axes its
+    place in its grid, its tick labels (as its locators and formatters will draw them), axis labels, texts and
+    legend; titles by their line count, since the figures wrap every title to the width it has. Two figures
+    with equal keys get the same layout (tests/test_report.py checks the pixels)."""
+    def lines(text):
+        return None if text is None else (text.get_text().count("\n") + 1 if text.get_text() else 0,
+                                          text.get_fontsize())
+
+    def texts(artists):
+        return tuple((a.get_text(), a.get_fontsize(), a.get_rotation(), a.get_visible()) for a in artists)
+
+    def ticks(axis):
+        key = []
+        for locator, formatter, settings in ((axis.get_major_locator(), axis.get_major_formatter(), axis._major_tick_kw),
+                                             (axis.get_minor_locator(), axis.get_minor_formatter(), axis._minor_tick_kw)):
+            low, high = sorted(axis.get_view_interval())
+            locations = [v for v in locator() if low - 1e-9 * (high - low) <= v <= high + 1e-9 * (high - low)]  # drawn
+            labels = list(formatter.format_ticks(locations))
+            key.append((tuple(labels), tuple(sorted(map(str, settings.items())))))
+        return tuple(key)
+
+    def axes_key(ax):
+        spec = ax.get_subplotspec()
+        legend = ax.get_legend()
+        return (None if spec is None else (spec.get_geometry(), spec.get_gridspec().get_geometry()),
+                ax.get_axes_locator() is not None, ax.axison, ax.get_visible(), lines(ax.title),
+                ticks(ax.xaxis), ticks(ax.yaxis), texts([ax.xaxis.label, ax.yaxis.label, *ax.texts]),
+                None if legend is None else texts(legend.get_texts()))
+    def suptitle(title):
+        """A cropped figure's crop reaches a title wider than its axes: such a title counts with its text."""
+        if title is None or engine is not None:
+            return lines(title)
+        extent = title.get_window_extent(fig.canvas.get_renderer()).transformed(fig.transFigure.inverted())
+        places = [ax.get_position() for ax in fig.axes]
+        inside = min(p.x0 for p in places) <= extent.x0 and extent.x1 <= max(p.x1 for p in places)
+        return lines(title) if inside else texts([title])
+
+    engine = fig.get_layout_engine()
+    return (tuple(fig.get_size_inches()), None if engine is None else tuple(sorted(map(str, engine.get().items()))),
+            suptitle(fig._suptitle), texts(t for t in fig.texts if t is not fig._suptitle),
+            tuple(axes_key(ax) for ax in fig.axes))
 
 
 def wrapped(text, width_inches, fontsize=11):

@@ -171,3 +171,37 @@ def test_figures_stay_legible_with_12_channels_and_1500_steps(tmp_path):
         with Image.open(tmp_path / name) as image:
             width, height = image.size
         assert 300 <= width <= 2000 and 200 <= height <= 3000, f"{name} is {width}x{height} px"
+
+
+@pytest.mark.parametrize("kind", ["constrained layout", "cropped"])
+def test_a_figure_drawn_on_a_kept_layout_has_the_pixels_of_one_laid_out_anew(tmp_path, kind):
+    """plots.save computes a layout once per layout_key: the second sample's figure, drawn on the first one's
+    layout, is pixel for pixel the figure laid out for itself; a figure whose tick labels differ gets its own."""
+    import numpy as np
+    from PIL import Image
+
+    import plots
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 60))
+    names = ["a", "b", "c"]
+
+    def draw(maps, title, path):
+        if kind == "cropped":
+            plots.attribution_grid_figure(x, maps, ["m0", "m1"], [True, False], names, title, path)
+        else:
+            plots.attribution_figure(x, maps, ["predicted", "true"], names, title, "value", path)
+
+    first = [rng.normal(size=(3, 60)) for _ in range(2)]
+    second = [m[:, ::-1].copy() for m in first]  # other maps on the same colour scale
+    plots._layouts.clear()
+    draw(first, "sample 0: row 3, predicted a", tmp_path / "first.png")
+    draw(second, "sample 1: row 17, predicted bb (a longer title)", tmp_path / "kept.png")
+    assert len(plots._layouts) == 1
+    plots._layouts.clear()
+    draw(second, "sample 1: row 17, predicted bb (a longer title)", tmp_path / "anew.png")
+    with Image.open(tmp_path / "kept.png") as kept, Image.open(tmp_path / "anew.png") as anew:
+        assert kept.size == anew.size and np.array_equal(np.asarray(kept), np.asarray(anew))
+    x = x * 1000  # other value ticks on the signal lines
+    draw(second, "sample 1: row 17, predicted bb (a longer title)", tmp_path / "other.png")
+    assert len(plots._layouts) == (2 if kind != "cropped" else 1)  # the grid draws no value ticks
