@@ -255,12 +255,18 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
+@functools.lru_cache(maxsize=4)
+def beta(alpha: float) -> torch.distributions.Beta:
+    """Beta(alpha, alpha), made once: building the distribution (its argument checks) cost more than drawing from it."""
+    return torch.distributions.Beta(alpha, alpha)
+
+
 def mixup(x, y, alpha: float, lengths=None):
     """(blended inputs, partner labels, weight w): each sample blended with a partner drawn from its batch,
     w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018). Given the rows'
     lengths, the blended lengths come fourth: rows of different lengths blend to the longer one (past the shorter
     row's end its padding, 0 = the training mean, is blended in), so no real step of either row is dropped."""
-    weight = float(torch.distributions.Beta(alpha, alpha).sample())
+    weight = float(beta(alpha).sample())
     partner = torch.randperm(len(y)).to(y.device)
     blended = weight * x + (1 - weight) * x[partner], y[partner], weight
     return blended if lengths is None else (*blended, torch.maximum(lengths, lengths[partner]))
@@ -334,7 +340,9 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 
     generator = torch.Generator().manual_seed(config["SEED"])
     steps_per_epoch = len(batch_indices(len(train_data), config["BATCH_SIZE"], None, rank, world_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["LEARNING_RATE"], weight_decay=config["WEIGHT_DECAY"])
+    # fused: one kernel for all parameters, a third of the per-parameter loop's time per step (measured in the README)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["LEARNING_RATE"], weight_decay=config["WEIGHT_DECAY"],
+                                  fused=True)
     total_steps = config["EPOCHS"] * steps_per_epoch
     # A short run still reaches the peak rate: warm-up takes at most a fifth of it.
     warmup_steps = min(config["WARMUP_EPOCHS"] * steps_per_epoch, total_steps // 5)
