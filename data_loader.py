@@ -5,7 +5,9 @@ the place (line, column) and the fix.
 """
 
 import csv
+import io
 import math
+import os
 import re
 import stat
 import warnings
@@ -16,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
+
+from progress import Silent
 
 SINGLE_CHANNEL_NAME = "value"
 
@@ -64,35 +68,38 @@ class SeriesTable:
         return 0 if self.filled is None else int(self.filled.any(axis=(1, 2)).sum())
 
 
-def read_train_test(train_path, test_path, label_column="label", missing_values="interpolate"):
+def read_train_test(train_path, test_path, label_column="label", missing_values="interpolate", progress=Silent):
     """Read both CSVs as (N, C, L) series; layout and classes come from the training file. The test file may
     lack the label column (new data to score): its table's y is then None. missing_values: what to do with a
-    gap inside a series, "interpolate" or "error" (see _series_lengths)."""
-    train = read_train(train_path, label_column, missing_values)
+    gap inside a series, "interpolate" or "error" (see _series_lengths). progress(description, total, unit): a
+    progress.Progress-like context told the bytes of each file as they are read."""
+    train = read_train(train_path, label_column, missing_values, progress)
     layout = {"class_names": train.class_names, "channel_names": train.channel_names,
               "feature_columns": train.feature_columns}
-    return train, read_table(test_path, layout, label_column, reference=train_path, missing_values=missing_values)
+    return train, read_table(test_path, layout, label_column, reference=train_path, missing_values=missing_values,
+                             progress=progress)
 
 
-def read_train(path, label_column="label", missing_values="interpolate"):
+def read_train(path, label_column="label", missing_values="interpolate", progress=Silent):
     """The training CSV, which defines the layout (channels, steps) and the classes; it must have labels."""
     header = _header(path, label_column)
     channel_names, feature_columns = _channel_layout(path, [name for name in header if name != label_column])
     ((X, labels, lengths, filled),) = _read_rows(path, header, label_column, feature_columns, None,
-                                                 len(channel_names), missing_values)
+                                                 len(channel_names), missing_values, progress)
     class_names = _class_names(path, labels)
     return _table(X, _class_indices(labels, class_names), class_names, channel_names, feature_columns, lengths,
                   filled)
 
 
-def read_table(path, layout, label_column="label", reference=None, missing_values="interpolate"):
+def read_table(path, layout, label_column="label", reference=None, missing_values="interpolate", progress=Silent):
     """A CSV laid out like the training file (layout: its class_names, channel_names and feature_columns, e.g.
     a checkpoint's), its columns in any order, the label column optional; y is None without it."""
-    (table,) = iter_table(path, layout, label_column, None, reference, missing_values)
+    (table,) = iter_table(path, layout, label_column, None, reference, missing_values, progress)
     return table
 
 
-def iter_table(path, layout, label_column="label", chunk_rows=None, reference=None, missing_values="interpolate"):
+def iter_table(path, layout, label_column="label", chunk_rows=None, reference=None, missing_values="interpolate",
+               progress=Silent):
     """read_table's table in parts of at most chunk_rows rows (None: one part), in file order, each checked as
     read_table checks the whole; row_indices count from the top of the file. Memory is bounded by the part."""
     header = _header(path, label_column, require_label=False)
@@ -100,7 +107,7 @@ def iter_table(path, layout, label_column="label", chunk_rows=None, reference=No
                         reference or "the training file")
     offset = 0
     for X, labels, lengths, filled in _read_rows(path, header, label_column, layout["feature_columns"], chunk_rows,
-                                                 len(layout["channel_names"]), missing_values):
+                                                 len(layout["channel_names"]), missing_values, progress):
         y = None
         if labels is not None:
             y = _class_indices(labels, layout["class_names"])
@@ -390,21 +397,41 @@ def _channel_layout(path, features):
     return list(steps_by_channel), feature_columns
 
 
-def _read_rows(path, header, label_column, feature_columns, chunk_rows=None, channels=1, missing_values="interpolate"):
+class _CountedFile(io.RawIOBase):
+    """A binary file that tells `step` how many bytes each read returned (read_csv's progress)."""
+
+    def __init__(self, raw, step):
+        self.raw, self.step = raw, step
+
+    def readable(self):
+        return True
+
+    def tell(self):
+        return self.raw.tell()
+
+    def readinto(self, buffer):
+        count = self.raw.readinto(buffer)
+        self.step(count or 0)
+        return count
+
+
+def _read_rows(path, header, label_column, feature_columns, chunk_rows=None, channels=1, missing_values="interpolate",
+               progress=Silent):
     """Yields (features as float32 (n, F) in feature_columns order, stripped labels as a Series or None when the
     file has no label column, lengths (n,), filled cells (n, C, L) or None; see _series_lengths) for parts of at
-    most chunk_rows rows (None: the whole file as one part)."""
+    most chunk_rows rows (None: the whole file as one part), saying the bytes read to progress."""
     if missing_values not in MISSING_VALUE_MODES:
         raise DataError(f"MISSING_VALUES is {missing_values!r}; use one of {', '.join(MISSING_VALUE_MODES)}")
     features = [name for name in header if name != label_column]
     has_labels = label_column in header
     offset = 0
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open(path, "rb") as raw, \
+                progress(f"reading {os.path.basename(path)}", os.path.getsize(path), "byte") as step:
             # pandas only warns when the first data row is longer than the header.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frames = pd.read_csv(
-                path,
+                io.BufferedReader(_CountedFile(raw, step), 1 << 20),
                 encoding="utf-8-sig",
                 names=header,
                 header=0,

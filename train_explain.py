@@ -638,7 +638,7 @@ def run(config: dict) -> int:
     # data: training reads both files now, so that bad input fails before any work
     if config["TRAIN"]:
         train, test = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"],
-                                      config["MISSING_VALUES"])
+                                      config["MISSING_VALUES"], progress)
         check_settings_fit_data(config, test, len(test.X))
 
     # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read

@@ -82,3 +82,27 @@ def test_a_queued_figure_shows_its_arguments_as_they_were_at_the_call(tmp_path):
         values.fill_(-1.0)  # the run goes on with its buffers
         drawing.wait()
     assert np.array_equal(np.load(tmp_path / "a.npy"), np.arange(1000, dtype=np.float32))
+
+
+def test_reading_a_large_csv_says_its_bytes_as_they_are_read(tmp_path):
+    """A file of several megabytes is read in parts, each part's bytes told to the progress, up to the file's size."""
+    import data_loader
+
+    train, _ = write_series_csvs(tmp_path, channels=4, length=250, rows_per_class=100)
+    told = []
+
+    class Recorder:
+        def __init__(self, description, total, unit):
+            told.append((description, total, unit))
+
+        def __enter__(self):
+            return lambda count=1: told.append(count)
+
+        def __exit__(self, *exc):
+            pass
+
+    table = data_loader.read_train(train, progress=Recorder)
+    (description, total, unit), counts = told[0], told[1:]
+    assert (description, total, unit) == ("reading train.csv", train.stat().st_size, "byte")
+    assert len([c for c in counts if c]) > 1 and sum(counts) == total
+    assert table.X.shape == (300, 4, 250)
