@@ -397,10 +397,13 @@ def line_comparison(ax, x, series, names, xlabel, ylabel, reference=None, refere
 
 # -----------------------------------------------------------------------------
 # Data summary (drawn by the report from the training table)
+@drawing.in_background
 def example_series_figure(X, y, class_names, channel_names, path, per_class=3, max_classes=6, max_channels=12,
-                          feature_names=None, source="Training data", grouping=""):
+                          feature_names=None, source="Training data", grouping="", counts=None):
     """A few training series per class: rows = channels (raw values, one y scale per row), columns = classes.
-    A table's rows are drawn as dots per named feature, with no line joining unrelated features."""
+    A table's rows are drawn as dots per named feature, with no line joining unrelated features. counts (K,): the
+    rows of each class in the whole file, when X holds only some of them (None: X's own)."""
+    counts = np.bincount(y, minlength=len(class_names)) if counts is None else counts
     shown_classes = [k for k in range(len(class_names)) if np.any(y == k)][:max_classes]
     channels = min(X.shape[1], max_channels)
     length = X.shape[2]
@@ -426,7 +429,7 @@ def example_series_figure(X, y, class_names, channel_names, path, per_class=3, m
             ax.tick_params(labelsize=8)
             if j == 0:
                 ax.set_ylabel(channel_names[c], rotation=0, ha="right", va="center")
-        axes[0, j].set_title(wrapped(f"{grouping}{class_names[k]}\n({int((y == k).sum())} rows)", 1.75, 10),
+        axes[0, j].set_title(wrapped(f"{grouping}{class_names[k]}\n({int(counts[k])} rows)", 1.75, 10),
                              fontsize=10)
         axes[-1, j].set_xlabel(step_axis_label(feature_names))
     hidden = []

@@ -4,8 +4,9 @@ is inlined as a data URI, the page refers to nothing outside itself, reads at la
     data -> training -> test evaluation -> global importance -> explained samples -> SHAP -> attention ->
     attribution methods -> misclassified test samples -> counterfactuals -> run settings -> versions and timings
 
-The report draws one figure of its own, data_summary.png (example training series per class), from the
-training table; like every figure it never runs the model."""
+The report has one figure of its own, data_summary.png (example training series per class), queued by
+`data_summary` while the run computes and drawn from the training table; like every figure it never runs
+the model."""
 import base64
 import datetime
 import html
@@ -565,21 +566,32 @@ def versions_section(metrics):
 
 
 # -----------------------------------------------------------------------------
+def data_summary(tables, predicted, figure_dir, per_class=3):
+    """Queue data_summary.png: the first `per_class` series of each class of the training table, or of each
+    predicted class of the explained file when the training file is not at hand. Only those rows are handed to
+    the drawing (a training table may be large)."""
+    train, test = tables
+    shown = train if train is not None else test  # without training, the explained file's first part
+    y = shown.y if shown.labelled else predicted
+    counts = np.bincount(y, minlength=len(shown.class_names))
+    y = y[:len(shown.X)]
+    rows = np.sort(np.concatenate([np.flatnonzero(y == k)[:per_class] for k in range(len(shown.class_names))]))
+    plots.example_series_figure(shown.X[rows], y[rows], shown.class_names, shown.channel_names,
+                                os.path.join(figure_dir, "data_summary.png"), per_class=per_class,
+                                feature_names=shown.feature_names,
+                                source="Training data" if train is not None else "The explained file",
+                                grouping="" if shown.labelled else "predicted ", counts=counts)
+
+
 def write_report(figure_dir, metrics, config, history, tables, path, train_counts=None, predicted=None):
     """Write report.html to `path` from the run's metrics (metrics.json's content, "explained" included), its
     settings, the training history (None when training was skipped), the (train, test) tables (train is None
     when a checkpoint was reused) and the files in figure_dir (its figures and classification_report.txt when
     the file had labels). train_counts: training rows per class (the checkpoint's; None for one of an earlier
     version); predicted:
-    the predicted class of every row of the explained file. Adds data_summary.png to figure_dir."""
+    the predicted class of every row of the explained file. figure_dir holds data_summary.png (`data_summary`)."""
     train, test = tables
     labelled = metrics["labelled"]
-    shown = train if train is not None else test  # example series: the training file's, or the explained file's
-    plots.example_series_figure(shown.X, shown.y if shown.labelled else predicted,
-                                shown.class_names, shown.channel_names, os.path.join(figure_dir, "data_summary.png"),
-                                feature_names=shown.feature_names,
-                                source="Training data" if train is not None else "The explained file",
-                                grouping="" if shown.labelled else "predicted ")
     figure = Figures(figure_dir)
     attributions = metrics.get("attributions")
     written = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -744,6 +744,7 @@ def run(config: dict) -> int:
                 evaluation = {"test_accuracy": None, "test_macro_f1": None}
                 print(f"{config['TEST_CSV_PATH']} has no {config['LABEL_COLUMN']!r} column: wrote predictions.csv "
                       "and the explanations; accuracy, confusion matrix and misclassified rows need labels")
+            report.data_summary((train, test), scored.y_pred, folder.staging)
             lap("evaluate")
 
             # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
