@@ -68,15 +68,21 @@ def background_rows(count: int, seed: int, rows: int = BACKGROUND_ROWS) -> np.nd
     return np.sort(np.random.default_rng(seed).choice(count, rows, replace=False))
 
 
-def group_values(model, x, background, groups, seed: int, lengths=None, background_lengths=None) -> np.ndarray:
+def group_values(model, x, background, groups, seed: int, lengths=None, background_lengths=None,
+                 step=lambda: None) -> np.ndarray:
     """(N, P, K) Shapley values of the players in `groups` ((C, L), or (N, C, L) with lengths) for every logit;
-    each row's values sum over the players to f(x) - mean_b f(b)."""
+    each row's values sum over the players to f(x) - mean_b f(b). step() is called after each row (progress)."""
     num_players = int(groups.max()) + 1
     method = method_for(num_players)
-    own = {} if lengths is None else {"lengths": lengths, "background_lengths": background_lengths}
-    values = shapley.interventional_shap(model if lengths is None else model_at_lengths(model), x, background,
-                                         groups, method=method, seed=seed,
-                                         num_permutations=PAIRS_PER_BACKGROUND_ROW * len(background), **own)
+    values = []
+    for i in range(len(x)):  # a row at a time, to say the progress: interventional_shap computes them so anyway
+        own = {} if lengths is None else {"lengths": lengths[i:i + 1], "background_lengths": background_lengths}
+        values.append(shapley.interventional_shap(model if lengths is None else model_at_lengths(model), x[i:i + 1],
+                                                  background, groups if lengths is None else groups[i:i + 1],
+                                                  method=method, seed=seed,
+                                                  num_permutations=PAIRS_PER_BACKGROUND_ROW * len(background), **own))
+        step()
+    values = np.concatenate(values)
     # interventional_shap spreads a player's value over its cells: summing them gives the player's value back
     # index -1 (after a row's end) picks the extra last row of the identity, which the slice drops: it counts for none
     one_hot = np.eye(num_players + 1)[np.asarray(groups)][..., :num_players]
@@ -186,10 +192,11 @@ def choose_rows(classes: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def global_importance(model, x, background, classes, channel_names, class_names, windows: int, seed: int,
-                      window_labels: list, lengths=None, background_lengths=None) -> tuple[dict, dict]:
+                      window_labels: list, lengths=None, background_lengths=None,
+                      step=lambda: None) -> tuple[dict, dict]:
     """The global explanation of rows x (N, C, L) whose predicted classes are `classes`: (arrays for
     global_importance.npz, the metrics.json section). lengths (N,), background_lengths (B,): rows of their own
-    lengths (None: every row full length)."""
+    lengths (None: every row full length). step() is called after each row of each grouping (progress)."""
     n, channels, length = x.shape
     keep = background_rows(len(background), seed)
     reference = background[torch.as_tensor(keep, device=background.device)]
@@ -201,7 +208,7 @@ def global_importance(model, x, background, classes, channel_names, class_names,
                   else shapley.groups_per_row(lambda n: players(grouping, channels, n, windows), channels, length,
                                               lengths))
         start = time.perf_counter()
-        arrays[grouping] = group_values(model, x, reference, groups, seed, **own)
+        arrays[grouping] = group_values(model, x, reference, groups, seed, **own, step=step)
         seconds[grouping] = time.perf_counter() - start
         methods[grouping] = method_for(int(groups.max()) + 1)
     seconds["total"] = sum(seconds.values())  # the stage adds its figures and files

@@ -328,12 +328,12 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
 # -----------------------------------------------------------------------------
 # Global importance
 def global_outputs(model, scored: Samples, background: torch.Tensor, config, path,
-                   background_lengths: Optional[np.ndarray] = None) -> dict:
+                   background_lengths: Optional[np.ndarray] = None, progress=Silent) -> dict:
     """Group Shapley values of whole channels, whole time windows and channel x window cells for up to
     GLOBAL_EXPLAIN_ROWS rows of the file (seeded, stratified over the predicted classes): global_importance.npz,
     the global figures, and the metrics.json section (importance with bootstrap intervals, overall and per
     predicted class). Rows of different lengths: each row's windows are the tenths (SHAP_SEGMENTS_PER_CHANNEL)
-    of its own length, labelled in per cent of the length."""
+    of its own length, labelled in per cent of the length. progress: told each row of each grouping."""
     start = time.perf_counter()
     index = global_importance.choose_rows(scored.y_pred, config["GLOBAL_EXPLAIN_ROWS"], config["SEED"])
     rows = scored.subset(index)
@@ -343,9 +343,12 @@ def global_outputs(model, scored: Samples, background: torch.Tensor, config, pat
     labels = [regions.span_label(a, b, rows.feature_names) for a, b in spans]
     if rows.lengths is not None:  # each row's windows are tenths of its own length, as the SHAP stage's players
         labels = [f"{100 * a / length:.0f}-{100 * b / length:.0f} %" for a, b in spans]
-    arrays, section = global_importance.global_importance(model, rows.x, background, rows.y_pred, rows.channel_names,
-                                                          rows.class_names, windows, config["SEED"], labels,
-                                                          rows.lengths, background_lengths)
+    with progress(f"global importance ({', '.join(global_importance.GROUPINGS)})",
+                  len(rows) * len(global_importance.GROUPINGS), "row") as step:
+        arrays, section = global_importance.global_importance(model, rows.x, background, rows.y_pred,
+                                                              rows.channel_names, rows.class_names, windows,
+                                                              config["SEED"], labels, rows.lengths,
+                                                              background_lengths, step)
     inputs = np.where(np.arange(length) < rows.own_lengths[:, None, None], rows.inputs, np.nan)  # padding: no value
     class_means = np.stack([np.nanmean(inputs[rows.y_pred == k], axis=0) if (rows.y_pred == k).any()
                             else np.zeros(inputs.shape[1:]) for k in range(len(rows.class_names))])

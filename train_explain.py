@@ -760,7 +760,7 @@ def run(config: dict) -> int:
 
                 if config["GLOBAL_EXPLAIN_ROWS"]:
                     global_summary = stages.global_outputs(model, scored, background, config, path,
-                                                          background_lengths)
+                                                          background_lengths, progress)
                     print(f"global importance over {global_summary['rows']} rows: top channel "
                           f"{max(global_summary['channel_importance'].items(), key=lambda kv: kv[1]['mean'])[0]}")
                     lap("global")
