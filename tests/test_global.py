@@ -202,3 +202,14 @@ def test_rows_of_their_own_lengths_get_values_that_add_up_and_ignore_what_follow
     assert max(section["additivity_max_abs_error"].values()) < 1e-5
     for key in ("channel_values", "window_values", "cell_values"):
         np.testing.assert_allclose(arrays[key], nan_arrays[key], atol=1e-6)
+
+
+def test_copies_of_one_row_are_sampled_with_permutations_of_their_own():
+    """The bootstrap over the rows sees the permutations' sampling error only if each row draws its own."""
+    model = tiny_model(channels=3, length=6)
+    generator = torch.Generator().manual_seed(4)
+    row, background = torch.randn(1, 3, 6, generator=generator), torch.randn(5, 3, 6, generator=generator)
+    groups = global_importance.players("cells", 3, 6, 2)  # 6 players: permutation sampling
+    values = global_importance.group_values(model, row.repeat(2, 1, 1), background, groups, seed=0)
+    assert not np.allclose(values[0], values[1])
+    np.testing.assert_allclose(values[0].sum(axis=0), values[1].sum(axis=0), atol=1e-5)  # both add up
