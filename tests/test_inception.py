@@ -151,17 +151,29 @@ def test_lrp_of_rows_of_their_own_lengths_matches_the_model_and_is_zero_after_ea
         assert (relevance[i, :, n:] == 0).all() and relevance[i, :, :n].abs().sum() > 0
 
 
-def test_a_seeded_pipeline_run_with_the_inception_front_end_repeats_exactly(tmp_path):
-    train, test = write_series_csvs(tmp_path, length=16)
+def test_seeded_training_of_the_inception_front_end_repeats_exactly(tmp_path):
+    from data_loader import CustomDataset
+
+    config = train_explain.config_from_args(["--epochs=2", "--batch_size=4"])
+    x = batch(padding=0.0)
+    data = CustomDataset(torch.cat([x, -x]), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), np.tile(LENGTHS.numpy(), 2))
+    empty = CustomDataset(x[:0], torch.zeros(0, dtype=torch.long), LENGTHS.numpy()[:0])
+    states = []
     for name in ("a", "b"):
-        assert train_explain.main(run_args(train, test, tmp_path / name, "--conv_front_end=inception",
-                                           "--epochs=2", "--attribution_methods=lrp_epsilon,gradcam")) == 0
-    a = torch.load(tmp_path / "a" / train_explain.CHECKPOINT_NAME, weights_only=True)
-    b = torch.load(tmp_path / "b" / train_explain.CHECKPOINT_NAME, weights_only=True)
-    assert a["hyperparameters"]["conv_front_end"] == "inception"
-    assert all(torch.equal(a["model_state_dict"][k], b["model_state_dict"][k]) for k in a["model_state_dict"])
-    np.testing.assert_array_equal(np.load(tmp_path / "a" / "shap_values.npz")["values"],
-                                  np.load(tmp_path / "b" / "shap_values.npz")["values"])
-    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+        torch.manual_seed(0)
+        model = inception_model(seed=0)
+        history, state, *_ = train_explain.train_model(model, data, empty, config, tmp_path / name, log=lambda m: None)
+        states.append(state)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], inception_model(seed=0).state_dict()[k]) for k in states[0])
+
+
+def test_a_pipeline_run_with_the_inception_front_end_explains_with_every_method(tmp_path):
+    train, test = write_series_csvs(tmp_path, length=16)
+    assert train_explain.main(run_args(train, test, tmp_path / "out", "--conv_front_end=inception", "--epochs=2",
+                                       "--global_explain_rows=0", "--counterfactual_budget=50")) == 0
+    checkpoint = torch.load(tmp_path / "out" / train_explain.CHECKPOINT_NAME, weights_only=True)
+    assert checkpoint["hyperparameters"]["conv_front_end"] == "inception"
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["shap"]["additivity_rel_error_max"] < 1e-4
-    assert set(metrics["attributions"]["methods"]) >= {"lrp_epsilon", "gradcam"}
+    assert set(metrics["attributions"]["methods"]) >= {"lrp_epsilon", "lrp_sign", "gradcam", "integrated_gradients"}
