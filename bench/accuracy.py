@@ -231,7 +231,7 @@ def main():
         rows.append([f"**mean of the {len(means['target'])} sets with bake-off results**", "",
                      f"{statistics.mean(means['bakeoff_acc']):.3f}", *variable_column, "", "", "", "", "", "",
                      *target, f"{statistics.mean(means['bakeoff_acc']) - statistics.mean(means['target']):+.3f}"])
-    if len(means["dtw"]) < len(means["acc"]):
+    if len(means["acc"]) > max(len(means["dtw"]), len(means["target"])):
         rows.append([f"**mean of all {len(means['acc'])} sets**", "", f"{statistics.mean(means['acc']):.3f}",
                      *([f"{statistics.mean(means['variable']):.3f}"] if args.variable else []), "", "", "", "", "", "",
                      *bakeoff_columns])
