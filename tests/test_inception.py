@@ -78,6 +78,14 @@ def test_a_checkpoint_naming_an_unknown_front_end_is_refused(tmp_path):
         load_model(tmp_path / "bad.pth")
 
 
+@pytest.mark.parametrize("flags, words", [(["--conv_front_end=transformer"], "CONV_FRONT_END"),
+                                          (["--conv_front_end=inception", "--cnn_channels=30"], "multiple of 4")])
+def test_an_unknown_front_end_or_channels_it_cannot_split_is_a_one_line_error(flags, words, capsys):
+    assert train_explain.main(flags) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and words in error and error.count("\n") == 1
+
+
 @pytest.mark.parametrize("padding", [0.0, float("nan"), 1e6])
 def test_padding_of_any_value_gives_the_logits_of_each_series_alone(padding):
     model = inception_model(train_steps=3)
