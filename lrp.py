@@ -8,6 +8,10 @@ Zennit). The rules, layer by layer:
 
 * Conv1d + BatchNorm1d (eval): BatchNorm is an affine map and is folded into the conv (one linear layer
   with weight W*gamma/sigma and bias (b - mean)*gamma/sigma + beta); epsilon rule on it.
+* Inception front end (model.InceptionBlock): the 1x1 bottleneck is a bias-free conv (epsilon rule); each
+  branch conv, and the 1x1 conv after the stride-1 max-pool (winner takes all), gets its channels of the
+  BatchNorm that follows the concatenation folded in; the residual shortcut is a 1x1 conv with its BatchNorm
+  folded in, and its sum with the last module is linear (epsilon rule).
 * ReLU: relevance passes through unchanged (R_in = R_out; a dead unit has zero relevance).
 * MaxPool1d: winner takes all (all relevance of a window goes to its argmax).
 * LSTM (Arras et al. 2017, 2019): the sigmoid gates i, f, o are constants; the cell input
@@ -46,6 +50,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from model import InceptionBlock, edge_padded, zeroed_after
 
 RULES = ("epsilon", "sign")
 
@@ -88,6 +94,48 @@ class _Biases:
 
 # -----------------------------------------------------------------------------
 # Layers
+def _folded(norm, channels=slice(None)):
+    """(scale, shift) of the eval-mode BatchNorm1d's channels: norm(h) = h * scale + shift."""
+    if norm.running_mean is None:
+        raise ValueError("BatchNorm1d without running statistics cannot be folded")
+    scale = norm.weight.detach()[channels] / torch.sqrt(norm.running_var.detach()[channels] + norm.eps)
+    return scale, norm.bias.detach()[channels] - norm.running_mean.detach()[channels] * scale
+
+
+def _folded_conv(conv, a, norm, channels, eps, bias):
+    """Epsilon rule on a bias-free Conv1d with the BatchNorm channels that follow it folded in."""
+    scale, shift = _folded(norm, channels)
+    z = F.conv1d(a, conv.weight.detach() * scale[:, None, None], None, conv.stride, conv.padding)
+    return _stabilised(z + bias(shift)[..., None], eps)
+
+
+def _inception_block(block, a, eps, bias, count=None):
+    """model.InceptionBlock: its modules, the residual shortcut, the pool. count (N,): rows of their own lengths,
+    the padding zeroed before each module and edge-padded before each max-pool branch, as the model does."""
+    x = a
+    for module in block.layers:
+        a = a if count is None else zeroed_after(a, count)
+        squeezed = a if isinstance(module.bottleneck, nn.Identity) else _stabilised(
+            F.conv1d(a, module.bottleneck.weight.detach()), eps)
+        pooled = module.pool(a if count is None else edge_padded(a, count))
+        width = module.pool_conv.out_channels
+        parts = [_folded_conv(conv, source, module.norm, slice(i * width, (i + 1) * width), eps, bias)
+                 for i, (conv, source) in enumerate([(branch, squeezed) for branch in module.branches]
+                                                    + [(module.pool_conv, pooled)])]
+        a = torch.relu(torch.cat(parts, dim=1))
+    if block.shortcut is not None:
+        conv, norm = block.shortcut
+        a = torch.relu(_stabilised(a + _folded_conv(conv, x, norm, slice(None), eps, bias), eps))
+    return block.pool(a)
+
+
+def _front_block(block, a, eps, bias, count=None):
+    """One of the model's two conv blocks, plain or inception."""
+    if isinstance(block, InceptionBlock):
+        return _inception_block(block, a, eps, bias, count)
+    return _conv_block(block, a, eps, bias)
+
+
 def _conv_block(block, a, eps, bias):
     """Conv1d (+ BatchNorm1d folded in) -> ReLU -> MaxPool1d / Identity, as in train_explain.conv_block."""
     layers = list(block)
@@ -206,7 +254,7 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
     if lengths is not None and bool((lengths >= x.shape[2]).all()):
         lengths = None
     if lengths is None:
-        features = _conv_block(model.conv2, _conv_block(model.conv1, x, epsilon, bias), epsilon, bias)  # (N, F, T)
+        features = _front_block(model.conv2, _front_block(model.conv1, x, epsilon, bias), epsilon, bias)  # (N, F, T)
         sequence = _lstm(model.lstm, features.transpose(1, 2), epsilon, bias)  # (N, T, 2H)
         attended = _attention(model.attention, sequence, epsilon, bias)
         pooled = _stabilised(_stabilised(sequence + attended, epsilon).mean(dim=1), epsilon)
@@ -218,8 +266,9 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
 
         lengths = lengths.to(x.device).long()
         after1, after2 = model.pooled_lengths(lengths, x.shape[2])
-        features = real(_conv_block(model.conv2, real(_conv_block(model.conv1, real(x, lengths), epsilon, bias),
-                                                      after1), epsilon, bias), after2)
+        read = model.read_lengths(lengths, x.shape[2])
+        first = _front_block(model.conv1, real(x, lengths), epsilon, bias, read)
+        features = real(_front_block(model.conv2, real(first, after1), epsilon, bias, after1), after2)
         sequence = _lstm(model.lstm, features.transpose(1, 2), epsilon, bias, after2)
         attended = _attention(model.attention, sequence, epsilon, bias, after2)
         count = after2[:, None].to(features.dtype)

@@ -24,6 +24,11 @@ def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, b
     return sizes
 
 
+FRONT_ENDS = ("plain", "inception")
+INCEPTION_KERNELS = (9, 19, 39)  # InceptionTime's 10/20/40, odd so that a series keeps its length
+INCEPTION_DEPTH = 3  # inception modules of the second block, bridged by one residual shortcut (InceptionTime's unit)
+
+
 def conv_block(in_channels: int, out_channels: int, kernel_size: int, pool: int) -> nn.Sequential:
     # Module layers only, each used once: shap.DeepExplainer attaches its rules to modules.
     return nn.Sequential(
@@ -34,21 +39,116 @@ def conv_block(in_channels: int, out_channels: int, kernel_size: int, pool: int)
     )
 
 
+def zeroed_after(values: torch.Tensor, count: torch.Tensor, time_dim: int = 2) -> torch.Tensor:
+    """values with the steps from count (N,) on set to 0 (torch.where, so that a NaN there reaches neither the
+    output nor a gradient)."""
+    steps = torch.arange(values.shape[time_dim], device=values.device)
+    keep = steps[None, :] < count[:, None]
+    keep = keep[:, None, :] if time_dim == 2 else keep[:, :, None]
+    return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+
+def edge_padded(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """x (N, C, T) with the steps from count (N,) on replaced by each row's last real step: a max over a window
+    that reaches past a row's end then equals MaxPool1d's on the row alone (which pads with -inf)."""
+    last = torch.minimum(torch.arange(x.shape[2], device=x.device)[None, :], (count - 1)[:, None])  # (N, T)
+    return x.gather(2, last[:, None, :].expand(-1, x.shape[1], -1))
+
+
+def normalized(norm: nn.BatchNorm1d, h: torch.Tensor, count=None) -> torch.Tensor:
+    """norm(h); in training mode with count (N,), whose steps from count on are padding, BatchNorm's batch
+    statistics, and the running statistics it updates, are over the real steps only, as for the rows alone (in
+    eval mode its running statistics do not depend on the padding)."""
+    if count is None or not norm.training:
+        return norm(h)
+    keep = (torch.arange(h.shape[2], device=h.device)[None, :] < count[:, None])[:, None, :].to(h.dtype)  # (N, 1, T)
+    steps = keep.sum()
+    mean = (h * keep).sum(dim=(0, 2)) / steps
+    var = ((h - mean[None, :, None]) ** 2 * keep).sum(dim=(0, 2)) / steps
+    with torch.no_grad():  # BatchNorm1d's update: momentum 0.1, the unbiased variance
+        norm.running_mean.mul_(1 - norm.momentum).add_(norm.momentum * mean)
+        norm.running_var.mul_(1 - norm.momentum).add_(norm.momentum * var * steps / (steps - 1).clamp(min=1))
+        norm.num_batches_tracked.add_(1)
+    h = (h - mean[None, :, None]) / torch.sqrt(var[None, :, None] + norm.eps)
+    return h * norm.weight[None, :, None] + norm.bias[None, :, None]
+
+
+class InceptionModule(nn.Module):
+    """InceptionTime's module (Ismail Fawaz et al. 2020): a 1x1 bottleneck (for more than one input channel),
+    parallel convs of widths INCEPTION_KERNELS on it and a 1x1 conv on a stride-1 max-pool of the input,
+    concatenated, BatchNorm, ReLU: 4 * branch_channels out, the input's length kept. The convs have no bias
+    (BatchNorm follows), so a zero-padded step stays zero up to the BatchNorm: rows of their own lengths are read
+    like the rows alone."""
+
+    def __init__(self, in_channels: int, branch_channels: int):
+        super().__init__()
+        self.bottleneck = nn.Conv1d(in_channels, branch_channels, 1, bias=False) if in_channels > 1 else nn.Identity()
+        width = branch_channels if in_channels > 1 else in_channels
+        self.branches = nn.ModuleList(nn.Conv1d(width, branch_channels, k, padding=k // 2, bias=False)
+                                      for k in INCEPTION_KERNELS)
+        self.pool = nn.MaxPool1d(3, stride=1, padding=1)
+        self.pool_conv = nn.Conv1d(in_channels, branch_channels, 1, bias=False)
+        self.norm = nn.BatchNorm1d(4 * branch_channels)
+        self.relu = nn.ReLU()
+
+    def forward(self, x, count=None):
+        """x (N, C, T) -> (N, 4 * branch_channels, T). count (N,): row i's real steps, x being 0 after them."""
+        squeezed = self.bottleneck(x)
+        pooled = self.pool(x if count is None else edge_padded(x, count))
+        h = torch.cat([branch(squeezed) for branch in self.branches] + [self.pool_conv(pooled)], dim=1)
+        return self.relu(normalized(self.norm, h, count))
+
+
+class InceptionBlock(nn.Module):
+    """`depth` InceptionModules, with (residual=True) a 1x1 conv + BatchNorm shortcut from the block's input added
+    after the last one (then ReLU), then MaxPool1d(pool): (N, in_channels, T) -> (N, out_channels, T // pool)."""
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int, pool: int, residual: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(InceptionModule(in_channels if i == 0 else out_channels, out_channels // 4)
+                                    for i in range(depth))
+        self.shortcut = nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, bias=False),
+                                      nn.BatchNorm1d(out_channels)) if residual else None
+        self.relu = nn.ReLU() if residual else nn.Identity()
+        self.pool = nn.MaxPool1d(pool) if pool > 1 else nn.Identity()
+
+    def forward(self, x, count=None):
+        """count (N,): row i's real steps, x being 0 after them; the padding is zeroed again before each module."""
+        h = x
+        for module in self.layers:
+            h = module(h if count is None else zeroed_after(h, count), count)
+        if self.shortcut is not None:
+            conv, norm = self.shortcut
+            h = self.relu(h + normalized(norm, conv(x), count))
+        return self.pool(h)
+
+
 class HybridCNNLSTMAttention(nn.Module):
     """(N, C, L) normalized series -> (N, K) logits.
 
     Two Conv1d blocks extract local shapes, a bidirectional LSTM reads them in order, multi-head
     self-attention (weights kept per head, read by a forward hook) relates all steps, and the
     classifier sees the time-averaged attention output beside the time-averaged conv features.
-    `gradcam_layer` is the last conv block, the layer Grad-CAM hooks."""
+    `gradcam_layer` is the last conv block, the layer Grad-CAM hooks.
+
+    conv_front_end "plain": the two conv blocks are Conv1d(kernel_size) + BatchNorm + ReLU + pool. "inception": the
+    first is one InceptionModule (cnn_channels out), the second INCEPTION_DEPTH of them (2 * cnn_channels out) with
+    a residual shortcut, each followed by the same pooling; kernel_size is then unused."""
 
     def __init__(self, input_channels, sequence_length, num_classes, cnn_channels=32, lstm_hidden_size=64,
                  lstm_layers=1, attention_heads=4, dropout=0.1, kernel_size=7, min_pooled_length=16,
-                 max_pooled_length=128):
+                 max_pooled_length=128, conv_front_end="plain"):
         super().__init__()
         pool1, pool2 = pooling_sizes(sequence_length, min_pooled_length, max_pooled_length)
-        self.conv1 = conv_block(input_channels, cnn_channels, kernel_size, pool1)
-        self.conv2 = conv_block(cnn_channels, 2 * cnn_channels, kernel_size, pool2)
+        self.pool_factors = (pool1, pool2)
+        if conv_front_end == "plain":
+            self.conv1 = conv_block(input_channels, cnn_channels, kernel_size, pool1)
+            self.conv2 = conv_block(cnn_channels, 2 * cnn_channels, kernel_size, pool2)
+        elif conv_front_end == "inception":
+            self.conv1 = InceptionBlock(input_channels, cnn_channels, 1, pool1, residual=False)
+            self.conv2 = InceptionBlock(cnn_channels, 2 * cnn_channels, INCEPTION_DEPTH, pool2, residual=True)
+        else:
+            raise ValueError(f"conv_front_end must be one of {FRONT_ENDS}, not {conv_front_end!r}")
         self.lstm = nn.LSTM(2 * cnn_channels, lstm_hidden_size, lstm_layers, batch_first=True,
                             bidirectional=True, dropout=dropout if lstm_layers > 1 else 0.0)
         self.attention = nn.MultiheadAttention(2 * lstm_hidden_size, attention_heads, batch_first=True)
@@ -59,11 +159,6 @@ class HybridCNNLSTMAttention(nn.Module):
     @property
     def gradcam_layer(self) -> nn.Module:
         return self.conv2
-
-    @property
-    def pool_factors(self) -> tuple[int, int]:
-        return tuple(block[3].kernel_size if isinstance(block[3], nn.MaxPool1d) else 1
-                     for block in (self.conv1, self.conv2))
 
     def read_lengths(self, lengths: torch.Tensor, width: int) -> torch.Tensor:
         """The steps the first conv block reads of rows `width` steps wide: a series shorter than the pooling
@@ -89,14 +184,9 @@ class HybridCNNLSTMAttention(nn.Module):
         return self.head(self.dropout(self._masked_context(x, lengths.to(x.device).long())))
 
     def _masked_context(self, x, lengths):
-        """forward's context vector for rows of their own lengths: every padded value is replaced (torch.where, so
-        that a NaN there reaches neither the output nor a gradient) before each layer that mixes steps."""
-        def real(values, count, time_dim):  # values with the steps from `count` on set to 0
-            steps = torch.arange(values.shape[time_dim], device=values.device)
-            keep = steps[None, :] < count[:, None]
-            keep = keep[:, None, :] if time_dim == 2 else keep[:, :, None]
-            return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
-
+        """forward's context vector for rows of their own lengths: every padded value is replaced (zeroed_after)
+        before each layer that mixes steps."""
+        real = zeroed_after
         after1, after2 = self.pooled_lengths(lengths, x.shape[2])
         features = masked_block(self.conv1, real(x, lengths, 2), self.read_lengths(lengths, x.shape[2]))
         features = real(masked_block(self.conv2, real(features, after1, 2), after1), after2, 2)  # (N, 2*cnn, T)
@@ -111,32 +201,27 @@ class HybridCNNLSTMAttention(nn.Module):
         return torch.cat([features.sum(dim=2) / count, real(sequence + attended, after2, 1).sum(dim=1) / count], dim=1)
 
 
-def masked_block(block: nn.Sequential, x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+def masked_block(block: nn.Module, x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """A conv block on rows whose steps from count (N,) on are padding (set to 0): in training mode BatchNorm's
     batch statistics, and the running statistics it updates, are over the real steps only, as for the rows
-    alone; in eval mode it uses its running statistics, which do not depend on the padding."""
+    alone (`normalized`); in eval mode it uses its running statistics, which do not depend on the padding."""
+    if isinstance(block, InceptionBlock):
+        return block(x, count)  # the module itself, so that hooks on it (Grad-CAM's) see it
     conv, norm, relu, pool = block
     if not norm.training:
         return block(x)  # the module itself, so that hooks on it (Grad-CAM's) see it
-    h = conv(x)
-    keep = (torch.arange(h.shape[2], device=h.device)[None, :] < count[:, None])[:, None, :].to(h.dtype)  # (N, 1, T)
-    steps = keep.sum()
-    mean = (h * keep).sum(dim=(0, 2)) / steps
-    var = ((h - mean[None, :, None]) ** 2 * keep).sum(dim=(0, 2)) / steps
-    with torch.no_grad():  # BatchNorm1d's update: momentum 0.1, the unbiased variance
-        norm.running_mean.mul_(1 - norm.momentum).add_(norm.momentum * mean)
-        norm.running_var.mul_(1 - norm.momentum).add_(norm.momentum * var * steps / (steps - 1).clamp(min=1))
-        norm.num_batches_tracked.add_(1)
-    h = (h - mean[None, :, None]) / torch.sqrt(var[None, :, None] + norm.eps)
-    return pool(relu(h * norm.weight[None, :, None] + norm.bias[None, :, None]))
+    return pool(relu(normalized(norm, conv(x), count)))
 
 
 MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",
               "lstm_layers", "attention_heads", "dropout", "kernel_size", "min_pooled_length", "max_pooled_length"]
+# Model arguments added later, with the value that a checkpoint written before them means.
+LATER_MODEL_ARGS = {"conv_front_end": "plain"}
 
 
 def build_model(hyperparameters: dict) -> HybridCNNLSTMAttention:
-    return HybridCNNLSTMAttention(**{name: hyperparameters[name] for name in MODEL_ARGS})
+    return HybridCNNLSTMAttention(**{name: hyperparameters[name] for name in MODEL_ARGS},
+                                  **{name: hyperparameters.get(name, old) for name, old in LATER_MODEL_ARGS.items()})
 
 
 def row_lengths(lengths, width: int, device=None):
@@ -222,10 +307,24 @@ ARG_RANGES = {"input_channels": (1, 100_000), "sequence_length": (1, 10_000_000)
 MAX_PARAMETERS = 200_000_000
 
 
+def inception_parameters(in_channels: int, out_channels: int, depth: int, residual: bool) -> int:
+    """Parameters of InceptionBlock(in_channels, out_channels, depth, residual=residual)."""
+    b, total = out_channels // 4, 0
+    for layer in range(depth):
+        c = in_channels if layer == 0 else out_channels
+        width = b if c > 1 else c
+        total += (c * b if c > 1 else 0) + width * b * sum(INCEPTION_KERNELS) + c * b + 2 * 4 * b
+    return total + (in_channels * out_channels + 2 * out_channels if residual else 0)
+
+
 def parameter_count(hp: dict) -> int:
     """Parameters build_model(hp) would allocate, computed without allocating them."""
     c, k, h = hp["cnn_channels"], hp["kernel_size"], hp["lstm_hidden_size"]
-    conv = hp["input_channels"] * c * k + c + 2 * c + 2 * c * c * k + 2 * c + 4 * c
+    if hp.get("conv_front_end", "plain") == "inception":
+        conv = (inception_parameters(hp["input_channels"], c, 1, False)
+                + inception_parameters(c, 2 * c, INCEPTION_DEPTH, True))
+    else:
+        conv = hp["input_channels"] * c * k + c + 2 * c + 2 * c * c * k + 2 * c + 4 * c
     lstm = sum(2 * 4 * h * ((2 * c if layer == 0 else 2 * h) + h + 2) for layer in range(hp["lstm_layers"]))
     attention = 4 * (2 * h) ** 2 + 4 * 2 * h
     return conv + lstm + attention + (2 * c + 2 * h + 1) * hp["num_classes"]
@@ -252,6 +351,11 @@ def check_checkpoint(checkpoint, path):
         raise bad("hyperparameters.dropout", f"is {hp.get('dropout')!r}, expected a number in [0, 1)")
     if (2 * hp["lstm_hidden_size"]) % hp["attention_heads"]:
         raise bad("hyperparameters.attention_heads", "does not divide 2 * lstm_hidden_size")
+    front_end = hp.get("conv_front_end", "plain")  # absent in a checkpoint written before there was a choice
+    if front_end not in FRONT_ENDS:
+        raise bad("hyperparameters.conv_front_end", f"is {front_end!r}, expected one of {FRONT_ENDS}")
+    if front_end == "inception" and hp["cnn_channels"] % 4:
+        raise bad("hyperparameters.cnn_channels", "is not a multiple of 4, as the inception front end needs")
     if parameter_count(hp) > MAX_PARAMETERS:
         raise bad("hyperparameters", f"describe a model of {parameter_count(hp):,} parameters, more than "
                                      f"{MAX_PARAMETERS:,}")

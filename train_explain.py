@@ -31,6 +31,7 @@ TRAIN = True  # False: reuse OUTPUT_DIR's checkpoint, only evaluate and explain
 RESUME = False  # True: continue the interrupted training of RUN (its resume state in OUTPUT_DIR/runs/<id>.partial)
 # model
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
+CONV_FRONT_END = "plain"  # the conv blocks before the LSTM: "plain" (Conv1d + BatchNorm + ReLU + pool, twice) or "inception" (InceptionTime's multi-scale modules, 1 then 3 with a residual; model.py)
 KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
 LSTM_HIDDEN_SIZE = 64  # hidden units per direction of the bidirectional LSTM
 LSTM_LAYERS = 1  # stacked LSTM layers
@@ -161,6 +162,11 @@ def check_config(config: dict) -> None:
     if (2 * config["LSTM_HIDDEN_SIZE"]) % config["ATTENTION_HEADS"]:
         raise ConfigError(f"ATTENTION_HEADS={config['ATTENTION_HEADS']} does not divide the attention width "
                           f"2 * LSTM_HIDDEN_SIZE = {2 * config['LSTM_HIDDEN_SIZE']}; pick a divisor")
+    if config["CONV_FRONT_END"] not in FRONT_ENDS:
+        raise ConfigError(f"CONV_FRONT_END is {config['CONV_FRONT_END']!r}; use one of {', '.join(map(repr, FRONT_ENDS))}")
+    if config["CONV_FRONT_END"] == "inception" and config["CNN_CHANNELS"] % 4:
+        raise ConfigError(f"CNN_CHANNELS is {config['CNN_CHANNELS']}; the inception front end splits it over 4 branches, "
+                          "so use a multiple of 4")
     if config["DEVICE"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"DEVICE is {config['DEVICE']!r}; use 'auto', 'cpu' or 'cuda'")
     if config["MISSING_VALUES"] not in ("interpolate", "error"):
@@ -197,7 +203,7 @@ from counterfactuals import CounterfactualError, guide_pool, target_index  # noq
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
-from model import CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
+from model import FRONT_ENDS, CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402

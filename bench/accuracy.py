@@ -16,6 +16,14 @@ means are given over the sets with published results and over all sets.
 50-100 % of its length (the cells after it left empty), and in a fifth of the rows a few empty cells punched
 inside the series (interpolated by the reader, MISSING_VALUES=interpolate), seeded; its accuracy is a column
 beside the full-length one, which --variable leaves unchanged.
+
+The bake-off columns are the test accuracies of resample 0 (the default train/test split) in the 2023 "bake off
+redux" (Middlehurst, Schäfer and Bagnall, "Bake off redux: a review and experimental evaluation of recent time
+series classification algorithms", 2024), read at run time from the results files that ship in the tsml-eval
+wheel (pip downloads it, no install; --bakeoff_wheel=PATH reads a wheel already here): ResNet, InceptionTime and
+H-InceptionTime (ensembles of 5 networks), MR-Hydra, HC2 and 1NN-DTW, for every set they cover ("-" where a
+classifier has no result). A summary line compares the mean over the sets with an H-InceptionTime result with
+H-InceptionTime's mean on the same sets, and a column gives each set's distance to H-InceptionTime.
 """
 import argparse
 import glob
@@ -28,10 +36,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from aeon_sets import SETS as AEON_STEMS
 from dtw_baseline import one_nn_dtw_accuracy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +55,47 @@ REFERENCES = {
     "ItalyPowerDemand": (0.950, 0.970, "FCN 0.963, ResNet 0.962, ROCKET 0.970"),
     "JapaneseVowels": (0.949, 0.993, "FCN 0.973-0.993, InceptionTime 0.970-0.992"),
 }
+
+
+BAKEOFF = "tsml-eval==0.6.0"
+BAKEOFF_RESULTS = "tsml_eval/publications/2023/tsc_bakeoff/results/"
+BAKEOFF_CLASSIFIERS = ["ResNet", "InceptionTime", "H-InceptionTime", "MR-Hydra", "HC2", "1NN-DTW"]
+BAKEOFF_TARGET = "H-InceptionTime"  # the summary line and the distance column compare with it
+
+
+def bakeoff_accuracies(wheel=None) -> dict:
+    """{classifier: {data set: test accuracy of resample 0}} for BAKEOFF_CLASSIFIERS, from the bake-off's
+    <classifier>_accuracy.csv files in the tsml-eval wheel (one row per data set, a column per resample). A
+    classifier's file may sit in several folders (its family's and best/, which adds the equal-length versions
+    of unequal sets such as PickupGestureWiimoteZ_eq); their rows are merged."""
+    with tempfile.TemporaryDirectory() as folder:
+        if wheel is None:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", folder, BAKEOFF],
+                           check=True)
+            wheel = next(Path(folder).glob("tsml_eval-*.whl"))
+        archive = zipfile.ZipFile(wheel)
+        results = {name: {} for name in BAKEOFF_CLASSIFIERS}
+        for path in archive.namelist():
+            classifier = os.path.basename(path).removesuffix("_accuracy.csv")
+            if path.startswith(BAKEOFF_RESULTS) and path.endswith("_accuracy.csv") and classifier in results:
+                lines = archive.read(path).decode().splitlines()
+                if lines[0].split(",")[:2] != ["Resamples:", "0"]:
+                    sys.exit(f"{wheel}: {path} does not start with the resample columns 'Resamples:,0,...'")
+                for line in lines[1:]:
+                    dataset, resample0 = line.split(",")[:2]
+                    results[classifier][dataset] = float(resample0)
+    missing = [name for name, table in results.items() if not table]
+    if missing:
+        sys.exit(f"{wheel}: no bake-off results for {', '.join(missing)} under {BAKEOFF_RESULTS}")
+    return results
+
+
+def bakeoff_row(results: dict, name: str) -> dict:
+    """{classifier: accuracy} of the data set `name` (its aeon stem, e.g. PickupGestureWiimoteZ_eq, where the
+    bake-off has that version); classifiers without a result are left out."""
+    stem = AEON_STEMS.get(name, name)
+    return {c: table.get(stem, table.get(name)) for c, table in results.items()
+            if table.get(stem, table.get(name)) is not None}
 
 
 def dataset_name(directory):
@@ -112,12 +164,14 @@ def main():
     parser.add_argument("--extra", default="", help='flags passed to train_explain.py, e.g. "--epochs=50"')
     parser.add_argument("--variable", action="store_true",
                         help="also run each set cut to random lengths with gaps (variable_length_copy)")
+    parser.add_argument("--bakeoff_wheel", help=f"a {BAKEOFF} wheel already downloaded (default: pip downloads it)")
     args = parser.parse_args()
+    bakeoff = bakeoff_accuracies(args.bakeoff_wheel)
     datasets = args.datasets or ([SHARED] + sorted(glob.glob(os.path.join(SHARED, "dev", "*", "")))
                                  + sorted(glob.glob(os.path.join(ROOT, "bench", "data", "*", ""))))
     extra = shlex.split(args.extra)
 
-    rows, means = [], {"acc": [], "published_acc": [], "dtw": [], "best": []}
+    rows, means = [], {"acc": [], "published_acc": [], "dtw": [], "best": [], "bakeoff_acc": [], "target": []}
     for directory in datasets:
         name = dataset_name(directory)
         runs = []
@@ -141,33 +195,61 @@ def main():
             variable_text = [f"{statistics.mean(variable):.3f} ± "
                              f"{statistics.stdev(variable) if len(variable) > 1 else 0.0:.3f}"]
         dtw, best, published = REFERENCES.get(name, (None, None, "-"))
+        scores = bakeoff_row(bakeoff, name)
         means["acc"].append(mean)
         if dtw is not None:
             means["published_acc"].append(mean)
             means["dtw"].append(dtw)
             means["best"].append(best)
             dtw_text = f"{dtw:.3f}"
+        elif "1NN-DTW" in scores:
+            dtw = scores["1NN-DTW"]
+            dtw_text = f"{dtw:.3f}‡"
         else:
             dtw = one_nn_dtw_accuracy(os.path.abspath(directory))
             dtw_text = f"{dtw:.3f}*"
+        if BAKEOFF_TARGET in scores:
+            means["bakeoff_acc"].append(mean)
+            means["target"].append(scores[BAKEOFF_TARGET])
         rows.append([name, shape, f"{mean:.3f} ± {sd:.3f}", *variable_text,
                      "/".join(str(m["best_epoch"]) for m in runs),
                      f"{statistics.mean(m['timings_s']['train'] for m in runs):.0f}",
                      f"{statistics.mean(m['timings_s']['total'] for m in runs):.0f}",
-                     dtw_text, published, "yes" if mean >= dtw else f"no ({mean - dtw:+.3f})"])
+                     dtw_text, published, "yes" if mean >= dtw else f"no ({mean - dtw:+.3f})",
+                     *[f"{scores[c]:.3f}" if c in scores else "-" for c in BAKEOFF_CLASSIFIERS],
+                     f"{mean - scores[BAKEOFF_TARGET]:+.3f}" if BAKEOFF_TARGET in scores else "-"])
     variable_column = [""] if args.variable else []
+    bakeoff_columns = [""] * (len(BAKEOFF_CLASSIFIERS) + 1)
     if means["dtw"]:
         rows.append([f"**mean of the {len(means['dtw'])} sets with published results**", "",
                      f"{statistics.mean(means['published_acc']):.3f}", *variable_column, "", "", "",
-                     f"{statistics.mean(means['dtw']):.3f}", f"best per set: {statistics.mean(means['best']):.3f}", ""])
-    if len(means["dtw"]) < len(means["acc"]):
+                     f"{statistics.mean(means['dtw']):.3f}", f"best per set: {statistics.mean(means['best']):.3f}", "",
+                     *bakeoff_columns])
+    if means["target"]:
+        target = [""] * len(BAKEOFF_CLASSIFIERS)
+        target[BAKEOFF_CLASSIFIERS.index(BAKEOFF_TARGET)] = f"{statistics.mean(means['target']):.3f}"
+        rows.append([f"**mean of the {len(means['target'])} sets with bake-off results**", "",
+                     f"{statistics.mean(means['bakeoff_acc']):.3f}", *variable_column, "", "", "", "", "", "",
+                     *target, f"{statistics.mean(means['bakeoff_acc']) - statistics.mean(means['target']):+.3f}"])
+    if len(means["acc"]) > max(len(means["dtw"]), len(means["target"])):
         rows.append([f"**mean of all {len(means['acc'])} sets**", "", f"{statistics.mean(means['acc']):.3f}",
-                     *([f"{statistics.mean(means['variable']):.3f}"] if args.variable else []), "", "", "", "", "", ""])
+                     *([f"{statistics.mean(means['variable']):.3f}"] if args.variable else []), "", "", "", "", "", "",
+                     *bakeoff_columns])
 
     header = ["data set", "shape (train rows×channels×length, classes)", f"test accuracy (mean ± sd, {args.seeds} seeds)",
-              *(["cut to 50-100 % + gaps (mean ± sd)"] if args.variable else []), "best epoch per seed", "train s", "total s", "1NN-DTW", "published", "beats 1NN-DTW"]
+              *(["cut to 50-100 % + gaps (mean ± sd)"] if args.variable else []), "best epoch per seed", "train s",
+              "total s", "1NN-DTW", "published", "beats 1NN-DTW", *[f"{c} (bake-off)" for c in BAKEOFF_CLASSIFIERS],
+              f"minus {BAKEOFF_TARGET}"]
     print(f"extra flags: {args.extra or '(none: default constants)'}\n")
     print(markdown_table(header, rows))
+    print(f"\nBake-off columns: test accuracy of resample 0 (the default split) in {BAKEOFF_RESULTS} of {BAKEOFF} "
+          "(Middlehurst, Schäfer and Bagnall 2024, \"Bake off redux\"); InceptionTime and H-InceptionTime are "
+          "ensembles of 5 networks. 1NN-DTW: published; ‡ from the bake-off; * computed by bench/dtw_baseline.py.")
+    if means["target"]:
+        print(f"Mean over the {len(means['target'])} sets with a {BAKEOFF_TARGET} result: "
+              f"{statistics.mean(means['bakeoff_acc']):.3f} against {BAKEOFF_TARGET}'s "
+              f"{statistics.mean(means['target']):.3f} "
+              f"({statistics.mean(means['bakeoff_acc']) - statistics.mean(means['target']):+.3f}).")
 
 
 if __name__ == "__main__":
