@@ -64,7 +64,7 @@ def train_through_pipeline(folder, train, test, args) -> str:
     output = os.path.join(folder, "run")
     status = train_explain.main([f"--train_csv_path={folder}/train.csv", f"--test_csv_path={folder}/test.csv",
                                  f"--output_dir={output}", f"--epochs={args.epochs}", "--num_samples_to_explain=1",
-                                 "--attribution_methods=", f"--seed={args.seed}",
+                                 "--attribution_methods=", "--global_explain_rows=0", f"--seed={args.seed}",
                                  f"--num_shap_background_samples={args.background}",
                                  f"--shap_method={args.pipeline_shap_method}"])
     if status != 0:
