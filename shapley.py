@@ -188,25 +188,27 @@ def _coarse_to_fine_player_values(f, x, background, groups, real, split, num_per
     """Coarse-to-fine values of one sample x (1, C, L): ((1, P', K) values, (1, P', K) standard errors, (C, L) ids
     of the P' final players). Half of the budget estimates the Shapley values of `groups`; the players with the
     largest values (L2 over the classes) are then split into up to `split` parts each (consecutive inputs), as many
-    as the other half of the budget allows at one pair of walks per background row, and the rest of the budget
+    as the other half of the budget allows at one pair of walks per background row (none where it cannot pay for
+    one more player: then the whole budget goes to the Shapley values of `groups`), and the rest of the budget
     estimates the Owen values of the parts (each split player a union of its parts). A union's parts then share the
     difference between its two estimates' weighted mean and the parts' sum, so everything adds up."""
     num_players, b = int(groups.max()) + 1, len(background)
     pairs = math.ceil(num_permutations / b)
-    first = math.ceil(pairs / 2) if split > 1 and pairs > 1 else pairs
-    coarse, coarse_error = _permutation_player_values(f, x, background, groups, first * b, seed, batch_size)
-    if first == pairs:
-        return coarse, coarse_error, groups.cpu().numpy()
-    # Split the largest players while the walks over the parts fit the rest of the budget at one pair per row.
+    first = math.ceil(pairs / 2)
+    most_parts = (pairs - first) * (num_players - 1) + 1  # what one pair of walks per row over the parts can pay for
     flat = groups.cpu().numpy().reshape(-1)
     inputs = [np.flatnonzero((flat == p) & real.reshape(-1)) for p in range(num_players)]
+    if split == 1 or pairs == 1 or most_parts <= num_players or max(map(len, inputs)) == 1:  # nothing to split
+        coarse, coarse_error = _permutation_player_values(f, x, background, groups, num_permutations, seed, batch_size)
+        return coarse, coarse_error, groups.cpu().numpy()
+    coarse, coarse_error = _permutation_player_values(f, x, background, groups, first * b, seed, batch_size)
+    # Split the largest players, each into as many parts as still fit (at most `split`).
     parts = np.ones(num_players, dtype=np.int64)
-    most_parts = (pairs - first) * (num_players - 1) + 1
     for p in np.argsort(-np.linalg.norm(coarse[0].cpu().numpy(), axis=1), kind="stable"):
-        wanted = min(split, len(inputs[p]))
-        if parts.sum() + wanted - 1 > most_parts:
+        room = most_parts - int(parts.sum())
+        if room == 0:
             break
-        parts[p] = wanted
+        parts[p] = min(split, len(inputs[p]), room + 1)
     first_part = np.concatenate([[0], np.cumsum(parts)[:-1]])
     leaves = first_part[flat]  # inputs after a row's end stay with player 0's first part; f never reads them
     for p in np.flatnonzero(parts > 1):
