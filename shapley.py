@@ -20,6 +20,12 @@ Methods:
   add up to f(x) - mean_b f(b) exactly (to float error), whatever the number of permutations.
   The permutations do not depend on the explained samples, so a sample's values do not depend
   on which other samples are explained with it.
+- "permutation" with split > 1: coarse to fine. Half of the budget values the players; the largest are then
+  split into parts, as far as the other half can pay for, and that half values the parts as Owen values (each
+  split player a union of its parts: a walk takes the unions in random order and a union's parts one after
+  another, shap's PartitionExplainer's values). A union's parts sum to its Shapley value in the game of the
+  players, so both halves value the players, and the parts share what their sum misses of the two halves'
+  mean: the values still add up exactly. Where the budget is too small to split, the values are flat.
 
 Rows of different lengths (`lengths`): the explained row's own steps are the players (the steps after
 its end are none, and get exactly 0), and every coalition row has its length, so f reads only those
@@ -213,10 +219,11 @@ def _coarse_to_fine_player_values(f, x, background, groups, real, split, num_per
     leaves = first_part[flat]  # inputs after a row's end stay with player 0's first part; f never reads them
     for p in np.flatnonzero(parts > 1):
         leaves[inputs[p]] = first_part[p] + window_of_step(len(inputs[p]), parts[p])
-    blocks = torch.from_numpy(np.repeat(np.arange(num_players), parts)).to(x.device)
+    unions = np.repeat(np.arange(num_players), parts)
+    blocks = torch.from_numpy(unions).to(x.device)
     leaves_t = torch.from_numpy(leaves.reshape(groups.shape)).to(groups)
-    second = max(1, (pairs - first) * (num_players - 1) // max(1, int(parts.sum()) - 1))
-    contribution, _ = _walk_contributions(f, x, background, leaves_t, second * b, (seed, 1), batch_size, blocks.cpu().numpy())
+    second = max(1, (pairs - first) * (num_players - 1) // (int(parts.sum()) - 1))
+    contribution, _ = _walk_contributions(f, x, background, leaves_t, second * b, (seed, 1), batch_size, unions)
     fine, fine_error = contribution.mean(dim=1), _stratified_error(contribution, b, second)
     union_contribution = contribution.new_zeros(*contribution.shape[:2], num_players, contribution.shape[3])
     union_contribution.index_add_(2, blocks, contribution)
@@ -259,7 +266,7 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
     called as f(rows, lengths of the rows), and groups is (N, C, L), each row's players, -1 after its end.
     return_error: also return (N,) the estimated relative L2 error of each sample's values (all inputs and
     classes; `relative_standard_error`): 0 for "exact", NaN with a single pair of walks.
-    split > 1 (permutation only): coarse to fine, `_coarse_to_fine_player_values`: where the budget allows two
+    split > 1 (permutation only): coarse to fine, `_coarse_to_fine_player_values`: where the budget allows four
     pairs of walks per background row or more, the players with the largest values are split into up to `split`
     parts each and valued as Owen values (each split player a union of its parts); the values still add up.
     """
@@ -307,8 +314,8 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
             groups_t = torch.from_numpy(players).long().to(x.device)
             if method == "permutation":
                 permutations = num_permutations or default_permutations(num_players, int(real.sum(1).max()))
-                phi, error, players = _coarse_to_fine_player_values(f_row, x[i:i + 1], background, groups_t, real, split,
-                                                                    permutations, seed, batch_size)
+                phi, error, players = _coarse_to_fine_player_values(f_row, x[i:i + 1], background, groups_t, real,
+                                                                    split, permutations, seed, batch_size)
             else:
                 phi, error = _exact_player_values(f_row, x[i:i + 1], background, groups_t, batch_size=batch_size)
             phi, error = phi.cpu().numpy(), error.cpu().numpy()

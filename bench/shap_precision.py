@@ -1,8 +1,8 @@
 """How far the default SHAP values lie from converged ones, on the default data (6 channels x 100 steps, 40
 training rows: 60 players, 40 background rows, 80 permutations).
 
-    python bench/shap_precision.py                   # ~5 minutes on 2 CPU cores
-    python bench/shap_precision.py --replicates=3    # quicker
+    python bench/shap_precision.py                   # ~25 minutes on 2 busy CPU cores (load 3-4)
+    python bench/shap_precision.py --replicates=3 --estimators=default,owen    # quicker
 
 Trains the default model through the pipeline (`train_explain.main`, its default EPOCHS, no attribution suite),
 then for each estimator computes its values for the run's explained samples with --replicates independent seeds.
@@ -65,12 +65,13 @@ def owen_estimator(windows):
     return estimate
 
 
+# name -> (what it is, estimator)
 ESTIMATORS = {
-    "Shapley, 10 windows per channel (the default)": flat_estimator(10),
-    "Shapley, 10 windows, coarse to fine (split 5)": flat_estimator(10, split=5),
-    "Shapley, 10 windows, 4x the budget": flat_estimator(10, scale=4),
-    "Owen, channels > 10 windows": owen_estimator(10),
-    "Shapley, 25 windows per channel": flat_estimator(25),
+    "default": ("Shapley values, 10 windows per channel, coarse to fine (the default; here nothing is split)",
+                flat_estimator(10, split=5)),
+    "budget4": ("the same at 4x the budget", flat_estimator(10, scale=4)),
+    "owen": ("Owen values, channels > 10 windows, the default budget", owen_estimator(10)),
+    "windows25": ("Shapley values, 25 windows per channel, the default budget", flat_estimator(25)),
 }
 
 
@@ -95,12 +96,13 @@ def main(argv):
     print("|---|---:|---:|---:|---:|---:|")
     for name in args.estimators.split(","):
         start = time.perf_counter()
-        runs = [ESTIMATORS[name](model, x, background, seed) for seed in range(args.replicates)]
+        label, estimator = ESTIMATORS[name]
+        runs = [estimator(model, x, background, seed) for seed in range(args.replicates)]
         seconds = (time.perf_counter() - start) / args.replicates / len(x)
         values = np.stack([r[0] for r in runs]).reshape(args.replicates, len(x), -1)
         error = np.sqrt(values.var(axis=0, ddof=1).sum(axis=1)) / np.linalg.norm(values.mean(axis=0), axis=1)
         estimated = np.median(np.stack([r[1] for r in runs]), axis=0)
-        print(f"| {name} | {runs[0][2]:,} | {seconds:.2f} | {np.median(error):.3f} | {error.min():.3f}-"
+        print(f"| {label} | {runs[0][2]:,} | {seconds:.2f} | {np.median(error):.3f} | {error.min():.3f}-"
               f"{error.max():.3f} | {np.median(estimated / error):.2f} |", flush=True)
 
 
