@@ -69,7 +69,7 @@ def owen_estimator(windows):
 ESTIMATORS = {
     "default": ("Shapley values, 10 windows per channel, coarse to fine (the default; here nothing is split)",
                 flat_estimator(10, split=5)),
-    "budget4": ("the same at 4x the budget", flat_estimator(10, scale=4)),
+    "budget4": ("the same at 4x the default permutations (whole pairs per row)", flat_estimator(10, scale=4)),
     "owen": ("Owen values, channels > 10 windows, the default budget", owen_estimator(10)),
     "windows25": ("Shapley values, 25 windows per channel, the default budget", flat_estimator(25)),
 }
