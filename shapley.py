@@ -20,6 +20,12 @@ Methods:
   add up to f(x) - mean_b f(b) exactly (to float error), whatever the number of permutations.
   The permutations do not depend on the explained samples, so a sample's values do not depend
   on which other samples are explained with it.
+- "permutation" with split > 1: coarse to fine. Half of the budget values the players; the largest are then
+  split into parts, as far as the other half can pay for, and that half values the parts as Owen values (each
+  split player a union of its parts: a walk takes the unions in random order and a union's parts one after
+  another, shap's PartitionExplainer's values). A union's parts sum to its Shapley value in the game of the
+  players, so both halves value the players, and the parts share what their sum misses of the two halves'
+  mean: the values still add up exactly. Where the budget is too small to split, the values are flat.
 
 Rows of different lengths (`lengths`): the explained row's own steps are the players (the steps after
 its end are none, and get exactly 0), and every coalition row has its length, so f reads only those
@@ -123,14 +129,26 @@ def _exact_player_values(f, x, background, groups, batch_size):
     return values, torch.zeros_like(values)  # no sampling error
 
 
-def _permutation_player_values(f, x, background, groups, num_permutations, seed, batch_size):
-    """(N, P, K) antithetic permutation estimate, every background row used equally often."""
+def _permutation_player_values(f, x, background, groups, num_permutations, seed, batch_size, blocks=None):
+    """(N, P, K) antithetic permutation estimate and its standard error, every background row used equally often.
+    blocks (P,): union of each player (Owen values): a walk takes the unions in random order and the players of
+    a union one after the other, in random order within it; None: every order of the players (Shapley values)."""
+    contribution, pairs_per_row = _walk_contributions(f, x, background, groups, num_permutations, seed, batch_size,
+                                                      blocks)
+    return contribution.mean(dim=1), _stratified_error(contribution, len(background), pairs_per_row)
+
+
+def _walk_contributions(f, x, background, groups, num_permutations, seed, batch_size, blocks=None):
+    """((N, walks, P, K) marginal contributions along antithetic walks, pairs of walks per background row)."""
     num_players = int(groups.max()) + 1
     n, b = len(x), len(background)
     pairs_per_row = math.ceil(num_permutations / b)
     rng = np.random.default_rng(seed)
     # rank[t, p]: position of player p in walk t; walks 2j and 2j+1 are a permutation and its reverse
-    forward = np.argsort(rng.random((b * pairs_per_row, num_players)), axis=1).argsort(axis=1)
+    keys = rng.random((b * pairs_per_row, num_players))
+    if blocks is not None:  # the unions' order first, the random key only orders players within a union
+        keys = keys + np.argsort(np.argsort(rng.random((len(keys), int(blocks.max()) + 1)), axis=1), axis=1)[:, blocks]
+    forward = np.argsort(keys, axis=1).argsort(axis=1)
     rank = np.stack([forward, num_players - 1 - forward], axis=1).reshape(-1, num_players)
     walks = len(rank)
     walk_background = torch.arange(walks, device=x.device) // (2 * pairs_per_row)
@@ -155,18 +173,70 @@ def _permutation_player_values(f, x, background, groups, num_permutations, seed,
     y = torch.cat([f_b[walk_background][None].expand(n, -1, -1)[:, :, None],
                    inner, f_x[:, None, None].expand(-1, walks, 1, -1)], dim=2)
     index = rank[None, :, :, None].expand(n, -1, -1, classes)
-    contribution = y.gather(2, index + 1) - y.gather(2, index)  # (N, walks, P, K)
+    return y.gather(2, index + 1) - y.gather(2, index), pairs_per_row  # (N, walks, P, K)
+
+
+def _stratified_error(contribution, b, pairs_per_row):
+    """(N, P, K) standard error of the mean contribution over walks (N, walks, P, K) of b background rows."""
+    n, _, num_players, classes = contribution.shape
     # A permutation and its reverse are one draw. The estimate is stratified over the background rows (each has
     # pairs_per_row draws): var = sum_b var_b / pairs_per_row / B^2. With one draw per row the spread of all
     # draws is used instead, which counts the differences between background rows too: an upper estimate.
     pairs = contribution.reshape(n, b, pairs_per_row, 2, num_players, classes).mean(dim=3)
     if pairs_per_row > 1:
-        error = (pairs.var(dim=2) / pairs_per_row).sum(dim=1).sqrt() / b
-    elif b > 1:
-        error = pairs[:, :, 0].std(dim=1) / math.sqrt(b)
-    else:
-        error = torch.full_like(pairs[:, 0, 0], math.nan)
-    return contribution.mean(dim=1), error
+        return (pairs.var(dim=2) / pairs_per_row).sum(dim=1).sqrt() / b
+    if b > 1:
+        return pairs[:, :, 0].std(dim=1) / math.sqrt(b)
+    return torch.full_like(pairs[:, 0, 0], math.nan)
+
+
+def _coarse_to_fine_player_values(f, x, background, groups, real, split, num_permutations, seed, batch_size):
+    """Coarse-to-fine values of one sample x (1, C, L): ((1, P', K) values, (1, P', K) standard errors, (C, L) ids
+    of the P' final players). Half of the budget estimates the Shapley values of `groups`; the players with the
+    largest values (L2 over the classes) are then split into up to `split` parts each (consecutive inputs), as many
+    as the other half of the budget allows at one pair of walks per background row (none where it cannot pay for
+    one more player: then the whole budget goes to the Shapley values of `groups`), and the rest of the budget
+    estimates the Owen values of the parts (each split player a union of its parts). A union's parts then share the
+    difference between its two estimates' weighted mean and the parts' sum, so everything adds up."""
+    num_players, b = int(groups.max()) + 1, len(background)
+    pairs = math.ceil(num_permutations / b)
+    first = math.ceil(pairs / 2)
+    most_parts = (pairs - first) * (num_players - 1) + 1  # what one pair of walks per row over the parts can pay for
+    flat = groups.cpu().numpy().reshape(-1)
+    inputs = [np.flatnonzero((flat == p) & real.reshape(-1)) for p in range(num_players)]
+    if split == 1 or pairs == 1 or most_parts <= num_players or max(map(len, inputs)) == 1:  # nothing to split
+        coarse, coarse_error = _permutation_player_values(f, x, background, groups, num_permutations, seed, batch_size)
+        return coarse, coarse_error, groups.cpu().numpy()
+    coarse, coarse_error = _permutation_player_values(f, x, background, groups, first * b, seed, batch_size)
+    # Split the largest players, each into as many parts as still fit (at most `split`).
+    parts = np.ones(num_players, dtype=np.int64)
+    for p in np.argsort(-np.linalg.norm(coarse[0].cpu().numpy(), axis=1), kind="stable"):
+        room = most_parts - int(parts.sum())
+        if room == 0:
+            break
+        parts[p] = min(split, len(inputs[p]), room + 1)
+    first_part = np.concatenate([[0], np.cumsum(parts)[:-1]])
+    leaves = first_part[flat]  # inputs after a row's end stay with player 0's first part; f never reads them
+    for p in np.flatnonzero(parts > 1):
+        leaves[inputs[p]] = first_part[p] + window_of_step(len(inputs[p]), parts[p])
+    unions = np.repeat(np.arange(num_players), parts)
+    blocks = torch.from_numpy(unions).to(x.device)
+    leaves_t = torch.from_numpy(leaves.reshape(groups.shape)).to(groups)
+    second = max(1, (pairs - first) * (num_players - 1) // (int(parts.sum()) - 1))
+    contribution, _ = _walk_contributions(f, x, background, leaves_t, second * b, (seed, 1), batch_size, unions)
+    fine, fine_error = contribution.mean(dim=1), _stratified_error(contribution, b, second)
+    union_contribution = contribution.new_zeros(*contribution.shape[:2], num_players, contribution.shape[3])
+    union_contribution.index_add_(2, blocks, contribution)
+    union, union_error = union_contribution.mean(dim=1), _stratified_error(union_contribution, b, second)
+    weight = first / (first + second)  # both estimate the coarse values; weighted by their walks
+    combined = weight * coarse + (1 - weight) * union
+    combined_error = (weight ** 2 * coarse_error ** 2 + (1 - weight) ** 2 * union_error ** 2).sqrt()
+    count = torch.from_numpy(parts).to(x.device)[blocks][None, :, None].double()
+    values = fine + (combined - union)[:, blocks] / count
+    # a split player's parts: their own error and their share of the correction's (its two estimates are independent)
+    part_error = (fine_error ** 2 + weight ** 2 * (coarse_error ** 2 + union_error ** 2)[:, blocks] / count ** 2).sqrt()
+    error = torch.where(count > 1, part_error, combined_error[:, blocks])
+    return values, error, leaves.reshape(groups.shape)
 
 
 def default_permutations(num_players: int, length: int) -> int:
@@ -181,7 +251,7 @@ def default_permutations(num_players: int, length: int) -> int:
 
 def interventional_shap(f, x, background, groups, method="permutation", num_permutations=None,
                         seed=0, batch_size=1024, lengths=None, background_lengths=None,
-                        return_error=False):
+                        return_error=False, split=1):
     """Interventional Shapley values of f's outputs, (N, C, L, K) float64 numpy on the CPU.
 
     f: torch (M, C, L) -> (M, K), called under torch.inference_mode in batches of at most
@@ -196,6 +266,9 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
     called as f(rows, lengths of the rows), and groups is (N, C, L), each row's players, -1 after its end.
     return_error: also return (N,) the estimated relative L2 error of each sample's values (all inputs and
     classes; `relative_standard_error`): 0 for "exact", NaN with a single pair of walks.
+    split > 1 (permutation only): coarse to fine, `_coarse_to_fine_player_values`: where the budget allows four
+    pairs of walks per background row or more, the players with the largest values are split into up to `split`
+    parts each and valued as Owen values (each split player a union of its parts); the values still add up.
     """
     groups = np.asarray(groups)
     if x.dim() != 3 or background.dim() != 3 or x.shape[1:] != background.shape[1:]:
@@ -222,6 +295,8 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
         raise ValueError(f"unknown method {method!r}: choose 'exact' or 'permutation'")
     if num_permutations and num_permutations < 1:
         raise ValueError(f"num_permutations must be positive, got {num_permutations}")
+    if split < 1:
+        raise ValueError(f"split must be positive, got {split}")
     if per_row:
         background = held_background(background, background_lengths)
 
@@ -233,18 +308,18 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
             row_groups = groups[i] if per_row else groups
             real = row_groups >= 0
             num_players = int(row_groups.max()) + 1
-            sizes = np.bincount(row_groups[real], minlength=num_players)
             f_row = f if not per_row else functools.partial(_at_length, f, int(lengths[i]))
-            if method == "permutation":
-                player_values = functools.partial(_permutation_player_values, num_permutations=num_permutations or
-                                                  default_permutations(num_players, int(real.sum(1).max())), seed=seed)
-            else:
-                player_values = _exact_player_values
             # A step after the row's end follows player 0 in the coalition rows; f never reads it.
             players = np.where(real, row_groups, 0)
             groups_t = torch.from_numpy(players).long().to(x.device)
-            phi, error = (part.cpu().numpy() for part in player_values(f_row, x[i:i + 1], background, groups_t,
-                                                                        batch_size=batch_size))
+            if method == "permutation":
+                permutations = num_permutations or default_permutations(num_players, int(real.sum(1).max()))
+                phi, error, players = _coarse_to_fine_player_values(f_row, x[i:i + 1], background, groups_t, real,
+                                                                    split, permutations, seed, batch_size)
+            else:
+                phi, error = _exact_player_values(f_row, x[i:i + 1], background, groups_t, batch_size=batch_size)
+            phi, error = phi.cpu().numpy(), error.cpu().numpy()
+            sizes = np.bincount(players[real], minlength=phi.shape[1])
             values.append(np.where(real[None, :, :, None], phi[:, players] / sizes[players][None, :, :, None], 0.0))
             errors.append(relative_standard_error(phi, error, sizes))
     values = np.concatenate(values)                               # (N, C, L, K)

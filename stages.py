@@ -251,7 +251,8 @@ def shap_values_for(method, model, x, background, groups, config, lengths=None, 
             row_values, row_error = shapley.interventional_shap(
                 model if lengths is None else model_at_lengths(model), x[i:i + 1], background,
                 groups if lengths is None else groups[i:i + 1], method=method,
-                num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"], return_error=True, **own)
+                num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"], return_error=True,
+                split=config["SHAP_SUBWINDOWS"] if method == "permutation" else 1, **own)
             values.append(row_values)
             error.append(row_error)
             step()
@@ -309,6 +310,7 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
     summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
                "num_explained": len(x), "segments_per_channel": windows,
                "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
+               **({"subwindows": config["SHAP_SUBWINDOWS"]} if chosen["method"] == "permutation" else {}),
                **({"background_rule": "each explained row's own steps are the players; a background row is cut to "
                                       "its length or held at its last observed value up to it; values add up to "
                                       "f(x) - expected_values[i] (shap_values.npz)"} if variable else {}),

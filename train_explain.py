@@ -56,6 +56,7 @@ EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted 
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
+SHAP_SUBWINDOWS = 5  # coarse to fine: the windows with the largest SHAP values split into up to this many parts (Owen values), as far as the permutation budget allows; 1 = flat windows
 GLOBAL_EXPLAIN_ROWS = 24  # rows (seeded, stratified over the predicted classes) of the global channel and time-window importance; 0 = none
 ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all" (every method but the costly *_tsr ones), names "saliency,integrated_gradients,shap,saliency_tsr,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
@@ -134,7 +135,7 @@ UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "
                 "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
                 "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
                 "KEEP_RUNS": 1000, "COUNTERFACTUAL_BUDGET": 1_000_000, "GLOBAL_EXPLAIN_ROWS": 10_000, "THREADS": 1024,
-                "DRAWING_PROCESSES": 64}
+                "DRAWING_PROCESSES": 64, "SHAP_SUBWINDOWS": 1000}
 
 
 def check_config(config: dict) -> None:
@@ -142,7 +143,7 @@ def check_config(config: dict) -> None:
                 "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
                 "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
                 "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW", "KEEP_RUNS",
-                "COUNTERFACTUAL_BUDGET"]
+                "COUNTERFACTUAL_BUDGET", "SHAP_SUBWINDOWS"]
     for name in positive:
         if config[name] <= 0:
             raise ConfigError(f"{name} is {config[name]}; it must be positive")
@@ -411,7 +412,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "RUN", "KEEP_RUNS", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN",
                      "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE",
                      "COUNTERFACTUAL_TARGET", "COUNTERFACTUAL_BUDGET", "GLOBAL_EXPLAIN_ROWS", "DRAWING_PROCESSES",
-                     "PROGRESS_SECONDS"}
+                     "PROGRESS_SECONDS", "SHAP_SUBWINDOWS"}
 RESUME_FIELDS = ("config", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "epoch",
                  "history", "best", "best_key", "since_best")
 

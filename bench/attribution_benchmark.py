@@ -7,7 +7,8 @@ For each set: write train/test CSVs, train the default model through the pipelin
 (`train_explain.main`, a temporary OUTPUT_DIR, EPOCHS from --epochs, no attribution suite), load the saved
 checkpoint with its SHAP background, and compute every method's map for the predicted class of the first
 --explain test rows that have a ground-truth mask (`attributions.compute_maps`; SHAP through
-`shapley.interventional_shap` with the pipeline's players, background and default permutations). Prints
+`shapley.interventional_shap` with the pipeline's background and default permutations, for each of
+--shap_players). Prints
 one table per set: test accuracy, per method AUPRC, AUP and AUR (localization.py; per sample, then
 averaged, as TimeX does) and seconds per explained sample, beside a random map (the control) and the
 published numbers where there are some.
@@ -64,7 +65,7 @@ def train_through_pipeline(folder, train, test, args) -> str:
     output = os.path.join(folder, "run")
     status = train_explain.main([f"--train_csv_path={folder}/train.csv", f"--test_csv_path={folder}/test.csv",
                                  f"--output_dir={output}", f"--epochs={args.epochs}", "--num_samples_to_explain=1",
-                                 "--attribution_methods=", f"--seed={args.seed}",
+                                 "--attribution_methods=", "--global_explain_rows=0", f"--seed={args.seed}",
                                  f"--num_shap_background_samples={args.background}",
                                  f"--shap_method={args.pipeline_shap_method}"])
     if status != 0:
@@ -82,11 +83,12 @@ def method_maps(model, x, target, background, methods, args) -> tuple[dict, dict
     with torch.backends.cudnn.flags(enabled=False):
         maps, seconds = attributions.compute_maps(functions, model, x, target)
     if "shap" in methods:
-        for windows in args.shap_windows:
-            name = "shap" if windows == config["SHAP_SEGMENTS_PER_CHANNEL"] else f"shap_{windows}_windows"
+        for windows, split in args.shap_players:
+            default = (windows, split) == (config["SHAP_SEGMENTS_PER_CHANNEL"], config["SHAP_SUBWINDOWS"])
+            name = "shap" if default else f"shap_{windows}_windows" + (f"_split_{split}" if split > 1 else "")
             groups = shapley.player_groups(x.shape[1], x.shape[2], windows)
             start = time.perf_counter()
-            values = shapley.interventional_shap(model, x, background, groups, seed=config["SEED"])
+            values = shapley.interventional_shap(model, x, background, groups, seed=config["SEED"], split=split)
             seconds[name] = time.perf_counter() - start
             maps[name] = values[np.arange(len(x)), :, :, target.cpu().numpy()]
     return maps, {name: s / len(x) for name, s in seconds.items()}
@@ -142,7 +144,9 @@ def main(argv):
     parser.add_argument("--epochs", type=int, default=20, help="EPOCHS of the pipeline's training")
     parser.add_argument("--background", type=int, default=20, help="NUM_SHAP_BACKGROUND_SAMPLES")
     parser.add_argument("--methods", default=",".join(GRADIENT_METHODS + ["shap"]))
-    parser.add_argument("--shap_windows", default="10,25", help="SHAP players: windows per channel, one row each")
+    parser.add_argument("--shap_players", default="10x5,10x1,25x1",
+                        help="SHAP players, one row each: WINDOWSxSPLIT, windows per channel and the parts the "
+                             "largest are split into (1: flat players); 'shap' is the pipeline's default")
     parser.add_argument("--shap_max_channels", type=int, default=4,
                         help="SHAP only on sets with at most this many channels (500 players on 50 x 50 cost "
                              "~2,000x a gradient map per sample)")
@@ -153,7 +157,7 @@ def main(argv):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.methods = args.methods.split(",")
-    args.shap_windows = [int(w) for w in args.shap_windows.split(",")]
+    args.shap_players = [tuple(int(n) for n in item.split("x")) for item in args.shap_players.split(",")]
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     for name in args.sets.split(","):
