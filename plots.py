@@ -238,8 +238,9 @@ def channel_bands(ax, signals, attributions, limits, cmap, channel_names=None, v
     ax.set_yticks(ticks, labels)
     if channel_names is not None:
         ax.set_yticks(np.arange(channels) + BAND_ROWS / period / 2, channel_names, minor=True)
-    # The names stand left of the value ticks (about 0.6 em of 8 points per character), as y labels would.
-    ax.tick_params(axis="y", which="minor", length=0, pad=8 + 5 * max(map(len, labels), default=0), labelsize=10)
+    # The names stand left of the value ticks (tick 3.5 + pad 3.5 points, then up to 0.84 em of 8 points per
+    # character: a minus sign; digits 0.64 em), as y labels would.
+    ax.tick_params(axis="y", which="minor", length=0, pad=12 + 5.5 * max(map(len, labels), default=0), labelsize=10)
     ax.tick_params(axis="both", which="major", labelsize=8)
     ax.xaxis.set_major_locator(MaxNLocator(6, integer=True, min_n_ticks=1))
     return image
