@@ -12,7 +12,7 @@ import train_explain
 from conftest import run_args, write_series_csvs
 from lrp import lrp_attribute, lrp_conservation, lrp_forward
 from model import HybridCNNLSTMAttention, InceptionBlock, load_model, parameter_count, predict_logits
-from test_variable_length import LENGTHS, batch, small_checkpoint
+from test_variable_length import LENGTHS, assert_padding_gives_the_logits_of_each_series_alone, batch, small_checkpoint
 
 
 def inception_model(channels=2, length=24, classes=3, seed=0, train_steps=0):
@@ -88,14 +88,7 @@ def test_an_unknown_front_end_or_channels_it_cannot_split_is_a_one_line_error(fl
 
 @pytest.mark.parametrize("padding", [0.0, float("nan"), 1e6])
 def test_padding_of_any_value_gives_the_logits_of_each_series_alone(padding):
-    model = inception_model(train_steps=3)
-    lengths = torch.tensor([24, 13, 6, 4])  # each at least the pooling factor, 2 x 2, so that it runs alone
-    x = batch()
-    alone = torch.cat([model(x[i:i + 1, :, :n]) for i, n in enumerate(lengths.tolist())])
-    padded = x.clone()
-    for i, n in enumerate(lengths.tolist()):
-        padded[i, :, n:] = padding
-    torch.testing.assert_close(model(padded, lengths), alone, rtol=1e-5, atol=1e-5)
+    assert_padding_gives_the_logits_of_each_series_alone(inception_model(train_steps=3), padding)
 
 
 def test_a_mixed_length_batch_equals_each_series_run_alone_through_predict_logits():

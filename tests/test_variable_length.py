@@ -111,9 +111,9 @@ def batch(seed=0, padding=0.0):
     return x
 
 
-@pytest.mark.parametrize("padding", [0.0, float("nan"), 1e6])
-def test_padding_of_any_value_gives_the_logits_of_the_series_alone(padding):
-    model = small_model()
+def assert_padding_gives_the_logits_of_each_series_alone(model, padding):
+    """model(x padded with `padding`, lengths) equals each series run alone; every length is at least the pooling
+    factor (2 x 2), so that each runs alone."""
     lengths = torch.tensor([24, 13, 6, 4])
     x = batch()
     alone = torch.cat([model(x[i:i + 1, :, :n]) for i, n in enumerate(lengths.tolist())])
@@ -121,6 +121,11 @@ def test_padding_of_any_value_gives_the_logits_of_the_series_alone(padding):
     for i, n in enumerate(lengths.tolist()):
         padded[i, :, n:] = padding
     torch.testing.assert_close(model(padded, lengths), alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding", [0.0, float("nan"), 1e6])
+def test_padding_of_any_value_gives_the_logits_of_the_series_alone(padding):
+    assert_padding_gives_the_logits_of_each_series_alone(small_model(), padding)
 
 
 def test_a_series_shorter_than_the_pooling_factor_is_read_as_if_zero_padded_to_it():
