@@ -74,14 +74,15 @@ def group_values(model, x, background, groups, seed: int, lengths=None, backgrou
     each row's values sum over the players to f(x) - mean_b f(b). step() is called after each row (progress)."""
     num_players = int(groups.max()) + 1
     method = method_for(num_players)
+    f = model if lengths is None else model_at_lengths(model)
     values = []
     # A row at a time, to say the progress (interventional_shap computes them so anyway), each row with permutations
     # of its own: with the same ones for every row, their sampling errors would be alike and the bootstrap over
     # the rows would not see them.
     for i in range(len(x)):
         own = {} if lengths is None else {"lengths": lengths[i:i + 1], "background_lengths": background_lengths}
-        values.append(shapley.interventional_shap(model if lengths is None else model_at_lengths(model), x[i:i + 1],
-                                                  background, groups if lengths is None else groups[i:i + 1],
+        values.append(shapley.interventional_shap(f, x[i:i + 1], background,
+                                                  groups if lengths is None else groups[i:i + 1],
                                                   method=method, seed=seed + i,
                                                   num_permutations=PAIRS_PER_BACKGROUND_ROW * len(background), **own))
         step()

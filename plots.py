@@ -47,13 +47,10 @@ def save(fig, path):
     engine = fig.get_layout_engine()
     key = layout_key(fig)
     if key not in _layouts:
-        if engine is None:  # the crop that bbox_inches="tight" computes, kept
-            fig.draw_without_rendering()
-            _layouts[key] = fig.get_tightbbox().padded(0.08)
-        else:
-            fig.draw_without_rendering()
-            _layouts[key] = ([ax.get_position(original=True) for ax in fig.axes],
-                             None if fig._suptitle is None else fig._suptitle.get_position())
+        fig.draw_without_rendering()  # runs the layout engine, if any
+        _layouts[key] = (fig.get_tightbbox().padded(0.08) if engine is None  # the crop bbox_inches="tight" computes
+                         else ([ax.get_position(original=True) for ax in fig.axes],
+                               None if fig._suptitle is None else fig._suptitle.get_position()))
     if engine is None:
         fig.savefig(path, dpi=DPI, bbox_inches=_layouts[key], pil_kwargs={"compress_level": 1})
     else:
