@@ -48,27 +48,35 @@ TSR_MAX_WINDOWS = 50  # temporal saliency rescaling masks at most this many wind
 
 # -----------------------------------------------------------------------------
 # Hook owners (pytorch-grad-cam's shape: the object registers its hooks on entry and removes them on exit)
+def as_list(layers) -> list:
+    """A module, or a list of them (an Ensemble's members' layers), as a list."""
+    return list(layers) if isinstance(layers, (list, tuple)) else [layers]
+
+
 class GradCAM:
-    """Grad-CAM on one layer (Selvaraju et al. 2017).
+    """Grad-CAM on one layer (Selvaraju et al. 2017), or on a list of layers (an Ensemble's, one per member).
 
         with GradCAM(model, model.gradcam_layer) as cam:
             maps = cam.attribute(x)          # (N, L): one map over time per sample, target = predicted class
-    """
+
+    With several layers the map is the sum of each layer's map under the model's gradient: for an Ensemble, whose
+    logits are the members' mean, that is the mean of the members' own Grad-CAM maps."""
 
     def __init__(self, model, layer):
-        self.model, self.layer = model, layer
+        self.model, self.layers = model, as_list(layer)
 
     def __enter__(self):
-        self.activations = self.gradients = None
-        self.handles = [self.layer.register_forward_hook(self._keep_activations),
-                        self.layer.register_full_backward_hook(self._keep_gradients)]
+        self.activations, self.gradients = {}, {}
+        self.handles = [handle for i, layer in enumerate(self.layers)
+                        for handle in (layer.register_forward_hook(functools.partial(self._keep_activations, i)),
+                                       layer.register_full_backward_hook(functools.partial(self._keep_gradients, i)))]
         return self
 
-    def _keep_activations(self, module, inputs, output):
-        self.activations = output.detach()
+    def _keep_activations(self, i, module, inputs, output):
+        self.activations[i] = output.detach()
 
-    def _keep_gradients(self, module, grad_inputs, grad_outputs):
-        self.gradients = grad_outputs[0].detach()
+    def _keep_gradients(self, i, module, grad_inputs, grad_outputs):
+        self.gradients[i] = grad_outputs[0].detach()
 
     def attribute(self, x, target=None, lengths=None):
         """ReLU(sum_f mean_t(dy/dA_f) * A_f), stretched linearly from the layer's T steps to the input's L.
@@ -81,19 +89,24 @@ class GradCAM:
             target = logits.argmax(1) if target is None else torch.as_tensor(target, device=x.device)
             self.model.zero_grad(set_to_none=True)
             logits.gather(1, target.view(-1, 1)).sum().backward()
-        if self.activations is None or self.gradients is None:
+        if len(self.activations) < len(self.layers) or len(self.gradients) < len(self.layers):
             raise RuntimeError("Grad-CAM hooks captured nothing: the layer is not on the path to the output")
+        return sum(self._map(self.activations[i], self.gradients[i], x.shape[2], lengths)
+                   for i in range(len(self.layers)))
+
+    def _map(self, activations, gradients, width, lengths):
+        """One layer's map (N, width) from its activations and gradients (N, F, T)."""
         if lengths is None:
-            weights = self.gradients.mean(dim=2, keepdim=True)
-            cam = torch.relu((weights * self.activations).sum(dim=1, keepdim=True))  # (N, 1, T)
-            cam = nn.functional.interpolate(cam, size=x.shape[2], mode="linear", align_corners=False)
+            weights = gradients.mean(dim=2, keepdim=True)
+            cam = torch.relu((weights * activations).sum(dim=1, keepdim=True))  # (N, 1, T)
+            cam = nn.functional.interpolate(cam, size=width, mode="linear", align_corners=False)
             return cam[:, 0]
-        layer_steps = self.model.pooled_lengths(lengths, x.shape[2])[1]
-        real = (torch.arange(self.activations.shape[2], device=x.device)[None, :] < layer_steps[:, None])[:, None]
-        weights = self.gradients.sum(dim=2, keepdim=True) / layer_steps[:, None, None]  # padded steps: no gradient
-        cam = torch.relu(torch.where(real, weights * self.activations, 0.0).sum(dim=1, keepdim=True))
-        cam = nn.functional.interpolate(cam, size=x.shape[2], mode="linear", align_corners=False)[:, 0]
-        return torch.where(torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None], cam, 0.0)
+        layer_steps = self.model.pooled_lengths(lengths, width)[1]
+        real = (torch.arange(activations.shape[2], device=activations.device)[None, :] < layer_steps[:, None])[:, None]
+        weights = gradients.sum(dim=2, keepdim=True) / layer_steps[:, None, None]  # padded steps: no gradient
+        cam = torch.relu(torch.where(real, weights * activations, 0.0).sum(dim=1, keepdim=True))
+        cam = nn.functional.interpolate(cam, size=width, mode="linear", align_corners=False)[:, 0]
+        return torch.where(torch.arange(width, device=activations.device)[None, :] < lengths[:, None], cam, 0.0)
 
     def __exit__(self, *exc):
         for handle in self.handles:
@@ -102,14 +115,16 @@ class GradCAM:
 
 
 class AttentionRecorder:
-    """Forward hook on nn.MultiheadAttention that keeps its per-head weights (N, heads, T, T) of every batch."""
+    """Forward hook on nn.MultiheadAttention that keeps its per-head weights (N, heads, T, T) of every batch. Given
+    a list of them (an Ensemble's, one per member), the weights are their mean, head by head: each row still sums
+    to 1."""
 
-    def __init__(self, attention: nn.MultiheadAttention):
-        self.attention = attention
+    def __init__(self, attention):
+        self.modules = as_list(attention)
 
     def __enter__(self):
         self.batches = []
-        self.handle = self.attention.register_forward_hook(self._keep)
+        self.handles = [module.register_forward_hook(self._keep) for module in self.modules]
         return self
 
     def _keep(self, module, inputs, output):
@@ -127,7 +142,10 @@ class AttentionRecorder:
                     model.eval()(part, part_lengths.to(x.device))
         if not self.batches:
             raise RuntimeError("the attention hook captured nothing")
-        weights = torch.cat(self.batches)
+        # the hooks fire member after member within each forward pass: batches [b0 m0, b0 m1, ..., b1 m0, ...]
+        members = len(self.modules)
+        weights = torch.cat([torch.stack(self.batches[i:i + members]).mean(dim=0)
+                             for i in range(0, len(self.batches), members)])
         if lengths is not None:
             steps = model.pooled_lengths(torch.as_tensor(lengths).to(x.device), x.shape[2])[1]
             query = torch.arange(weights.shape[2], device=weights.device)[None, :] < steps[:, None]
@@ -137,7 +155,8 @@ class AttentionRecorder:
         return weights
 
     def __exit__(self, *exc):
-        self.handle.remove()
+        for handle in self.handles:
+            handle.remove()
         return False
 
 

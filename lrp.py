@@ -51,7 +51,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import InceptionBlock, edge_padded, zeroed_after
+from model import Ensemble, InceptionBlock, edge_padded, zeroed_after
 
 RULES = ("epsilon", "sign")
 
@@ -250,6 +250,9 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
     folded into the convs); x * d logit / d x is the epsilon-rule relevance of x, and for each bias leaf
     b * d logit / d b the relevance that bias absorbs (only with track_bias). With lengths the steps after each
     row's end are replaced by 0 before every layer that mixes steps, as the model does, so they get no relevance."""
+    if isinstance(model, Ensemble):  # the members' mean logits: their relevances averaged, conservation kept
+        runs = [lrp_forward(member, x, epsilon, track_bias, lengths) for member in model.members]
+        return torch.stack([logits for logits, _ in runs]).mean(dim=0), [leaf for _, leaves in runs for leaf in leaves]
     bias = _Biases(x.shape[0], track_bias)
     if lengths is not None and bool((lengths >= x.shape[2]).all()):
         lengths = None

@@ -213,15 +213,63 @@ def masked_block(block: nn.Module, x: torch.Tensor, count: torch.Tensor) -> torc
     return pool(relu(normalized(norm, conv(x), count)))
 
 
+class Ensemble(nn.Module):
+    """`size` HybridCNNLSTMAttention networks of one architecture, each initialised and trained on its own: their
+    logits (N, K) averaged. The mean of logits, not of probabilities, so that every explanation of the ensemble is
+    the mean of its members' (gradients, Shapley values and LRP relevances are linear in the output, and LRP's
+    conservation holds for the mean); its accuracy equals that of the mean of softmax on the sets measured
+    (README). Grad-CAM's layers and the attention modules are the members', one each."""
+
+    def __init__(self, size: int, **arguments):
+        super().__init__()
+        self.members = nn.ModuleList(HybridCNNLSTMAttention(**arguments) for _ in range(size))
+        self.pool_factors = self.members[0].pool_factors
+        self.pooled_length = self.members[0].pooled_length
+
+    @property
+    def gradcam_layer(self) -> list[nn.Module]:
+        return [member.gradcam_layer for member in self.members]
+
+    @property
+    def attention(self) -> list[nn.Module]:
+        return [member.attention for member in self.members]
+
+    def read_lengths(self, lengths, width):
+        return self.members[0].read_lengths(lengths, width)
+
+    def pooled_lengths(self, lengths, width):
+        return self.members[0].pooled_lengths(lengths, width)
+
+    def forward(self, x, lengths=None, members=False):
+        """x (N, C, L) -> the members' mean logits (N, K). members=True: each member's own logits, (size, N, K),
+        which training fits one loss each to; x (and lengths) may then hold one batch per member, (size, N, C, L)
+        (and (size, N)), member i reading x[i]."""
+        if x.dim() == 4:
+            parts = zip(x, lengths if lengths is not None else [None] * len(x))
+            logits = torch.stack([member(part, own) for member, (part, own) in zip(self.members, parts)])
+        else:
+            logits = torch.stack([member(x, lengths) for member in self.members])
+        return logits if members else logits.mean(dim=0)
+
+
+def ensemble_size(model: nn.Module) -> int:
+    """The networks whose mean the model's logits are: 1 for one network."""
+    return len(model.members) if isinstance(model, Ensemble) else 1
+
+
 MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",
               "lstm_layers", "attention_heads", "dropout", "kernel_size", "min_pooled_length", "max_pooled_length"]
 # Model arguments added later, with the value that a checkpoint written before them means.
 LATER_MODEL_ARGS = {"conv_front_end": "plain"}
 
 
-def build_model(hyperparameters: dict) -> HybridCNNLSTMAttention:
-    return HybridCNNLSTMAttention(**{name: hyperparameters[name] for name in MODEL_ARGS},
-                                  **{name: hyperparameters.get(name, old) for name, old in LATER_MODEL_ARGS.items()})
+def build_model(hyperparameters: dict) -> nn.Module:
+    """One network, or with ensemble_size > 1 an Ensemble of that many (a checkpoint written before ensembles
+    has no ensemble_size: one network)."""
+    arguments = {name: hyperparameters[name] for name in MODEL_ARGS}
+    arguments.update({name: hyperparameters.get(name, old) for name, old in LATER_MODEL_ARGS.items()})
+    size = hyperparameters.get("ensemble_size", 1)
+    return HybridCNNLSTMAttention(**arguments) if size == 1 else Ensemble(size, **arguments)
 
 
 def row_lengths(lengths, width: int, device=None):
@@ -305,6 +353,7 @@ ARG_RANGES = {"input_channels": (1, 100_000), "sequence_length": (1, 10_000_000)
               "attention_heads": (1, 256), "kernel_size": (1, 1001), "min_pooled_length": (1, 10_000_000),
               "max_pooled_length": (1, 10_000_000)}
 MAX_PARAMETERS = 200_000_000
+MAX_ENSEMBLE_SIZE = 64
 
 
 def inception_parameters(in_channels: int, out_channels: int, depth: int, residual: bool) -> int:
@@ -327,7 +376,7 @@ def parameter_count(hp: dict) -> int:
         conv = hp["input_channels"] * c * k + c + 2 * c + 2 * c * c * k + 2 * c + 4 * c
     lstm = sum(2 * 4 * h * ((2 * c if layer == 0 else 2 * h) + h + 2) for layer in range(hp["lstm_layers"]))
     attention = 4 * (2 * h) ** 2 + 4 * 2 * h
-    return conv + lstm + attention + (2 * c + 2 * h + 1) * hp["num_classes"]
+    return hp.get("ensemble_size", 1) * (conv + lstm + attention + (2 * c + 2 * h + 1) * hp["num_classes"])
 
 
 def check_checkpoint(checkpoint, path):
@@ -354,6 +403,9 @@ def check_checkpoint(checkpoint, path):
     front_end = hp.get("conv_front_end", "plain")  # absent in a checkpoint written before there was a choice
     if front_end not in FRONT_ENDS:
         raise bad("hyperparameters.conv_front_end", f"is {front_end!r}, expected one of {FRONT_ENDS}")
+    size = hp.get("ensemble_size", 1)  # absent in a checkpoint written before ensembles: one network
+    if type(size) is not int or not 1 <= size <= MAX_ENSEMBLE_SIZE:
+        raise bad("hyperparameters.ensemble_size", f"is {size!r}, expected an integer in [1, {MAX_ENSEMBLE_SIZE}]")
     if front_end == "inception" and hp["cnn_channels"] % 4:
         raise bad("hyperparameters.cnn_channels", "is not a multiple of 4, as the inception front end needs")
     if parameter_count(hp) > MAX_PARAMETERS:

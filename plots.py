@@ -525,30 +525,32 @@ def shap_summary_figures(values, samples, windows, bar_path, per_class_path):
     save(fig, per_class_path)
 
 
-def gradcam_figures(maps, samples, path):
-    """maps (N, L) non-negative Grad-CAM over time, drawn under every channel of each sample."""
+def gradcam_figures(maps, samples, path, members=1):
+    """maps (N, L) non-negative Grad-CAM over time, drawn under every channel of each sample. members: the
+    networks of an ensemble, whose maps were averaged (said in the title)."""
+    layer = "last conv block" + (f", mean of the {members} networks' maps" if members > 1 else "")
     for i in range(len(maps)):
         pred = int(samples.y_pred[i])
         steps = own_steps(samples, i)
         cam = np.broadcast_to(maps[i][:steps], samples.inputs[i][:, :steps].shape)
         attribution_figure(samples.inputs[i][:, :steps], [cam], [f"for the predicted class {samples.class_names[pred]}"],
                            samples.channel_names,
-                           f"Grad-CAM (last conv block), {sample_heading(samples, i)}\none map over time, under "
-                           "every channel", "Grad-CAM (last conv block)", path(f"gradcam_sample_{i}.png"),
+                           f"Grad-CAM ({layer}), {sample_heading(samples, i)}\none map over time, under "
+                           "every channel", f"Grad-CAM ({layer})", path(f"gradcam_sample_{i}.png"),
                            signed=False, feature_names=samples.feature_names)
 
 
-def attention_figures(attention, samples, path, pooled_lengths=None):
+def attention_figures(attention, samples, path, pooled_lengths=None, members=1):
     """attention (N, H, T, T): per sample one heatmap per head and their mean on one colour scale, axes in input
     time steps; the colour bar marks the uniform weight 1/T. pooled_lengths (N,): each row's own LSTM steps
-    (None: all T), the part drawn."""
+    (None: all T), the part drawn. members: the networks of an ensemble whose weights were averaged."""
     for i in range(len(attention)):
         t = attention.shape[2] if pooled_lengths is None else int(pooled_lengths[i])
-        attention_figure(attention[i, :, :t, :t], samples, i, path(f"attention_sample_{i}.png"))
+        attention_figure(attention[i, :, :t, :t], samples, i, path(f"attention_sample_{i}.png"), members)
 
 
 @drawing.in_background
-def attention_figure(weights, samples, i, path):
+def attention_figure(weights, samples, i, path, members=1):
     """weights (H, T, T) of sample i (its own LSTM steps): one heatmap per head and their mean, over its own
     input steps."""
     heads, t, _ = weights.shape
@@ -577,8 +579,10 @@ def attention_figure(weights, samples, i, path):
     where = {"cax": spare[0].inset_axes((0.08, 0.05, 0.07, 0.9))} if len(spare) else {"ax": axes, "shrink": 0.8}
     bar = fig.colorbar(image, label=f"attention weight\n(white line: uniform, 1/{t})", **where)
     bar.ax.axhline(1.0 / t, color="white", linewidth=2)
+    ensemble = f"; each head the mean of the {members} networks' weights" if members > 1 else ""
     fig.suptitle(wrapped(f"Self-attention, {sample_heading(samples, i)}\n{t} LSTM step{'s' * (t != 1)} drawn "
-                         f"over the {length} input {unit}{'s' * (length != 1)}; each query's weights sum to 1",
+                         f"over the {length} input {unit}{'s' * (length != 1)}; each query's weights sum to 1"
+                         f"{ensemble}",
                          2.9 * columns + 1.2), fontsize=11)
     save(fig, path)
 

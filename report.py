@@ -608,7 +608,8 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
                      "training / explained-file rows")
               + stat(f"{test.X.shape[1]} &times; {test.X.shape[2]}", "channels × time steps")
               + stat(len(test.class_names), "classes")
-              + stat(f"{metrics['num_parameters']:,}", "parameters")
+              + stat(f"{metrics['num_parameters']:,}", "parameters" if metrics.get("networks", 1) == 1
+                     else f"parameters in {metrics['networks']} networks (their mean logits)")
               + stat(metrics.get("best_epoch", "?"), "kept epoch")
               + stat(f"{sum(v for k, v in metrics['timings_s'].items() if k != 'total'):.0f} s", "run time")
               + "</div></header>")

@@ -31,7 +31,7 @@ import global_importance
 import plots
 import regions
 import shapley
-from model import full_lengths, model_at_lengths, predict_logits, row_lengths
+from model import ensemble_size, full_lengths, model_at_lengths, predict_logits, row_lengths
 from progress import Silent
 
 
@@ -371,8 +371,11 @@ def gradcam_outputs(model, samples: Samples, path) -> dict:
     """One Grad-CAM figure per explained sample (target: its predicted class)."""
     with attributions.GradCAM(model, model.gradcam_layer) as cam:
         maps = cam.attribute(samples.x, lengths=samples.length_tensor).cpu().numpy()
-    plots.gradcam_figures(maps, samples, path)
-    return {"layer": "last conv block (conv2)", "target": "predicted class", "num_explained": len(samples)}
+    members = ensemble_size(model)
+    plots.gradcam_figures(maps, samples, path, members)
+    layer = "last conv block (conv2)" + (f" of each of the {members} networks, the mean of their maps" if members > 1
+                                         else "")
+    return {"layer": layer, "target": "predicted class", "num_explained": len(samples)}
 
 
 def attention_outputs(model, samples: Samples, path) -> dict:
@@ -381,8 +384,8 @@ def attention_outputs(model, samples: Samples, path) -> dict:
     with attributions.AttentionRecorder(model.attention) as recorder:
         weights = recorder.record(model, samples.x, lengths=lengths).cpu()
     steps = None if lengths is None else model.pooled_lengths(lengths, samples.x.shape[2])[1].cpu().numpy()
-    plots.attention_figures(weights.numpy(), samples, path, steps)
-    return attributions.attention_statistics(weights, steps)
+    plots.attention_figures(weights.numpy(), samples, path, steps, ensemble_size(model))
+    return {**attributions.attention_statistics(weights, steps), "networks_averaged": ensemble_size(model)}
 
 
 # -----------------------------------------------------------------------------

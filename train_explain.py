@@ -31,6 +31,7 @@ TRAIN = True  # False: reuse OUTPUT_DIR's checkpoint, only evaluate and explain
 RESUME = False  # True: continue the interrupted training of RUN (its resume state in OUTPUT_DIR/runs/<id>.partial)
 # model
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
+ENSEMBLE_SIZE = 1  # networks trained side by side from their own initial weights; the model's logits are their mean, and every explanation explains that mean
 CONV_FRONT_END = "plain"  # the conv blocks before the LSTM: "plain" (Conv1d + BatchNorm + ReLU + pool, twice) or "inception" (InceptionTime's multi-scale modules, 1 then 3 with a residual; model.py)
 KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
 LSTM_HIDDEN_SIZE = 64  # hidden units per direction of the bidirectional LSTM
@@ -130,7 +131,8 @@ def config_from_args(argv: list[str]) -> dict:
 
 # Settings whose memory or time grows with their value: far beyond any useful value, but below a run that
 # would fill the memory or never end (10,000 permutations of 60 players already take minutes per sample).
-UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "LSTM_HIDDEN_SIZE": 4096,
+UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "ENSEMBLE_SIZE": 64, "CNN_CHANNELS": 4096,
+                "LSTM_HIDDEN_SIZE": 4096,
                 "LSTM_LAYERS": 16, "ATTENTION_HEADS": 256, "KERNEL_SIZE": 1001, "SHAP_PERMUTATIONS": 10_000,
                 "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
                 "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
@@ -139,7 +141,7 @@ UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "CNN_CHANNELS": 4096, "
 
 
 def check_config(config: dict) -> None:
-    positive = ["EPOCHS", "BATCH_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
+    positive = ["EPOCHS", "BATCH_SIZE", "ENSEMBLE_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
                 "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
                 "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
                 "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW", "KEEP_RUNS",
@@ -204,7 +206,7 @@ from counterfactuals import CounterfactualError, guide_pool, target_index  # noq
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
-from model import FRONT_ENDS, CheckpointError, build_model, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
+from model import FRONT_ENDS, CheckpointError, build_model, ensemble_size, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
@@ -279,31 +281,61 @@ def mixup(x, y, alpha: float, lengths=None):
     return blended if lengths is None else (*blended, torch.maximum(lengths, lengths[partner]))
 
 
+def mixed_batch(data: CustomDataset, idx, minimum: int, mixup_alpha: float):
+    """(x, y, partner labels, weight w, lengths) of the rows idx, blended by mixup when mixup_alpha > 0 (w = 1 and
+    the partners are the rows' own labels without it)."""
+    x, y, lengths = data.batch(idx.to(data.X.device), minimum)
+    if not mixup_alpha:
+        return x, y, y, 1.0, lengths
+    if lengths is None:
+        x, partner_y, weight = mixup(x, y, mixup_alpha)
+    else:
+        x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths)
+    return x, y, partner_y, weight, lengths
+
+
+def stacked(batches):
+    """The members' batches as (members, B, C, W) inputs and (members, B) lengths (None when every row fills the
+    common width W): each member's rows padded with zeros to the widest member's batch, their lengths kept."""
+    width = max(x.shape[2] for x, *_ in batches)
+    x = torch.stack([nn.functional.pad(x, (0, width - x.shape[2])) for x, *_ in batches])
+    lengths = torch.stack([torch.full((len(x),), x.shape[2], device=x.device) if lengths is None else lengths
+                           for x, *_, lengths in batches])
+    return x, None if bool((lengths >= width).all()) else lengths
+
+
 def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress,
                 distributed=None, mixup_alpha=0.0):
     """One pass over this process's shard; returns the mean training loss over all processes' samples
     (with mixup, each blended sample's loss weighted w and 1 - w between its two labels). It only
-    watches for divergence: the curves score the model afterwards, unblended and in eval mode."""
+    watches for divergence: the curves score the model afterwards, unblended and in eval mode.
+    An Ensemble's members each draw their own batch order and mixup, as networks trained apart would (sharing
+    them made the members' errors alike: README), and the loss is the sum of their own losses, so that each
+    member's gradient is that of its loss alone."""
     model.train()
     rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
     # Accumulated on the device: no host sync per batch.
     totals = torch.zeros(2, device=data.X.device)  # loss sum, samples
-    minimum = math.prod(getattr(model, "module", model).pool_factors)  # DistributedDataParallel keeps it in .module
-    for idx in batch_indices(len(data), batch_size, generator, rank, world_size):
-        x, y, lengths = data.batch(idx.to(data.X.device), minimum)
-        partner_y, weight = y, 1.0
-        if mixup_alpha and lengths is None:
-            x, partner_y, weight = mixup(x, y, mixup_alpha)
-        elif mixup_alpha:
-            x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths)
-        logits = model(x) if lengths is None else model(x, lengths)
-        loss = weight * criterion(logits, y) + (1 - weight) * criterion(logits, partner_y)
+    network = getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
+    minimum, members = math.prod(network.pool_factors), ensemble_size(network)
+    orders = [batch_indices(len(data), batch_size, generator, rank, world_size) for _ in range(members)]
+    for step in zip(*orders):
+        batches = [mixed_batch(data, idx, minimum, mixup_alpha) for idx in step]
+        if members == 1:
+            x, y, partner_y, weight, lengths = batches[0]
+            logits = model(x) if lengths is None else model(x, lengths)
+            loss = weight * criterion(logits, y) + (1 - weight) * criterion(logits, partner_y)
+        else:
+            logits = model(*stacked(batches), members=True)  # (members, B, K)
+            loss = sum(weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
+                       for own, (_, y, partner_y, weight, _) in zip(logits, batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        totals += torch.stack([loss.detach() * len(y), torch.tensor(len(y), device=y.device)])
-        progress.update(len(y))
+        rows = len(batches[0][1])
+        totals += torch.stack([loss.detach() * rows, torch.tensor(rows, device=totals.device)])
+        progress.update(rows)
     if distributed:
         distributed.all_reduce(totals)
     loss_sum, count = totals.tolist()
@@ -792,6 +824,7 @@ def run(config: dict) -> int:
 
             metrics = {
                 **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
+                "networks": ensemble_size(model),
                 "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
                 "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
                 "shap": shap_summary, "gradcam": gradcam_summary, "attention": attention_summary,

@@ -123,9 +123,9 @@ def test_gradcam_on_the_last_inception_block_matches_captum_and_is_zero_after_ea
     target = model(x).argmax(1)
     with attributions.GradCAM(model, model.gradcam_layer) as cam:
         ours = cam.attribute(x, target)
-        assert cam.activations.shape == cam.gradients.shape == (4, 16, model.pooled_length)
+        assert cam.activations[0].shape == cam.gradients[0].shape == (4, 16, model.pooled_length)
         ragged = cam.attribute(batch(padding=float("nan")), lengths=LENGTHS)
-        assert cam.gradients.abs().sum() > 0
+        assert cam.gradients[0].abs().sum() > 0
     theirs = LayerGradCam(model, model.gradcam_layer).attribute(x, target=target, relu_attributions=True)
     theirs = LayerAttribution.interpolate(theirs, (24,), interpolate_mode="linear")[:, 0]
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)

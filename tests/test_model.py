@@ -42,7 +42,7 @@ def test_gradcam_hooks_capture_activations_and_gradients_of_the_last_conv_block(
     with GradCAM(model, model.gradcam_layer) as cam:
         maps = cam.attribute(x)
         expected = (3, 16, model.pooled_length)
-        assert cam.activations.shape == expected and cam.gradients.shape == expected
+        assert cam.activations[0].shape == expected and cam.gradients[0].shape == expected  # layer 0's
     assert maps.shape == (3, 40) and (maps >= 0).all()
 
 
