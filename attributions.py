@@ -116,8 +116,8 @@ class GradCAM:
 
 class AttentionRecorder:
     """Forward hook on nn.MultiheadAttention that keeps its per-head weights (N, heads, T, T) of every batch. Given
-    a list of them (an Ensemble's, one per member), the weights are their mean, head by head: each row still sums
-    to 1."""
+    a list of them (an Ensemble's, one per member), every member's heads side by side, (N, members * heads, T, T):
+    member m's head h is head m * heads + h (the members' heads do not correspond, so they are not averaged)."""
 
     def __init__(self, attention):
         self.modules = as_list(attention)
@@ -144,8 +144,7 @@ class AttentionRecorder:
             raise RuntimeError("the attention hook captured nothing")
         # the hooks fire member after member within each forward pass: batches [b0 m0, b0 m1, ..., b1 m0, ...]
         members = len(self.modules)
-        weights = torch.cat([torch.stack(self.batches[i:i + members]).mean(dim=0)
-                             for i in range(0, len(self.batches), members)])
+        weights = torch.cat([torch.cat(self.batches[i:i + members], dim=1) for i in range(0, len(self.batches), members)])
         if lengths is not None:
             steps = model.pooled_lengths(torch.as_tensor(lengths).to(x.device), x.shape[2])[1]
             query = torch.arange(weights.shape[2], device=weights.device)[None, :] < steps[:, None]

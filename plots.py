@@ -543,7 +543,7 @@ def gradcam_figures(maps, samples, path, members=1):
 def attention_figures(attention, samples, path, pooled_lengths=None, members=1):
     """attention (N, H, T, T): per sample one heatmap per head and their mean on one colour scale, axes in input
     time steps; the colour bar marks the uniform weight 1/T. pooled_lengths (N,): each row's own LSTM steps
-    (None: all T), the part drawn. members: the networks of an ensemble whose weights were averaged."""
+    (None: all T), the part drawn. members: the networks of an ensemble, whose heads lie side by side in H."""
     for i in range(len(attention)):
         t = attention.shape[2] if pooled_lengths is None else int(pooled_lengths[i])
         attention_figure(attention[i, :, :t, :t], samples, i, path(f"attention_sample_{i}.png"), members)
@@ -557,7 +557,10 @@ def attention_figure(weights, samples, i, path, members=1):
     length = own_steps(samples, i)
     unit = "step" if samples.feature_names is None else "feature position"
     maps = list(weights) + [weights.mean(axis=0)]
-    titles = [f"head {h}" for h in range(heads)] + ["mean of the heads"]
+    per_network = heads // members
+    titles = ([f"head {h}" for h in range(heads)] + ["mean of the heads"] if members == 1 else
+              [f"network {h // per_network}, head {h % per_network}" for h in range(heads)]
+              + [f"mean of the {members} networks' heads"])
     grid_rows, columns = grid_shape(len(maps), 3)
     fig, axes = plt.subplots(grid_rows, columns, figsize=(2.9 * columns + 1.2, 2.7 * grid_rows + 0.8),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
@@ -579,7 +582,7 @@ def attention_figure(weights, samples, i, path, members=1):
     where = {"cax": spare[0].inset_axes((0.08, 0.05, 0.07, 0.9))} if len(spare) else {"ax": axes, "shrink": 0.8}
     bar = fig.colorbar(image, label=f"attention weight\n(white line: uniform, 1/{t})", **where)
     bar.ax.axhline(1.0 / t, color="white", linewidth=2)
-    ensemble = f"; each head the mean of the {members} networks' weights" if members > 1 else ""
+    ensemble = f"; the heads of each of the {members} networks of the ensemble" if members > 1 else ""
     fig.suptitle(wrapped(f"Self-attention, {sample_heading(samples, i)}\n{t} LSTM step{'s' * (t != 1)} drawn "
                          f"over the {length} input {unit}{'s' * (length != 1)}; each query's weights sum to 1"
                          f"{ensemble}",

@@ -122,7 +122,7 @@ def test_gradcam_of_the_ensemble_is_the_mean_of_the_members_own_maps():
     assert all(not layer._forward_hooks and not layer._backward_hooks for layer in model.gradcam_layer)
 
 
-def test_attention_of_the_ensemble_is_the_mean_of_the_members_weights_over_every_batch():
+def test_attention_of_the_ensemble_is_every_members_heads_side_by_side_over_every_batch():
     model = ensemble()
     x = batch()
     with attributions.AttentionRecorder(model.attention) as recorder:
@@ -131,7 +131,7 @@ def test_attention_of_the_ensemble_is_the_mean_of_the_members_weights_over_every
     for member in model.members:
         with attributions.AttentionRecorder(member.attention) as recorder:
             own.append(recorder.record(member, x, lengths=LENGTHS))
-    torch.testing.assert_close(weights, torch.stack(own).mean(0))
+    torch.testing.assert_close(weights, torch.cat(own, dim=1))  # (N, 3 networks x 2 heads, T, T)
 
 
 def test_lrp_of_the_ensemble_is_the_mean_of_the_members_relevances_and_conserves_the_logit():
