@@ -178,3 +178,20 @@ def test_an_ensemble_trains_on_rows_of_different_lengths():
     loss = train_explain.train_epoch(model, data, optimizer, Steps(), torch.nn.CrossEntropyLoss(), 2,
                                      torch.Generator().manual_seed(0), tqdm(disable=True), mixup_alpha=0.4)
     assert loss == loss and loss > 0  # finite, not NaN from the padding
+
+
+def test_an_interrupted_ensemble_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    config = {**train_explain.config_from_args(["--epochs=3", "--ensemble_size=2", "--batch_size=2"]), "SEED": 0}
+    data = CustomDataset(batch(), torch.tensor([0, 1, 2, 1]), LENGTHS)
+    none = CustomDataset(batch()[:0], torch.tensor([], dtype=torch.long))
+
+    def stop_after_epoch_1(message):  # the state is saved after epoch 1, before its line is logged
+        if message.startswith("epoch   1"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_explain.train_model(ensemble(2), data, none, config, tmp_path / "state.pt", log=stop_after_epoch_1)
+    resumed = train_explain.train_model(ensemble(2), data, none, {**config, "RESUME": True}, tmp_path / "state.pt",
+                                        log=lambda message: None)[1]
+    straight = train_explain.train_model(ensemble(2), data, none, config, tmp_path / "other.pt", log=lambda m: None)[1]
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
