@@ -244,11 +244,9 @@ class Ensemble(nn.Module):
         """x (N, C, L) -> the members' mean logits (N, K). members=True: each member's own logits, (size, N, K),
         which training fits one loss each to; x (and lengths) may then hold one batch per member, (size, N, C, L)
         (and (size, N)), member i reading x[i]."""
-        if x.dim() == 4:
-            parts = zip(x, lengths if lengths is not None else [None] * len(x))
-            logits = torch.stack([member(part, own) for member, (part, own) in zip(self.members, parts)])
-        else:
-            logits = torch.stack([member(x, lengths) for member in self.members])
+        size = len(self.members)
+        inputs = zip(x, [None] * size if lengths is None else lengths) if x.dim() == 4 else [(x, lengths)] * size
+        logits = torch.stack([member(part, own) for member, (part, own) in zip(self.members, inputs)])
         return logits if members else logits.mean(dim=0)
 
 

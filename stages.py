@@ -384,8 +384,9 @@ def attention_outputs(model, samples: Samples, path) -> dict:
     with attributions.AttentionRecorder(model.attention) as recorder:
         weights = recorder.record(model, samples.x, lengths=lengths).cpu()
     steps = None if lengths is None else model.pooled_lengths(lengths, samples.x.shape[2])[1].cpu().numpy()
-    plots.attention_figures(weights.numpy(), samples, path, steps, ensemble_size(model))
-    return {**attributions.attention_statistics(weights, steps), "networks": ensemble_size(model)}
+    members = ensemble_size(model)
+    plots.attention_figures(weights.numpy(), samples, path, steps, members)
+    return {**attributions.attention_statistics(weights, steps), "networks": members}
 
 
 # -----------------------------------------------------------------------------

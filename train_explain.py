@@ -240,6 +240,13 @@ def start_distributed(device_name: str):
     return dist
 
 
+def model_hyperparameters(config: dict, train) -> dict:
+    """The checkpoint's hyperparameters: every constant, lower case, and what the training file gives (its
+    channels, length and classes)."""
+    return {**{name.lower(): value for name, value in config.items()}, "input_channels": train.X.shape[1],
+            "sequence_length": train.X.shape[2], "num_classes": len(train.class_names)}
+
+
 def batch_indices(n: int, batch_size: int, generator=None, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
     """Index batches of this process's shard: the epoch's seeded permutation (every process draws the
     same one) dealt out round-robin, padded by wrapping so every process runs the same number of
@@ -322,13 +329,12 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     for step in zip(*orders):
         batches = [mixed_batch(data, idx, minimum, mixup_alpha) for idx in step]
         if members == 1:
-            x, y, partner_y, weight, lengths = batches[0]
-            logits = model(x) if lengths is None else model(x, lengths)
-            loss = weight * criterion(logits, y) + (1 - weight) * criterion(logits, partner_y)
+            x, *_, lengths = batches[0]
+            logits = [model(x) if lengths is None else model(x, lengths)]
         else:
             logits = model(*stacked(batches), members=True)  # (members, B, K)
-            loss = sum(weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
-                       for own, (_, y, partner_y, weight, _) in zip(logits, batches))
+        loss = sum(weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
+                   for own, (_, y, partner_y, weight, _) in zip(logits, batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -727,9 +733,7 @@ def run(config: dict) -> int:
                 fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
                 fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx], train.lengths[fit_idx]).to(device)
                 val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
-                hyperparameters = {name.lower(): value for name, value in config.items()}
-                hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
-                                       num_classes=len(train.class_names))
+                hyperparameters = model_hyperparameters(config, train)
                 model = build_model(hyperparameters).to(device)
                 if rank == 0:
                     folder.check_free_space(needed_bytes(model))

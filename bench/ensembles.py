@@ -40,10 +40,7 @@ def trained_logits(directory, seed, extra):
     normalization = te.fit_normalization(train.X, train.filled)
     train_x = torch.from_numpy(te.normalize(train.X, normalization, train.lengths))
     torch.manual_seed(seed)
-    hyperparameters = {name.lower(): value for name, value in config.items()}
-    hyperparameters.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2],
-                           num_classes=len(train.class_names))
-    model = te.build_model(hyperparameters)
+    model = te.build_model(te.model_hyperparameters(config, train))
     fit = te.CustomDataset(train_x, train.y, train.lengths)
     none = te.CustomDataset(train_x[:0], train.y[:0])
     started = time.perf_counter()

@@ -85,8 +85,7 @@ def training_loop_overhead(train_csv, epochs=20):
     train, _ = read_train_test(train_csv, train_csv)
     data = CustomDataset(normalize(train.X, fit_normalization(train.X)), train.y)
     config = train_explain.config_from_args([])
-    hp = {k.lower(): v for k, v in config.items()}
-    hp.update(input_channels=train.X.shape[1], sequence_length=train.X.shape[2], num_classes=len(train.class_names))
+    hp = train_explain.model_hyperparameters(config, train)
 
     def setup():
         torch.manual_seed(0)
