@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from version import __version__
+
 
 def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:
     """Pool factor of each conv block: halve only while the sequence stays at least min_pooled_length
@@ -329,6 +331,7 @@ class CheckpointError(ValueError):
 def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_columns, normalization, epoch,
                     val_accuracy, val_loss) -> dict:
     return {
+        "version": __version__,  # of train_explain that wrote it; a checkpoint without it is older than 0.9.0
         "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "hyperparameters": hyperparameters,
         "class_names": list(class_names),

@@ -83,7 +83,8 @@ class ConfigError(ValueError):
 
 def constant_help() -> str:
     source = open(__file__, encoding="utf-8").read().splitlines()
-    lines = ["usage: python train_explain.py [--name=VALUE ...]", "", "constants (default, meaning):"]
+    lines = ["usage: python train_explain.py [--name=VALUE ...]   (installed: train-explain [--name=VALUE ...])",
+             "       python train_explain.py --version", "", "constants (default, meaning):"]
     for name in CONSTANT_NAMES:
         comment = next((line.split("#", 1)[1].strip() for line in source if line.startswith(f"{name} = ")), "")
         lines.append(f"  --{name.lower():<30} {globals()[name]!r:<16} {comment}")
@@ -182,6 +183,11 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     # Answered before torch is imported, which alone takes over a second.
     print(constant_help())
     sys.exit(0)
+if __name__ == "__main__" and "--version" in sys.argv[1:]:
+    from version import __version__
+
+    print(f"train_explain {__version__}")
+    sys.exit(0)
 if __name__ == "__main__":
     # OpenMP reads its wait policy once, when torch loads it: waiting threads sleep instead of spinning, so a busy
     # core slows a run down instead of stalling it (threads.py; measured in bench/speed.py).
@@ -210,6 +216,7 @@ from model import FRONT_ENDS, CheckpointError, build_model, ensemble_size, check
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
+from version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
 RESUME_SAVE_SECONDS = 5.0
@@ -827,7 +834,7 @@ def run(config: dict) -> int:
                 lap("counterfactuals")
 
             metrics = {
-                **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
+                "version": __version__, **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
                 "networks": ensemble_size(model),
                 "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
                 "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
