@@ -47,3 +47,9 @@ def test_metrics_and_the_checkpoint_carry_the_version_and_an_older_checkpoint_st
     torch.save(checkpoint, tmp_path / "old.pth")
     model, loaded = load_model(tmp_path / "old.pth")
     assert "version" not in loaded and not model.training
+
+
+def test_the_docs_requirements_are_the_docs_extra():
+    lines = (ROOT / "docs" / "requirements.txt").read_text().split()
+    assert lines == PYPROJECT["project"]["optional-dependencies"]["docs"]
+
