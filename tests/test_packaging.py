@@ -53,3 +53,8 @@ def test_the_docs_requirements_are_the_docs_extra():
     lines = (ROOT / "docs" / "requirements.txt").read_text().split()
     assert lines == PYPROJECT["project"]["optional-dependencies"]["docs"]
 
+
+def test_the_citation_names_the_one_version():
+    from version import __version__
+
+    assert re.search(rf"^version: {re.escape(__version__)}$", (ROOT / "CITATION.cff").read_text(), re.M)
