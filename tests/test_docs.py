@@ -24,3 +24,7 @@ def test_the_configuration_page_lists_every_constant_with_its_default():
     for name in train_explain.CONSTANT_NAMES:
         assert f"| `--{name.lower()}` | `{getattr(train_explain, name)!r}` |" in page
 
+
+def test_the_readme_stays_a_first_minute_read():
+    words = len((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert words <= 2_800, f"README.md has {words:,} words; move detail into docs/ (about 2,500 at most)"
