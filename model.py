@@ -220,7 +220,7 @@ class Ensemble(nn.Module):
     logits (N, K) averaged. The mean of logits, not of probabilities, so that every explanation of the ensemble is
     the mean of its members' (gradients, Shapley values and LRP relevances are linear in the output, and LRP's
     conservation holds for the mean); its accuracy is within 0.02 of the mean of softmax's on the sets measured
-    (README). Grad-CAM's layers and the attention modules are the members', one each."""
+    (docs/measurements/accuracy.md). Grad-CAM's layers and the attention modules are the members', one each."""
 
     def __init__(self, size: int, **arguments):
         super().__init__()

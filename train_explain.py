@@ -324,7 +324,7 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     (with mixup, each blended sample's loss weighted w and 1 - w between its two labels). It only
     watches for divergence: the curves score the model afterwards, unblended and in eval mode.
     An Ensemble's members each draw their own batch order and mixup, as networks trained apart would (sharing
-    them made the members' errors alike: README), and the loss is the sum of their own losses, so that each
+    them made the members' errors alike: docs/measurements/accuracy.md), and the loss is the sum of their own losses, so that each
     member's gradient is that of its loss alone."""
     model.train()
     rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
@@ -392,7 +392,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 
     generator = torch.Generator().manual_seed(config["SEED"])
     steps_per_epoch = len(batch_indices(len(train_data), config["BATCH_SIZE"], None, rank, world_size))
-    # fused: one kernel for all parameters, a third of the per-parameter loop's time per step (measured in the README)
+    # fused: one kernel for all parameters, a third of the per-parameter loop's time per step (measured in docs/measurements/speed.md)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["LEARNING_RATE"], weight_decay=config["WEIGHT_DECAY"],
                                   fused=True)
     total_steps = config["EPOCHS"] * steps_per_epoch
@@ -428,7 +428,8 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
                         "val_accuracy": val_acc, "learning_rate": learning_rate,
                         "seconds": time.perf_counter() - start})
         # The epoch with the lowest validation loss: on a small validation split accuracy moves in steps
-        # of one sample and ties early, while the loss still tells the epochs apart (measured in the README).
+        # of one sample and ties early, while the loss still tells the epochs apart
+        # (measured in docs/measurements/accuracy.md).
         key = -val_loss if len(val_data) else epoch
         if progress_state["best_key"] is None or key > progress_state["best_key"]:
             progress_state.update(best_key=key, since_best=0, best={
