@@ -92,6 +92,19 @@ def test_report_shows_every_figure_in_pipeline_order(report):
     assert positions == sorted(positions), "sections are not in the order the pipeline runs"
 
 
+def section_numbers(page):
+    """(the numbers of the report's section headings, the SECTIONS it shows) in page order."""
+    import report as report_module
+
+    shown = [key for key in re.findall(r"<section id='(\w+)'>", page) if key in dict(report_module.SECTIONS)]
+    return [int(n) for n in re.findall(r"<h2>(\d+)\. ", page)], shown
+
+
+def test_a_labelled_reports_section_numbers_count_the_sections_shown_without_a_gap(report):
+    numbers, shown = section_numbers(report[1])
+    assert "predictions" not in shown and numbers == list(range(1, len(shown) + 1))
+
+
 def test_report_has_a_card_per_explained_sample(report):
     _, page, metrics = report
     cards = re.findall(r"<article class='card (ok|wrong)' id='sample-(\d+)'>(.*?)</article>", page, re.S)
