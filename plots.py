@@ -666,7 +666,8 @@ def method_comparison_figure(summary, random_control, sanity_threshold, path):
     """summary: method -> metrics of attributions.attribution_outputs. Deletion and insertion areas beside the
     random ordering, the randomization sanity correlations beside their threshold, and the seconds per method."""
     names = list(summary)
-    panels = [(["deletion_auc"], "Deletion AUC (lower = more faithful)", random_control["deletion_auc"],
+    panels = [(["deletion_auc"], "Deletion AUC (lower = more faithful; red: no clear gain over\nthe random "
+                                 "ordering, judged sample by sample)", random_control["deletion_auc"],
                "random ordering"),
               (["insertion_auc"], "Insertion AUC (higher = more faithful)", random_control["insertion_auc"],
                "random ordering"),
@@ -686,8 +687,12 @@ def method_comparison_figure(summary, random_control, sanity_threshold, path):
         ax.set_xlim(low - 0.25 * high * (low < 0), 1.3 * high)
         for series, ys in zip(values, positions):
             for k, (value, y) in enumerate(zip(series, ys)):
-                flagged = len(keys) > 1 and bool(summary[names[k]].get("insensitive_to_model"))
-                text = " not checked" if np.isnan(value) else f" {value:.2f}" + (" flagged" if flagged else "")
+                insensitive = len(keys) > 1 and bool(summary[names[k]].get("insensitive_to_model"))
+                random_like = keys == ["deletion_auc"] and not summary[names[k]]["deletion_auc_minus_random"][
+                    "better_than_random"]
+                flagged = insensitive or random_like
+                text = " not checked" if np.isnan(value) else f" {value:.2f}" + (
+                    " flagged" if insensitive else " no better than random" if random_like else "")
                 ax.text(0 if np.isnan(value) else max(value, 0), y, text, va="center", fontsize=8,
                         color="#b2182b" if flagged else "black",
                         bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.8})
@@ -859,9 +864,8 @@ def global_channel_figure(section, class_names, path):
     left.set_title(f"Channels ranked, all {section['rows']} rows ({section['confidence']:.0%} intervals)",
                    fontsize=10)
     matrix = np.array([[section["per_class"][k]["channel_importance"][c]["mean"] for k in present] for c in names])
-    heatmap(right, matrix, names, [wrapped(class_heading(k, section["per_class"][k]["rows"]).removeprefix("predicted "),
-                                           1.2, 8) for k in present], "Reds", (0, float(matrix.max()) or 1.0),
-            "mean |value|")
+    heatmap(right, matrix, names, [wrapped(k + no_interval_note(section["per_class"][k]["rows"]), 1.2, 8)
+                                   for k in present], "Reds", (0, float(matrix.max()) or 1.0), "mean |value|")
     for i, c in enumerate(names):
         for j, k in enumerate(present):
             if section["per_class"][k]["channel_importance"][c]["informative"] is False:
@@ -873,11 +877,16 @@ def global_channel_figure(section, class_names, path):
     save(fig, path)
 
 
-def class_heading(name, rows):
-    """A class's panel title in the global figures; one or two rows give no interval, and say so."""
+def no_interval_note(rows) -> str:
+    """" (n=1: no interval)" for a class explained by too few rows for an interval (global_importance), else ""."""
     from global_importance import MIN_INTERVAL_ROWS
 
-    return f"predicted {name} " + (f"(n={rows}: no interval)" if rows < MIN_INTERVAL_ROWS else f"({rows} rows)")
+    return f" (n={rows}: no interval)" if rows < MIN_INTERVAL_ROWS else ""
+
+
+def class_heading(name, rows):
+    """A class's panel title in the global figures."""
+    return f"predicted {name}" + (no_interval_note(rows) or f" ({rows} rows)")
 
 
 @drawing.in_background
