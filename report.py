@@ -393,6 +393,11 @@ def global_section(summary, figure):
     return section("global", body, intro)
 
 
+def no_better_than_random(methods):
+    """The attribution methods whose deletion curve does not beat the random ordering (checks.deletion_against_random)."""
+    return [name for name, m in methods.items() if not m["deletion_auc_minus_random"]["better_than_random"]]
+
+
 def sample_card(i, explained, figure, warnings):
     """warnings: figure kind ("gradcam", "attribution") -> what its caption must add ("" for nothing)."""
     confidence = explained["confidence"]
@@ -432,7 +437,7 @@ def samples_section(metrics, config, figure):
              "<b>blue</b> lowers it, white is zero"
              + (f"; {esc(', '.join(unsigned))} {'is' if len(unsigned) == 1 else 'are'} unsigned (white = none, red "
                 "= most)" if unsigned else "") + ". Click a figure to see it at full size.</p>")
-    unfaithful = [name for name, m in methods.items() if not m["deletion_auc_minus_random"]["better_than_random"]]
+    unfaithful = no_better_than_random(methods)
     warnings = {"gradcam": f"; {plots.NO_BETTER_THAN_RANDOM}" if metrics["gradcam"]["better_than_random"] is False
                 else "",
                 "attribution": f"; {', '.join(unfaithful)}: {plots.NO_BETTER_THAN_RANDOM}" if unfaithful else ""}
@@ -509,7 +514,7 @@ def methods_section(attributions, figure):
     rows.append(["random ordering (control)", number(control["deletion_auc"]), number(control["insertion_auc"]),
                  "", "", "", ""])
     flagged = [name for name, m in methods.items() if m.get("insensitive_to_model")]
-    unfaithful = [name for name, m in methods.items() if not m["deletion_auc_minus_random"]["better_than_random"]]
+    unfaithful = no_better_than_random(methods)
     intro = (f"<p>All methods explain the <b>{esc(attributions['target'])}</b> of the same "
              f"{attributions['num_explained']} samples; the baseline is {esc(attributions['baseline'])}.</p>"
              "<p class='note'><b>Faithfulness.</b> Deletion sets the input's features to the baseline in the order of "

@@ -487,7 +487,8 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     random_control = {"deletion_auc": checks.area(random_curves[0], fractions),
                       "insertion_auc": checks.area(random_curves[1], fractions)}
 
-    plots.method_sample_figures(maps, attributions.METHODS, samples, path, no_better_than_random(summary))
+    plots.method_sample_figures(maps, attributions.METHODS, samples, path,
+                                [name for name, better in better_than_random(summary).items() if not better])
     plots.method_overlay_figure(maps, samples, 0, segments, path("attribution_overlay.png"))
     plots.method_comparison_figure(summary, random_control, checks.SANITY_THRESHOLD, path("attribution_comparison.png"))
     plots.region_figure({name: regions.span_sums(s, windows).mean(axis=0) for name, s in shares.items()},
@@ -520,9 +521,9 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     }
 
 
-def no_better_than_random(methods: dict) -> list[str]:
-    """The methods of attribution_outputs' "methods" whose deletion curve does not beat the random ordering."""
-    return [name for name, m in methods.items() if not m["deletion_auc_minus_random"]["better_than_random"]]
+def better_than_random(methods: dict) -> dict:
+    """method -> whether its deletion curve beats the random ordering, for attribution_outputs' "methods"."""
+    return {name: m["deletion_auc_minus_random"]["better_than_random"] for name, m in methods.items()}
 
 
 # -----------------------------------------------------------------------------

@@ -6,10 +6,11 @@
 
 The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> output
 files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
-evaluation (with labels) and the accuracy check -> explain(): SHAP -> global importance -> attribution methods ->
-Grad-CAM -> attention -> counterfactuals (none with NUM_SAMPLES_TO_EXPLAIN=0) -> report -> publication -> main(). The stages after training are functions of stages.py,
-one per stage; the model and its checkpoint are in model.py (nothing imports this script). `import train_explain` has no side effects;
-`load_model()` and `predict()` (re-exported from model.py and api.py) reuse a trained model.
+evaluation (with labels) and the accuracy check -> explain() (skipped with NUM_SAMPLES_TO_EXPLAIN=0): SHAP ->
+global importance -> attribution methods -> Grad-CAM -> attention -> counterfactuals -> report -> publication ->
+main(). The stages after training are functions of stages.py, one per stage; the model and its checkpoint are in
+model.py (nothing imports this script). `import train_explain` has no side effects; `load_model()` and `predict()`
+(re-exported from model.py and api.py) reuse a trained model.
 """
 import ast
 import difflib
@@ -683,15 +684,13 @@ def explain(model, samples, scored, background, background_lengths, checkpoint, 
         sections["attributions"] = stages.attribution_outputs(
             model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
             chosen_methods(config), config, path, progress)
-        unfaithful = stages.no_better_than_random(sections["attributions"]["methods"])
-        if unfaithful:
-            print(f"warning: the deletion curves of {', '.join(unfaithful)} are {plots.NO_BETTER_THAN_RANDOM}")
         lap("attributions")
+    faithful = stages.better_than_random(sections.get("attributions", {}).get("methods", {}))
+    unfaithful = [name for name, better in faithful.items() if not better]
+    if unfaithful:
+        print(f"warning: the deletion curves of {', '.join(unfaithful)} are {plots.NO_BETTER_THAN_RANDOM}")
 
-    gradcam_check = sections.get("attributions", {}).get("methods", {}).get("gradcam")
-    sections["gradcam"] = stages.gradcam_outputs(
-        model, samples, path, None if gradcam_check is None else gradcam_check["deletion_auc_minus_random"]
-        ["better_than_random"])
+    sections["gradcam"] = stages.gradcam_outputs(model, samples, path, faithful.get("gradcam"))
     lap("gradcam")
 
     sections["attention"] = stages.attention_outputs(model, samples, path)
