@@ -733,7 +733,9 @@ def faithfulness_figure(fractions, deletion, insertion, random_deletion, random_
     for ax, curves, key, verb in [(axes[0], deletion, "deletion_auc", "set to the baseline"),
                                   (axes[1], insertion, "insertion_auc", "restored from the baseline")]:
         line_comparison(ax, fractions, list(curves.values()),
-                        [f"{name} (AUC {summary[name][key]:.2f})" for name in curves],
+                        [f"{name} (AUC {summary[name][key]:.2f}"
+                         + (", no better than random)" if key == "deletion_auc" and not summary[name][
+                             "deletion_auc_minus_random"]["better_than_random"] else ")") for name in curves],
                         f"fraction of features {verb},\nmost attributed first",
                         "probability of the predicted class",
                         random_deletion if key == "deletion_auc" else random_insertion,
