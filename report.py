@@ -13,6 +13,7 @@ import html
 import importlib.metadata
 import os
 import platform
+import re
 import struct
 
 import numpy as np
@@ -56,6 +57,7 @@ figcaption { font-size: .88em; margin-top: .25em; }
          vertical-align: middle; overflow: hidden; } .meter i { display: block; height: 100%; background: #4c5fd5; }
 .note { background: #f6f8fa; border-left: 4px solid #8c959f; padding: .5em 1em; }
 .warn { background: #fff8e5; border-left: 4px solid #d4a72c; padding: .5em 1em; }
+.alarm code { white-space: nowrap; }
 .alarm { background: var(--wrong-bg); border: 2px solid var(--wrong); border-left-width: 8px; border-radius: 8px;
          padding: .4em 1.2em .6em; margin: 1em 0; } .alarm h2 { border: none; margin: .3em 0; color: var(--wrong); }
 .flag { color: var(--wrong); font-weight: 600; }
@@ -223,10 +225,15 @@ def accuracy_box(check):
                      + (f" (a model that fitted its rows reaches at least {number(check['train_accuracy_needed'])})"
                         if "train_accuracy_needed" in check else ""))
     if check["learned"]:
-        return f"<p class='muted'>Judged on: {'; '.join(facts)}.</p>" if facts else ""
+        return f"<p class='muted'>The model has learned its task, judged on: {'; '.join(facts)}.</p>" if facts else ""
     return ("<div class='alarm' role='alert'><h2>&#9888; This model has not learned its task</h2><ul>"
             + "".join(f"<li>{esc(w[0].upper() + w[1:])}.</li>" for w in check["warnings"])
-            + f"</ul><p><b>So {esc(check['advice'])}.</b></p></div>")
+            + f"</ul><p><b>So {flags_as_code(esc(check['advice']))}.</b></p></div>")
+
+
+def flags_as_code(text):
+    """Command-line flags in text as <code>, kept on one line: a browser may break a line after a hyphen."""
+    return re.sub(r"(--[\w=.]+)", r"<code>\1</code>", text)
 
 
 def skipped_note(reason):
@@ -498,7 +505,7 @@ def methods_section(attributions, figure):
         """Against the random ordering sample by sample (checks.deletion_against_random), not by the means alone."""
         low, high = m["deletion_auc_minus_random"]["interval_95"]
         mark = ("&#10003;" if m["deletion_auc_minus_random"]["better_than_random"]
-                else f"<span class=flag>{esc(plots.NO_BETTER_THAN_RANDOM)}</span>")
+                else "<span class=flag>no better than random</span>")
         return ("html", f"{number(m['deletion_auc'])} <span class='muted'>({number(low, 2)} to {number(high, 2)})"
                         f"</span> {mark}")
 
