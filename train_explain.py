@@ -20,6 +20,9 @@ import sys
 # data and outputs
 TRAIN_CSV_PATH = "train_set.csv"  # training CSV: a label column and numeric feature columns
 TEST_CSV_PATH = "test_set.csv"  # test CSV with the same columns
+NORMALIZATION = "per_series"  # "per_series": the network z-scores each row's channels over its own steps (recordings of any amplitude); "per_channel": only the training file's per-channel statistics (docs: data)
+AMPLITUDE_FEATURES = True  # with per_series: each channel's mean and log std, which the z-score removes, go to the classifier as inputs
+LENGTH_FEATURE = True  # rows of different lengths: log(row length) goes to the classifier as an input (a masked model cannot see it otherwise)
 MISSING_VALUES = "interpolate"  # an empty/NaN cell inside a series: "interpolate" (linear in time, nearest value at the ends) or "error"; empty cells at a row's end only shorten it
 LABEL_COLUMN = "label"  # name of the class column in both CSVs
 OUTPUT_DIR = "outputs"  # each run in OUTPUT_DIR/runs/<id>/; the top-level names show the latest complete run
@@ -172,6 +175,8 @@ def check_config(config: dict) -> None:
                           "so use a multiple of 4")
     if config["DEVICE"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"DEVICE is {config['DEVICE']!r}; use 'auto', 'cpu' or 'cuda'")
+    if config["NORMALIZATION"] not in NORMALIZATIONS:
+        raise ConfigError(f"NORMALIZATION is {config['NORMALIZATION']!r}; use one of {', '.join(map(repr, NORMALIZATIONS))}")
     if config["MISSING_VALUES"] not in ("interpolate", "error"):
         raise ConfigError(f"MISSING_VALUES is {config['MISSING_VALUES']!r}; use 'interpolate' or 'error'")
     if config["SHAP_METHOD"] not in ("permutation", "exact", "deep", "all"):
@@ -206,7 +211,8 @@ from counterfactuals import CounterfactualError, guide_pool, target_index  # noq
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
-from model import FRONT_ENDS, CheckpointError, build_model, ensemble_size, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
+from model import (FRONT_ENDS, NORMALIZATIONS, CheckpointError, build_model, ensemble_size, checkpoint_dict,  # noqa: E402,F401
+                   input_description, load_model, predict_logits, reads_series, series_statistics, zeroed_after)  # (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
@@ -243,8 +249,11 @@ def start_distributed(device_name: str):
 def model_hyperparameters(config: dict, train) -> dict:
     """The checkpoint's hyperparameters: every constant, lower case, and what the training file gives (its
     channels, length and classes)."""
+    # The length input only where the training rows differ in length: a constant would only move the bias.
+    varying = bool((np.asarray(train.lengths) < train.X.shape[2]).any())
     return {**{name.lower(): value for name, value in config.items()}, "input_channels": train.X.shape[1],
-            "sequence_length": train.X.shape[2], "num_classes": len(train.class_names)}
+            "sequence_length": train.X.shape[2], "num_classes": len(train.class_names),
+            "length_feature": config["LENGTH_FEATURE"] and varying}
 
 
 def batch_indices(n: int, batch_size: int, generator=None, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
@@ -277,27 +286,38 @@ def beta(alpha: float) -> torch.distributions.Beta:
     return torch.distributions.Beta(alpha, alpha)
 
 
-def mixup(x, y, alpha: float, lengths=None):
+def mixup(x, y, alpha: float, lengths=None, per_series=False):
     """(blended inputs, partner labels, weight w): each sample blended with a partner drawn from its batch,
     w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018). Given the rows'
     lengths, the blended lengths come fourth: rows of different lengths blend to the longer one (past the shorter
-    row's end its padding, 0 = the training mean, is blended in), so no real step of either row is dropped."""
+    row's end its padding, 0 = the training mean, is blended in), so no real step of either row is dropped.
+    per_series (a model that z-scores each row, NORMALIZATION="per_series"): the rows' shapes (z-scores) and their
+    amplitudes (mean, log std) are blended apart, so a loud row does not drown a quiet partner's shape while the
+    labels say w of each."""
     weight = float(beta(alpha).sample())
     partner = torch.randperm(len(y)).to(y.device)
-    blended = weight * x + (1 - weight) * x[partner], y[partner], weight
-    return blended if lengths is None else (*blended, torch.maximum(lengths, lengths[partner]))
+    if per_series:
+        mean, std = series_statistics(x, lengths)
+        shape = (x - mean) / std if lengths is None else zeroed_after((x - mean) / std, lengths)
+        blended = ((weight * shape + (1 - weight) * shape[partner])
+                   * torch.exp(weight * std.log() + (1 - weight) * std[partner].log())
+                   + weight * mean + (1 - weight) * mean[partner])
+    else:
+        blended = weight * x + (1 - weight) * x[partner]
+    result = blended, y[partner], weight
+    return result if lengths is None else (*result, torch.maximum(lengths, lengths[partner]))
 
 
-def mixed_batch(data: CustomDataset, idx, minimum: int, mixup_alpha: float):
+def mixed_batch(data: CustomDataset, idx, minimum: int, mixup_alpha: float, per_series=False):
     """(x, y, partner labels, weight w, lengths) of the rows idx, blended by mixup when mixup_alpha > 0 (w = 1 and
     the partners are the rows' own labels without it)."""
     x, y, lengths = data.batch(idx.to(data.X.device), minimum)
     if not mixup_alpha:
         return x, y, y, 1.0, lengths
     if lengths is None:
-        x, partner_y, weight = mixup(x, y, mixup_alpha)
+        x, partner_y, weight = mixup(x, y, mixup_alpha, per_series=per_series)
     else:
-        x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths)
+        x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths, per_series)
     return x, y, partner_y, weight, lengths
 
 
@@ -324,10 +344,10 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     # Accumulated on the device: no host sync per batch.
     totals = torch.zeros(2, device=data.X.device)  # loss sum, samples
     network = getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
-    minimum, members = math.prod(network.pool_factors), ensemble_size(network)
+    minimum, members, per_series = math.prod(network.pool_factors), ensemble_size(network), reads_series(network)
     orders = [batch_indices(len(data), batch_size, generator, rank, world_size) for _ in range(members)]
     for step in zip(*orders):
-        batches = [mixed_batch(data, idx, minimum, mixup_alpha) for idx in step]
+        batches = [mixed_batch(data, idx, minimum, mixup_alpha, per_series) for idx in step]
         if members == 1:
             x, *_, lengths = batches[0]
             logits = [model(x) if lengths is None else model(x, lengths)]
@@ -700,6 +720,7 @@ def run(config: dict) -> int:
             checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
             model, checkpoint = load_model(checkpoint_path, device)
             log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
+            log(input_description(model))
             normalization = checkpoint["normalization"]
             # the new file is read in parts, so that its size is bounded by the disk, not the memory
             test_x = stages.FileRows(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"], normalization,
@@ -735,6 +756,7 @@ def run(config: dict) -> int:
                 val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
                 hyperparameters = model_hyperparameters(config, train)
                 model = build_model(hyperparameters).to(device)
+                log(input_description(model))
                 if rank == 0:
                     folder.check_free_space(needed_bytes(model))
                 if distributed:
