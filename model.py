@@ -227,13 +227,21 @@ class HybridCNNLSTMAttention(nn.Module):
         after1 = self.read_lengths(lengths, width) // pool1
         return after1, after1 // pool2
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, mix=None):
         """x (N, C, L) -> logits (N, K). lengths (N,): row i's series is x[i, :, :lengths[i]]; the steps after it
-        (zeros, NaN, anything) do not change the output. None, or every row full length: all of x is read."""
+        (zeros, NaN, anything) do not change the output. None, or every row full length: all of x is read.
+        mix (partner indices (N,), weight w), in training: mixup, row i read as w * row i + (1 - w) * row partner[i],
+        blended as the network reads them (after the per-series z-score, with the row facts), so that a loud row
+        does not drown a quiet partner's shape; rows of different lengths blend to the longer one."""
         if lengths is not None and bool((lengths >= x.shape[2]).all()):
             lengths = None
         lengths = None if lengths is None else lengths.to(x.device).long()
         x, facts = self.row_facts(x, lengths)
+        if mix is not None:
+            partner, weight = mix
+            x = blended(x if lengths is None else zeroed_after(x, lengths), partner, weight)
+            facts = blended(facts, partner, weight)
+            lengths = None if lengths is None else torch.maximum(lengths, lengths[partner])
         if lengths is None:
             features = self.conv2(self.conv1(x))  # (N, 2*cnn, T)
             sequence, _ = self.lstm(features.transpose(1, 2))  # (N, T, 2*hidden)
@@ -259,6 +267,11 @@ class HybridCNNLSTMAttention(nn.Module):
                                      average_attn_weights=False)
         count = after2[:, None].to(features.dtype)
         return torch.cat([features.sum(dim=2) / count, real(sequence + attended, after2, 1).sum(dim=1) / count], dim=1)
+
+
+def blended(values: torch.Tensor, partner: torch.Tensor, weight: float) -> torch.Tensor:
+    """Mixup (Zhang et al., 2018): w * values + (1 - w) * values[partner], row by row."""
+    return weight * values + (1 - weight) * values[partner]
 
 
 def masked_block(block: nn.Module, x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -300,19 +313,16 @@ class Ensemble(nn.Module):
     def pooled_lengths(self, lengths, width):
         return self.members[0].pooled_lengths(lengths, width)
 
-    def forward(self, x, lengths=None, members=False):
+    def forward(self, x, lengths=None, members=False, mixes=None):
         """x (N, C, L) -> the members' mean logits (N, K). members=True: each member's own logits, (size, N, K),
         which training fits one loss each to; x (and lengths) may then hold one batch per member, (size, N, C, L)
-        (and (size, N)), member i reading x[i]."""
+        (and (size, N)), member i reading x[i], and mixes one mixup per member (HybridCNNLSTMAttention's mix)."""
         size = len(self.members)
         inputs = zip(x, [None] * size if lengths is None else lengths) if x.dim() == 4 else [(x, lengths)] * size
-        logits = torch.stack([member(part, own) for member, (part, own) in zip(self.members, inputs)])
+        mixes = [None] * size if mixes is None else mixes
+        logits = torch.stack([member(part, own, mix)
+                              for member, (part, own), mix in zip(self.members, inputs, mixes)])
         return logits if members else logits.mean(dim=0)
-
-
-def reads_series(model: nn.Module) -> bool:
-    """Whether the model z-scores each row itself (normalization "per_series")."""
-    return (model.members[0] if isinstance(model, Ensemble) else model).per_series
 
 
 def input_description(model: nn.Module) -> str:

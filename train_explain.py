@@ -212,7 +212,7 @@ from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalizati
                          read_train, read_train_test, stratified_split)
 from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
 from model import (FRONT_ENDS, NORMALIZATIONS, CheckpointError, build_model, ensemble_size, checkpoint_dict,  # noqa: E402,F401
-                   input_description, load_model, predict_logits, reads_series, series_statistics, zeroed_after)  # (load_model: re-exported for users)
+                   input_description, load_model, predict_logits)  # (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
@@ -286,39 +286,22 @@ def beta(alpha: float) -> torch.distributions.Beta:
     return torch.distributions.Beta(alpha, alpha)
 
 
-def mixup(x, y, alpha: float, lengths=None, per_series=False):
-    """(blended inputs, partner labels, weight w): each sample blended with a partner drawn from its batch,
-    w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018). Given the rows'
-    lengths, the blended lengths come fourth: rows of different lengths blend to the longer one (past the shorter
-    row's end its padding, 0 = the training mean, is blended in), so no real step of either row is dropped.
-    per_series (a model that z-scores each row, NORMALIZATION="per_series"): the rows' shapes (z-scores) and their
-    amplitudes (mean, log std) are blended apart, so a loud row does not drown a quiet partner's shape while the
-    labels say w of each."""
+def mixup(y, alpha: float) -> tuple[torch.Tensor, float]:
+    """(partner indices, weight w) of a mixup batch (Zhang et al., 2018): each sample blended with a partner drawn
+    from its batch, w * x + (1 - w) * x_partner, one w ~ Beta(alpha, alpha) per batch. The model blends (its `mix`
+    argument), as it reads the rows; the loss weighs the two labels w and 1 - w."""
     weight = float(beta(alpha).sample())
-    partner = torch.randperm(len(y)).to(y.device)
-    if per_series:
-        mean, std = series_statistics(x, lengths)
-        shape = (x - mean) / std if lengths is None else zeroed_after((x - mean) / std, lengths)
-        blended = ((weight * shape + (1 - weight) * shape[partner])
-                   * torch.exp(weight * std.log() + (1 - weight) * std[partner].log())
-                   + weight * mean + (1 - weight) * mean[partner])
-    else:
-        blended = weight * x + (1 - weight) * x[partner]
-    result = blended, y[partner], weight
-    return result if lengths is None else (*result, torch.maximum(lengths, lengths[partner]))
+    return torch.randperm(len(y)).to(y.device), weight
 
 
-def mixed_batch(data: CustomDataset, idx, minimum: int, mixup_alpha: float, per_series=False):
-    """(x, y, partner labels, weight w, lengths) of the rows idx, blended by mixup when mixup_alpha > 0 (w = 1 and
-    the partners are the rows' own labels without it)."""
+def mixed_batch(data: CustomDataset, idx, minimum: int, mixup_alpha: float):
+    """(x, y, partner labels, weight w, lengths, mix) of the rows idx, mix = the model's mixup argument (None, w = 1
+    and the partners the rows' own labels when mixup_alpha is 0)."""
     x, y, lengths = data.batch(idx.to(data.X.device), minimum)
     if not mixup_alpha:
-        return x, y, y, 1.0, lengths
-    if lengths is None:
-        x, partner_y, weight = mixup(x, y, mixup_alpha, per_series=per_series)
-    else:
-        x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths, per_series)
-    return x, y, partner_y, weight, lengths
+        return x, y, y, 1.0, lengths, None
+    partner, weight = mixup(y, mixup_alpha)
+    return x, y, y[partner], weight, lengths, (partner, weight)
 
 
 def stacked(batches):
@@ -327,7 +310,7 @@ def stacked(batches):
     width = max(x.shape[2] for x, *_ in batches)
     x = torch.stack([nn.functional.pad(x, (0, width - x.shape[2])) for x, *_ in batches])
     lengths = torch.stack([torch.full((len(x),), x.shape[2], device=x.device) if lengths is None else lengths
-                           for x, *_, lengths in batches])
+                           for x, *_, lengths, _ in batches])
     return x, None if bool((lengths >= width).all()) else lengths
 
 
@@ -344,17 +327,17 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     # Accumulated on the device: no host sync per batch.
     totals = torch.zeros(2, device=data.X.device)  # loss sum, samples
     network = getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
-    minimum, members, per_series = math.prod(network.pool_factors), ensemble_size(network), reads_series(network)
+    minimum, members = math.prod(network.pool_factors), ensemble_size(network)
     orders = [batch_indices(len(data), batch_size, generator, rank, world_size) for _ in range(members)]
     for step in zip(*orders):
-        batches = [mixed_batch(data, idx, minimum, mixup_alpha, per_series) for idx in step]
+        batches = [mixed_batch(data, idx, minimum, mixup_alpha) for idx in step]
         if members == 1:
-            x, *_, lengths = batches[0]
-            logits = [model(x) if lengths is None else model(x, lengths)]
+            x, *_, lengths, mix = batches[0]
+            logits = [model(x, lengths, mix=mix)]
         else:
-            logits = model(*stacked(batches), members=True)  # (members, B, K)
+            logits = model(*stacked(batches), members=True, mixes=[mix for *_, mix in batches])  # (members, B, K)
         loss = sum(weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
-                   for own, (_, y, partner_y, weight, _) in zip(logits, batches))
+                   for own, (_, y, partner_y, weight, *_) in zip(logits, batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

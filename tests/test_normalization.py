@@ -106,16 +106,18 @@ def test_a_checkpoint_with_an_unknown_normalization_is_refused():
         check_checkpoint(checkpoint, "x.pth")
 
 
-def test_mixup_of_a_loud_and_a_quiet_row_blends_their_shapes_not_their_raw_values():
-    t = torch.linspace(0, 6.28, 40)
-    loud, quiet = 100 * torch.sin(t), 0.01 * torch.cos(t)
-    x = torch.stack([loud, quiet])[:, None, :]
-    torch.manual_seed(1)
-    blended, partner_y, weight = train_explain.mixup(x, torch.tensor([0, 1]), alpha=0.4, per_series=True)
-    shape = lambda v: (v - v.mean()) / v.std(unbiased=False)  # noqa: E731
-    partner = 1 if partner_y[0] == 1 else 0
-    expected = shape(weight * shape(x[0, 0]) + (1 - weight) * shape(x[partner, 0]))
-    torch.testing.assert_close(shape(blended[0, 0]), expected, rtol=1e-4, atol=1e-4)
+def test_mixup_blends_rows_as_the_network_reads_them_so_a_loud_row_does_not_drown_a_quiet_one():
+    net = network(normalization="per_series")
+    x, factors = quiet_and_loud_rows()
+    mix = (torch.tensor([3, 2, 1, 0]), 0.3)  # the quietest row blended with the loudest, and so on
+    torch.testing.assert_close(net(x * factors, mix=mix), net(x, mix=mix), rtol=1e-4, atol=1e-4)
+
+
+def test_mixup_of_a_per_channel_network_blends_the_input_values():
+    net = network(normalization="per_channel")
+    x, _ = quiet_and_loud_rows()
+    partner, weight = torch.tensor([3, 2, 1, 0]), 0.3
+    torch.testing.assert_close(net(x, mix=(partner, weight)), net(weight * x + (1 - weight) * x[partner]))
 
 
 def test_lrp_counts_the_amplitude_and_length_inputs_with_the_biases_and_stays_conservative():
