@@ -34,7 +34,7 @@ import regions
 import shapley
 from model import full_lengths, model_at_lengths
 
-BACKGROUND_ROWS = 8  # rows of the SHAP background used as the reference here (a seeded subset; cost and error in the README)
+BACKGROUND_ROWS = 8  # rows of the SHAP background used as the reference here (a seeded subset; cost and error in docs/explanations/global.md)
 EXACT_MAX_PLAYERS = 4  # exact enumeration up to 2^4 coalitions per background row; permutation sampling above
 PAIRS_PER_BACKGROUND_ROW = 1  # permutation: random permutations (each also walked in reverse) per background row
 BOOTSTRAP_RESAMPLES = 2000

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from version import __version__
+
 
 def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:
     """Pool factor of each conv block: halve only while the sequence stays at least min_pooled_length
@@ -291,7 +293,7 @@ class Ensemble(nn.Module):
     logits (N, K) averaged. The mean of logits, not of probabilities, so that every explanation of the ensemble is
     the mean of its members' (gradients, Shapley values and LRP relevances are linear in the output, and LRP's
     conservation holds for the mean); its accuracy is within 0.02 of the mean of softmax's on the sets measured
-    (README). Grad-CAM's layers and the attention modules are the members', one each."""
+    (docs/measurements/accuracy.md). Grad-CAM's layers and the attention modules are the members', one each."""
 
     def __init__(self, size: int, **arguments):
         super().__init__()
@@ -418,6 +420,7 @@ class CheckpointError(ValueError):
 def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_columns, normalization, epoch,
                     val_accuracy, val_loss) -> dict:
     return {
+        "version": __version__,  # of train_explain that wrote it; a checkpoint without it is older than 0.9.0
         "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "hyperparameters": hyperparameters,
         "class_names": list(class_names),

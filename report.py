@@ -548,7 +548,8 @@ def package_version(name):
 
 
 def versions_section(metrics):
-    versions = [["python", platform.python_version()]] + [[name, package_version(name)] for name in VERSIONED]
+    versions = [["train_explain", metrics.get("version", "?")], ["python", platform.python_version()]]
+    versions += [[name, package_version(name)] for name in VERSIONED]
     versions += [["platform", platform.platform()], ["device", metrics.get("device", "?")],
                  ["processes", metrics.get("world_size", 1)]]
     timings = dict(metrics["timings_s"])

@@ -86,7 +86,8 @@ class ConfigError(ValueError):
 
 def constant_help() -> str:
     source = open(__file__, encoding="utf-8").read().splitlines()
-    lines = ["usage: python train_explain.py [--name=VALUE ...]", "", "constants (default, meaning):"]
+    lines = ["usage: python train_explain.py [--name=VALUE ...]   (installed: train-explain [--name=VALUE ...])",
+             "       python train_explain.py --version", "", "constants (default, meaning):"]
     for name in CONSTANT_NAMES:
         comment = next((line.split("#", 1)[1].strip() for line in source if line.startswith(f"{name} = ")), "")
         lines.append(f"  --{name.lower():<30} {globals()[name]!r:<16} {comment}")
@@ -187,6 +188,11 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     # Answered before torch is imported, which alone takes over a second.
     print(constant_help())
     sys.exit(0)
+if __name__ == "__main__" and "--version" in sys.argv[1:]:
+    from version import __version__
+
+    print(f"train_explain {__version__}")
+    sys.exit(0)
 if __name__ == "__main__":
     # OpenMP reads its wait policy once, when torch loads it: waiting threads sleep instead of spinning, so a busy
     # core slows a run down instead of stalling it (threads.py; measured in bench/speed.py).
@@ -216,6 +222,7 @@ from model import (FRONT_ENDS, NORMALIZATIONS, CheckpointError, build_model, ens
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
+from version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
 RESUME_SAVE_SECONDS = 5.0
@@ -320,7 +327,7 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     (with mixup, each blended sample's loss weighted w and 1 - w between its two labels). It only
     watches for divergence: the curves score the model afterwards, unblended and in eval mode.
     An Ensemble's members each draw their own batch order and mixup, as networks trained apart would (sharing
-    them made the members' errors alike: README), and the loss is the sum of their own losses, so that each
+    them made the members' errors alike: docs/measurements/accuracy.md), and the loss is the sum of their own losses, so that each
     member's gradient is that of its loss alone."""
     model.train()
     rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
@@ -388,7 +395,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
 
     generator = torch.Generator().manual_seed(config["SEED"])
     steps_per_epoch = len(batch_indices(len(train_data), config["BATCH_SIZE"], None, rank, world_size))
-    # fused: one kernel for all parameters, a third of the per-parameter loop's time per step (measured in the README)
+    # fused: one kernel for all parameters, a third of the per-parameter loop's time per step (measured in docs/measurements/speed.md)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["LEARNING_RATE"], weight_decay=config["WEIGHT_DECAY"],
                                   fused=True)
     total_steps = config["EPOCHS"] * steps_per_epoch
@@ -424,7 +431,8 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
                         "val_accuracy": val_acc, "learning_rate": learning_rate,
                         "seconds": time.perf_counter() - start})
         # The epoch with the lowest validation loss: on a small validation split accuracy moves in steps
-        # of one sample and ties early, while the loss still tells the epochs apart (measured in the README).
+        # of one sample and ties early, while the loss still tells the epochs apart
+        # (measured in docs/measurements/accuracy.md).
         key = -val_loss if len(val_data) else epoch
         if progress_state["best_key"] is None or key > progress_state["best_key"]:
             progress_state.update(best_key=key, since_best=0, best={
@@ -832,7 +840,7 @@ def run(config: dict) -> int:
                 lap("counterfactuals")
 
             metrics = {
-                **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
+                "version": __version__, **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
                 "networks": ensemble_size(model),
                 "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
                 "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,

@@ -4,7 +4,7 @@
     python bench/speed.py --large_rows=0     # default data only
 
 Prints per phase the seconds of the seed reference (../shared/reference/seed_train_explain.py) and of
-the project, and the ratio project/reference, as the README's speed table; training throughput; peak
+the project, and the ratio project/reference, as the table of docs/measurements/speed.md; training throughput; peak
 memory (RSS) of each process; the time of `--help`; the training loop's overhead over its bare
 forward+backward+step work; and the training throughput on the default data with one core taken by
 another process (a busy loop) against the same settings without it, with the project's one torch thread
@@ -171,7 +171,7 @@ def ratio_cell(reference, project, phase):
 
 
 def phase_table(results):
-    """The README's table: per phase seed s, project s and their ratio, for each data set side by side."""
+    """The table of docs/measurements/speed.md: per phase seed s, project s and their ratio, for each data set side by side."""
     header = ["phase"] + [f"{name}: {column}" if k == 0 else column for name, _ in results
                           for k, column in enumerate(["seed s", "project s", "ratio"])]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]

@@ -18,6 +18,7 @@ def snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_help_lists_every_constant_with_its_default():
     result = run_script("--help")
     assert result.returncode == 0
@@ -32,6 +33,7 @@ def test_overrides_take_both_flag_forms_and_keep_the_default_type():
     assert config["OUTPUT_DIR"] == "runs/x" and config["TRAIN"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, words", [
     (["--no_such_constant=1"], "unknown flag --no_such_constant"),
     (["--epochs=ten"], "--epochs=ten is not a int"),
@@ -51,6 +53,7 @@ def test_a_bad_flag_is_one_error_line_and_exit_status_2(args, words):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_data_keeps_the_earlier_run_whole(trained_run, tmp_path):
     out, train, _ = trained_run
     before = snapshot(out)
@@ -61,6 +64,7 @@ def test_bad_data_keeps_the_earlier_run_whole(trained_run, tmp_path):
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_a_missing_checkpoint_with_train_false_is_a_clear_error(trained_run, tmp_path):
     _, train, test = trained_run
     result = run_script(*run_args(train, test, tmp_path / "empty", "--train=False"))
@@ -76,6 +80,7 @@ def test_exact_shap_with_too_many_players_fails_before_training(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_attribution_methods_runs_exactly_the_methods_named(tmp_path):
     import numpy as np
 

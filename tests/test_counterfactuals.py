@@ -145,6 +145,7 @@ def counterfactual_run(tmp_path_factory):
     return out, train, test
 
 
+@pytest.mark.slow
 def test_stored_counterfactuals_reproduce_their_predictions_after_load_model(counterfactual_run):
     out = counterfactual_run[0]
     z = np.load(out / "counterfactuals.npz")
@@ -162,6 +163,7 @@ def test_stored_counterfactuals_reproduce_their_predictions_after_load_model(cou
     assert len(checkpoint["guides"]) == len(checkpoint["guide_labels"]) == 16  # every training row: 8 per class
 
 
+@pytest.mark.slow
 def test_the_trained_models_counterfactuals_touch_a_planted_bump(counterfactual_run):
     entries = json.loads((counterfactual_run[0] / "metrics.json").read_text())["counterfactuals"]
     bumps = {"ch0": (6, 10), "ch1": (14, 18)}  # write_series_csvs: class k's bump on channel k around 24 (k + 1) / 3
@@ -171,6 +173,7 @@ def test_the_trained_models_counterfactuals_touch_a_planted_bump(counterfactual_
                    for name in entry["changed_channels"])
 
 
+@pytest.mark.slow
 def test_a_reused_checkpoint_repeats_the_counterfactuals_exactly(counterfactual_run):
     out, train, test = counterfactual_run
     first = dict(np.load(out / "counterfactuals.npz"))

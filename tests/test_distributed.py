@@ -9,6 +9,8 @@ import pytest
 import train_explain
 from conftest import ROOT, run_args, write_series_csvs
 
+pytestmark = pytest.mark.slow  # every test here runs the whole pipeline
+
 # A validation split, so rank 0's validation score is broadcast and every rank stops at the same epoch.
 ARGS = ["--epochs=40", "--val_fraction=0.25", "--num_samples_to_explain=1", "--shap_method=deep"]
 

@@ -144,6 +144,7 @@ def test_lrp_of_the_ensemble_is_the_mean_of_the_members_relevances_and_conserves
     assert float(parts["residual"].abs().max()) < 1e-3 * float(parts["logit"].abs().max())
 
 
+@pytest.mark.slow
 def test_a_seeded_ensemble_run_repeats_and_reports_its_networks(tmp_path):
     train, test = write_series_csvs(tmp_path)
     runs = []

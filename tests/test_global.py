@@ -152,6 +152,7 @@ def test_rows_are_a_seeded_sample_stratified_over_the_classes():
     np.testing.assert_array_equal(global_importance.choose_rows(classes, 0, seed=0), np.arange(93))
 
 
+@pytest.mark.slow
 def test_a_run_writes_the_global_section_npz_and_report(trained_run):
     out = trained_run[0]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -169,6 +169,7 @@ def test_seeded_training_of_the_inception_front_end_repeats_exactly(tmp_path):
     assert not all(torch.equal(states[0][k], inception_model(seed=0).state_dict()[k]) for k in states[0])
 
 
+@pytest.mark.slow
 def test_a_pipeline_run_with_the_inception_front_end_explains_with_every_method(tmp_path):
     train, test = write_series_csvs(tmp_path, length=16)
     assert train_explain.main(run_args(train, test, tmp_path / "out", "--conv_front_end=inception", "--epochs=2",

@@ -11,6 +11,8 @@ import pytest
 import train_explain
 from conftest import ROOT, run_args
 
+pytestmark = pytest.mark.slow  # every test here runs the whole pipeline
+
 CHECKPOINT = "saved_model_hybrid_explained.pth"
 
 

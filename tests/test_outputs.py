@@ -116,6 +116,7 @@ def interrupted(data, tmp_path_factory):
 
 
 # 1. OUTPUT_DIR on another filesystem
+@pytest.mark.slow
 def test_an_output_dir_on_another_filesystem_publishes_and_keeps_the_earlier_run(data, published, tmp_path):
     other = Path("/dev/shm")
     if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
@@ -137,6 +138,7 @@ def test_an_output_dir_on_another_filesystem_publishes_and_keeps_the_earlier_run
 
 
 # 2. Two runs into one folder
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_folder_ends_at_once_naming_the_running_process(data, tmp_path):
     train, test = data
     out = tmp_path / "out"
@@ -151,6 +153,7 @@ def test_a_second_run_into_a_busy_folder_ends_at_once_naming_the_running_process
         first.wait()
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_killed_run_is_taken_over(data, tmp_path):
     train, test = data
     out = tmp_path / "out"
@@ -172,6 +175,7 @@ def fake_run(folder, files):
         return folder.publish()
 
 
+@pytest.mark.slow
 def test_a_reader_polling_while_runs_publish_always_sees_one_whole_run(tmp_path):
     """`latest`, resolved once, is always one complete run with all its files; every top-level name, read at any
     moment, is a whole file of a complete run (a reader that needs several files together resolves `latest`)."""
@@ -207,6 +211,7 @@ def test_a_reader_polling_while_runs_publish_always_sees_one_whole_run(tmp_path)
     assert problems == [] and len(seen) > 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("marker", ["epoch", "test accuracy"])
 def test_a_kill_at_any_point_leaves_the_latest_complete_run_whole(data, published, tmp_path, marker):
     out = copy_of(published, tmp_path)
@@ -273,6 +278,7 @@ def test_without_symlinks_latest_is_a_pointer_file_and_the_top_level_files_are_c
 
 
 # 4. A quick run does not destroy a long one
+@pytest.mark.slow
 def test_a_quick_run_after_a_long_one_keeps_the_long_one(data, published, tmp_path):
     out = copy_of(published, tmp_path)
     (first,) = complete_runs(out)
@@ -305,6 +311,7 @@ def test_files_of_an_earlier_flat_output_dir_are_kept_in_their_own_run(tmp_path)
 
 
 # 5. SIGTERM and SIGKILL
+@pytest.mark.slow
 def test_sigterm_is_handled_like_ctrl_c_and_keeps_the_resume_state_with_its_run(data, published, tmp_path):
     out = copy_of(published, tmp_path)
     process = start(*run_args(*data, out, *LONG))
@@ -321,6 +328,7 @@ def test_sigterm_is_handled_like_ctrl_c_and_keeps_the_resume_state_with_its_run(
     assert (interrupted / "resume_state.pth").read_bytes() == state
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_staging_folder_that_the_next_run_clears_and_names(data, published, tmp_path):
     out = copy_of(published, tmp_path)
     process = start(*run_args(*data, out, "--epochs=3", "--num_samples_to_explain=2"))
@@ -337,6 +345,7 @@ def test_sigkill_leaves_a_staging_folder_that_the_next_run_clears_and_names(data
 
 
 # 6. Write failures
+@pytest.mark.slow
 def test_an_output_dir_that_is_a_file_is_one_error_line_before_training(data, tmp_path):
     train, test = data
     (tmp_path / "out").write_text("not a folder")
@@ -356,6 +365,7 @@ def without_root_privileges():
     return [setpriv, "--bounding-set", drop, "--inh-caps", drop, "--"]
 
 
+@pytest.mark.slow
 def test_a_read_only_output_dir_is_one_error_line_before_training(data, tmp_path):
     train, test = data
     out = tmp_path / "out"
@@ -370,6 +380,7 @@ def test_a_read_only_output_dir_is_one_error_line_before_training(data, tmp_path
     assert "cannot write into OUTPUT_DIR" in result.stderr and "epoch" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_write_that_fails_mid_run_is_one_error_line_and_leaves_nothing_partial(data, published, tmp_path):
     train, test = data
     out = copy_of(published, tmp_path)
@@ -384,6 +395,7 @@ def test_a_write_that_fails_mid_run_is_one_error_line_and_leaves_nothing_partial
 
 
 # 7. Hostile or damaged files that pass weights_only=True
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value, words", [
     ("lstm_hidden_size", None, "hyperparameters.lstm_hidden_size"),
     ("lstm_hidden_size", "64", "hyperparameters.lstm_hidden_size"),
@@ -406,6 +418,7 @@ def test_a_checkpoint_with_bad_hyperparameters_is_one_line_naming_the_field(trai
     assert one_error_line(stderr) and words in stderr, stderr
 
 
+@pytest.mark.slow
 def test_a_pickled_payload_is_refused(trained_run, tmp_path, capsys):
     out, train, test = trained_run
     reuse = tmp_path / "reuse"
@@ -417,6 +430,7 @@ def test_a_pickled_payload_is_refused(trained_run, tmp_path, capsys):
     assert one_error_line(stderr) and "not a readable checkpoint" in stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing_keys", "wrong_shapes"])
 def test_a_damaged_resume_state_is_one_line_naming_the_field(data, interrupted, tmp_path, damage):
     out = copy_of(interrupted, tmp_path)
@@ -433,12 +447,14 @@ def test_a_damaged_resume_state_is_one_line_naming_the_field(data, interrupted, 
 
 
 # 8. Unbounded settings and paths that are not files
+@pytest.mark.slow
 def test_a_setting_that_would_grow_without_bound_is_refused_at_once(data, tmp_path):
     train, test = data
     code, stdout, stderr = run_script(*run_args(train, test, tmp_path / "out", "--shap_permutations=10000000"))
     assert code == 2 and one_error_line(stderr) and "SHAP_PERMUTATIONS" in stderr and "epoch" not in stdout
 
 
+@pytest.mark.slow
 def test_a_fifo_as_a_csv_path_is_named_for_what_it_is(data, tmp_path):
     train, _ = data
     fifo = tmp_path / "pipe.csv"

@@ -3,10 +3,13 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 import train_explain
 from conftest import run_args, write_series_csvs
+
+pytestmark = pytest.mark.slow  # every test here runs the whole pipeline
 
 CONTRACT_FILES = ["saved_model_hybrid_explained.pth", "train_results_hybrid_explained.csv",
                   "train_plots_hybrid_explained.eps", "train_plots_hybrid_explained.png", "confusion_matrix.png",

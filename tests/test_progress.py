@@ -32,6 +32,7 @@ def logged_run(tmp_path_factory):
     return lines
 
 
+@pytest.mark.slow
 def test_progress_lines_arrive_while_the_explanations_run(logged_run):
     progress = [(line, published) for line, published in logged_run if PROGRESS_LINE.match(line)]
     assert {line.split(":")[0] for line, _ in progress} == {"SHAP", "attribution suite"}
@@ -39,6 +40,7 @@ def test_progress_lines_arrive_while_the_explanations_run(logged_run):
     assert not any("\r" in line for line, _ in logged_run)
 
 
+@pytest.mark.slow
 def test_the_log_says_the_threads_wait_policy_and_drawing_processes(logged_run):
     assert any(line.startswith("resources: torch threads 1 for training, ") and "(automatic;" in line
                and "OpenMP wait policy PASSIVE" in line and "figures drawn in this process" in line

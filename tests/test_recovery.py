@@ -11,6 +11,8 @@ import torch
 import train_explain
 from conftest import ROOT, run_args, write_series_csvs
 
+pytestmark = pytest.mark.slow  # every test here runs the whole pipeline
+
 RESUME_ARGS = ["--epochs=40", "--early_stopping_patience=100", "--num_samples_to_explain=1"]
 
 

@@ -72,6 +72,7 @@ def run_chromium(chromium, tmp_path, *args):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_report_refers_to_nothing_outside_itself(report):
     _, page, _ = report
     markup = re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)
@@ -81,6 +82,7 @@ def test_report_refers_to_nothing_outside_itself(report):
     assert not re.search(r"url\(\s*['\"]?(?!data:)", page) and "@import" not in page and "<link" not in page
 
 
+@pytest.mark.slow
 def test_report_shows_every_figure_in_pipeline_order(report):
     out, page, _ = report
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -92,6 +94,7 @@ def test_report_shows_every_figure_in_pipeline_order(report):
     assert positions == sorted(positions), "sections are not in the order the pipeline runs"
 
 
+@pytest.mark.slow
 def test_report_has_a_card_per_explained_sample(report):
     _, page, metrics = report
     cards = re.findall(r"<article class='card (ok|wrong)' id='sample-(\d+)'>(.*?)</article>", page, re.S)
@@ -104,6 +107,7 @@ def test_report_has_a_card_per_explained_sample(report):
             assert f"({kind}_sample_{i}.png)" in body
 
 
+@pytest.mark.slow
 def test_report_lists_every_setting_and_version(report):
     import train_explain
 
@@ -112,6 +116,7 @@ def test_report_lists_every_setting_and_version(report):
     assert all(f"<td>{name}</td>" in page for name in ("python", "torch", "numpy", "shap", "captum", "scikit-learn"))
 
 
+@pytest.mark.slow
 def test_report_loads_in_a_browser_and_every_image_decodes(report, chromium, tmp_path):
     out, page, _ = report
     probe_page = tmp_path / "probe.html"
@@ -131,6 +136,7 @@ def test_report_loads_in_a_browser_and_every_image_decodes(report, chromium, tmp
     assert not outside, f"the browser fetched {outside}"
 
 
+@pytest.mark.slow
 def test_report_screenshot_is_not_blank(report, chromium, tmp_path):
     from PIL import Image
 

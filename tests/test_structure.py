@@ -39,6 +39,7 @@ def test_the_script_still_re_exports_load_model_for_users():
     assert train_explain.load_model is model.load_model
 
 
+@pytest.mark.slow
 def test_a_bad_segment_from_the_command_line_is_one_error_line_and_exit_status_2(tmp_path):
     train, test = write_series_csvs(tmp_path, length=60)
     result = subprocess.run([sys.executable, str(ROOT / "train_explain.py"),

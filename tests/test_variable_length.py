@@ -281,6 +281,7 @@ def write_ragged_csvs(folder, rows=18, length=16):
     return paths
 
 
+@pytest.mark.slow
 def test_a_file_of_mixed_lengths_with_a_gap_trains_evaluates_and_explains(tmp_path):
     train, test = write_ragged_csvs(tmp_path)
     out = tmp_path / "out"
