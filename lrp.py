@@ -304,8 +304,10 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
         context = torch.cat([_stabilised(features.sum(dim=2) / count, epsilon), pooled], dim=1)
     head_w = model.head.weight.detach()
     head_b = model.head.bias.detach() if model.head.bias is not None else head_w.new_zeros(head_w.shape[0])
-    context = torch.cat([context, facts], dim=1)
-    logits = _stabilised(context @ head_w.T + bias(head_b), epsilon)  # dropout is the identity in eval mode
+    logits = context @ head_w.T + bias(head_b)
+    if model.fact_head is not None:
+        logits = logits + facts @ model.fact_head.weight.detach().T
+    logits = _stabilised(logits, epsilon)  # dropout is the identity in eval mode
     return logits, bias.leaves
 
 

@@ -190,8 +190,13 @@ class HybridCNNLSTMAttention(nn.Module):
                             bidirectional=True, dropout=dropout if lstm_layers > 1 else 0.0)
         self.attention = nn.MultiheadAttention(2 * lstm_hidden_size, attention_heads, batch_first=True)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * cnn_channels + 2 * lstm_hidden_size + self.row_fact_count(input_channels),
-                              num_classes)
+        self.head = nn.Linear(2 * cnn_channels + 2 * lstm_hidden_size, num_classes)
+        # The row facts' own weights start at zero and draw no random numbers: training starts from the network that
+        # reads shapes alone, and on rows z-scored already (the UCR sets) it is the per_channel network, same seed.
+        facts = self.row_fact_count(input_channels)
+        self.fact_head = nn.utils.skip_init(nn.Linear, facts, num_classes, bias=False) if facts else None
+        if self.fact_head is not None:
+            nn.init.zeros_(self.fact_head.weight)
         self.pooled_length = sequence_length // pool1 // pool2
 
     @property
@@ -251,7 +256,8 @@ class HybridCNNLSTMAttention(nn.Module):
             context = torch.cat([features.mean(dim=2), (sequence + attended).mean(dim=1)], dim=1)
         else:
             context = self._masked_context(x, lengths)
-        return self.head(self.dropout(torch.cat([context, facts], dim=1)))
+        logits = self.head(self.dropout(context))
+        return logits if self.fact_head is None else logits + self.fact_head(facts)
 
     def _masked_context(self, x, lengths):
         """forward's context vector for rows of their own lengths: every padded value is replaced (zeroed_after)

@@ -20,9 +20,6 @@ import sys
 # data and outputs
 TRAIN_CSV_PATH = "train_set.csv"  # training CSV: a label column and numeric feature columns
 TEST_CSV_PATH = "test_set.csv"  # test CSV with the same columns
-NORMALIZATION = "per_series"  # "per_series": the network z-scores each row's channels over its own steps (recordings of any amplitude); "per_channel": only the training file's per-channel statistics (docs: data)
-AMPLITUDE_FEATURES = True  # with per_series: each channel's mean and log std, which the z-score removes, go to the classifier as inputs
-LENGTH_FEATURE = True  # rows of different lengths: log(row length) goes to the classifier as an input (a masked model cannot see it otherwise)
 MISSING_VALUES = "interpolate"  # an empty/NaN cell inside a series: "interpolate" (linear in time, nearest value at the ends) or "error"; empty cells at a row's end only shorten it
 LABEL_COLUMN = "label"  # name of the class column in both CSVs
 OUTPUT_DIR = "outputs"  # each run in OUTPUT_DIR/runs/<id>/; the top-level names show the latest complete run
@@ -36,6 +33,9 @@ RESUME = False  # True: continue the interrupted training of RUN (its resume sta
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
 ENSEMBLE_SIZE = 1  # networks trained side by side from their own initial weights; the model's logits are their mean, and every explanation explains that mean
 CONV_FRONT_END = "plain"  # the conv blocks before the LSTM: "plain" (Conv1d + BatchNorm + ReLU + pool, twice) or "inception" (InceptionTime's multi-scale modules, 1 then 3 with a residual; model.py)
+NORMALIZATION = "per_series"  # "per_series": the network z-scores each row's channels over its own steps (recordings of any amplitude); "per_channel": only the training file's per-channel statistics (docs/input.md#amplitude-and-normalization)
+AMPLITUDE_FEATURES = True  # with per_series: each channel's mean and log std, which the z-score removes, go to the classifier as inputs
+LENGTH_FEATURE = True  # rows of different lengths: log(row length) goes to the classifier as an input (a masked model cannot see it otherwise)
 KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
 LSTM_HIDDEN_SIZE = 64  # hidden units per direction of the bidirectional LSTM
 LSTM_LAYERS = 1  # stacked LSTM layers

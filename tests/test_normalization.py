@@ -35,6 +35,7 @@ def test_a_per_channel_network_sees_amplitude_directly():
 
 def test_amplitude_features_give_the_classifier_each_channels_mean_and_log_std():
     net = network(normalization="per_series", amplitude_features=True)
+    torch.nn.init.normal_(net.fact_head.weight)  # trained weights; they start at zero
     x, _ = quiet_and_loud_rows()
     shape, facts = net.row_facts(x)
     mean, std = x.mean(dim=2), x.std(dim=2, unbiased=False)
@@ -67,7 +68,7 @@ def test_a_constant_series_is_centred_not_blown_up():
     assert shape.abs().max() < 1e-2
 
 
-def test_the_length_feature_is_log_length_and_changes_the_logits():
+def test_the_length_feature_is_log_length():
     net = network(normalization="per_series", length_feature=True)
     x, lengths = torch.randn(2, 2, 40), torch.tensor([40, 20])
     _, facts = net.row_facts(x, lengths)
@@ -84,13 +85,23 @@ def test_the_length_input_is_given_only_where_the_training_rows_differ_in_length
     assert train_explain.model_hyperparameters(config, Table)["length_feature"] is True
 
 
+def test_a_per_series_network_starts_as_the_per_channel_network_of_the_same_seed():
+    torch.manual_seed(3)
+    plain, after_plain = network(normalization="per_channel"), torch.rand(1)
+    torch.manual_seed(3)
+    series, after_series = network(normalization="per_series", amplitude_features=True, length_feature=True), torch.rand(1)
+    assert all(torch.equal(plain.state_dict()[k], v) for k, v in series.state_dict().items() if k in plain.state_dict())
+    assert not series.fact_head.weight.any()
+    assert torch.equal(after_plain, after_series)  # the same random numbers left for training
+
+
 def test_a_checkpoint_from_before_the_choice_rebuilds_a_per_channel_network():
     hyperparameters = {"input_channels": 2, "sequence_length": 40, "num_classes": 3, "cnn_channels": 8,
                        "lstm_hidden_size": 8, "lstm_layers": 1, "attention_heads": 2, "dropout": 0.1,
                        "kernel_size": 7, "min_pooled_length": 16, "max_pooled_length": 128}
     net = build_model(hyperparameters)
     assert not net.per_series and not net.amplitude_features and not net.length_feature
-    assert net.head.in_features == 2 * 8 + 2 * 8
+    assert net.head.in_features == 2 * 8 + 2 * 8 and net.fact_head is None
 
 
 def test_a_checkpoint_with_an_unknown_normalization_is_refused():
@@ -122,6 +133,7 @@ def test_mixup_of_a_per_channel_network_blends_the_input_values():
 
 def test_lrp_counts_the_amplitude_and_length_inputs_with_the_biases_and_stays_conservative():
     net = network(normalization="per_series", amplitude_features=True, length_feature=True)
+    torch.nn.init.normal_(net.fact_head.weight)
     x, _ = quiet_and_loud_rows()
     shares = lrp_conservation(net, x)
     assert shares["residual"].abs().max() < 1e-3 * shares["logit"].abs().max()
