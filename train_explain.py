@@ -34,6 +34,9 @@ RESUME = False  # True: continue the interrupted training of RUN (its resume sta
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
 ENSEMBLE_SIZE = 1  # networks trained side by side from their own initial weights; the model's logits are their mean, and every explanation explains that mean
 CONV_FRONT_END = "plain"  # the conv blocks before the LSTM: "plain" (Conv1d + BatchNorm + ReLU + pool, twice) or "inception" (InceptionTime's multi-scale modules, 1 then 3 with a residual; model.py)
+NORMALIZATION = "per_series"  # "per_series": the network z-scores each row's channels over its own steps (recordings of any amplitude); "per_channel": only the training file's per-channel statistics (docs/input.md#amplitude-and-normalization)
+AMPLITUDE_FEATURES = True  # with per_series: each channel's mean and log std, which the z-score removes, go to the classifier as inputs
+LENGTH_FEATURE = True  # rows of different lengths: log(row length) goes to the classifier as an input (a masked model cannot see it otherwise)
 KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
 LSTM_HIDDEN_SIZE = 64  # hidden units per direction of the bidirectional LSTM
 LSTM_LAYERS = 1  # stacked LSTM layers
@@ -178,6 +181,8 @@ def check_config(config: dict) -> None:
                           "only scores; drop one of the two")
     if config["DEVICE"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"DEVICE is {config['DEVICE']!r}; use 'auto', 'cpu' or 'cuda'")
+    if config["NORMALIZATION"] not in NORMALIZATIONS:
+        raise ConfigError(f"NORMALIZATION is {config['NORMALIZATION']!r}; use one of {', '.join(map(repr, NORMALIZATIONS))}")
     if config["MISSING_VALUES"] not in ("interpolate", "error"):
         raise ConfigError(f"MISSING_VALUES is {config['MISSING_VALUES']!r}; use 'interpolate' or 'error'")
     if config["SHAP_METHOD"] not in ("permutation", "exact", "deep", "all"):
@@ -218,7 +223,8 @@ from counterfactuals import CounterfactualError, guide_pool, target_index  # noq
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
 from api import integer_labels, predict  # noqa: E402,F401  (predict: re-exported for users, beside load_model)
-from model import FRONT_ENDS, CheckpointError, build_model, ensemble_size, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
+from model import (FRONT_ENDS, NORMALIZATIONS, CheckpointError, build_model, ensemble_size, checkpoint_dict,  # noqa: E402,F401
+                   input_description, load_model, predict_logits)  # (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
@@ -256,8 +262,11 @@ def start_distributed(device_name: str):
 def model_hyperparameters(config: dict, train) -> dict:
     """The checkpoint's hyperparameters: every constant, lower case, and what the training file gives (its
     channels, length and classes)."""
+    # The length input only where the training rows differ in length: a constant would only move the bias.
+    varying = bool((np.asarray(train.lengths) < train.X.shape[2]).any())
     return {**{name.lower(): value for name, value in config.items()}, "input_channels": train.X.shape[1],
-            "sequence_length": train.X.shape[2], "num_classes": len(train.class_names)}
+            "sequence_length": train.X.shape[2], "num_classes": len(train.class_names),
+            "length_feature": config["LENGTH_FEATURE"] and varying}
 
 
 def batch_indices(n: int, batch_size: int, generator=None, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
@@ -290,28 +299,22 @@ def beta(alpha: float) -> torch.distributions.Beta:
     return torch.distributions.Beta(alpha, alpha)
 
 
-def mixup(x, y, alpha: float, lengths=None):
-    """(blended inputs, partner labels, weight w): each sample blended with a partner drawn from its batch,
-    w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018). Given the rows'
-    lengths, the blended lengths come fourth: rows of different lengths blend to the longer one (past the shorter
-    row's end its padding, 0 = the training mean, is blended in), so no real step of either row is dropped."""
+def mixup(y, alpha: float) -> tuple[torch.Tensor, float]:
+    """(partner indices, weight w) of a mixup batch (Zhang et al., 2018): each sample blended with a partner drawn
+    from its batch, w * x + (1 - w) * x_partner, one w ~ Beta(alpha, alpha) per batch. The model blends (its `mix`
+    argument), as it reads the rows; the loss weighs the two labels w and 1 - w."""
     weight = float(beta(alpha).sample())
-    partner = torch.randperm(len(y)).to(y.device)
-    blended = weight * x + (1 - weight) * x[partner], y[partner], weight
-    return blended if lengths is None else (*blended, torch.maximum(lengths, lengths[partner]))
+    return torch.randperm(len(y)).to(y.device), weight
 
 
 def mixed_batch(data: CustomDataset, idx, minimum: int, mixup_alpha: float):
-    """(x, y, partner labels, weight w, lengths) of the rows idx, blended by mixup when mixup_alpha > 0 (w = 1 and
-    the partners are the rows' own labels without it)."""
+    """(x, y, partner labels, weight w, lengths, mix) of the rows idx, mix = the model's mixup argument (None, w = 1
+    and the partners the rows' own labels when mixup_alpha is 0)."""
     x, y, lengths = data.batch(idx.to(data.X.device), minimum)
     if not mixup_alpha:
-        return x, y, y, 1.0, lengths
-    if lengths is None:
-        x, partner_y, weight = mixup(x, y, mixup_alpha)
-    else:
-        x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths)
-    return x, y, partner_y, weight, lengths
+        return x, y, y, 1.0, lengths, None
+    partner, weight = mixup(y, mixup_alpha)
+    return x, y, y[partner], weight, lengths, (partner, weight)
 
 
 def stacked(batches):
@@ -320,7 +323,7 @@ def stacked(batches):
     width = max(x.shape[2] for x, *_ in batches)
     x = torch.stack([nn.functional.pad(x, (0, width - x.shape[2])) for x, *_ in batches])
     lengths = torch.stack([torch.full((len(x),), x.shape[2], device=x.device) if lengths is None else lengths
-                           for x, *_, lengths in batches])
+                           for x, *_, lengths, _ in batches])
     return x, None if bool((lengths >= width).all()) else lengths
 
 
@@ -342,12 +345,12 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     for step in zip(*orders):
         batches = [mixed_batch(data, idx, minimum, mixup_alpha) for idx in step]
         if members == 1:
-            x, *_, lengths = batches[0]
-            logits = [model(x) if lengths is None else model(x, lengths)]
+            x, *_, lengths, mix = batches[0]
+            logits = [model(x, lengths, mix=mix)]
         else:
-            logits = model(*stacked(batches), members=True)  # (members, B, K)
+            logits = model(*stacked(batches), members=True, mixes=[mix for *_, mix in batches])  # (members, B, K)
         loss = sum(weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
-                   for own, (_, y, partner_y, weight, _) in zip(logits, batches))
+                   for own, (_, y, partner_y, weight, *_) in zip(logits, batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -775,6 +778,7 @@ def run(config: dict) -> int:
             checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
             model, checkpoint = load_model(checkpoint_path, device)
             log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
+            log(input_description(model))
             normalization = checkpoint["normalization"]
             # the new file is read in parts, so that its size is bounded by the disk, not the memory
             test_x = stages.FileRows(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"], normalization,
@@ -810,6 +814,7 @@ def run(config: dict) -> int:
                 val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
                 hyperparameters = model_hyperparameters(config, train)
                 model = build_model(hyperparameters).to(device)
+                log(input_description(model))
                 if rank == 0:
                     folder.check_free_space(needed_bytes(model))
                 if distributed:
