@@ -17,8 +17,8 @@ from model import predict_logits
 # normalization was fixed, 0.94 after; the default data's networks reach 1.0).
 TRAIN_ACCURACY_MARGIN = 0.5
 CONFIDENCE_Z = 1.959964  # the standard normal's 97.5 % quantile: two-sided 95 % intervals
-TRY_NEXT = ("more epochs (--epochs), per-series normalization (--normalization=per_series) for recordings of "
-            "different amplitudes, or the data section of the docs")
+TRY_NEXT = ("more epochs (--epochs), per-series normalization (--normalization=per_series, the default) for "
+            "recordings of different amplitudes, or the input page of the docs (docs/input.md)")
 FAITHFULNESS_FRACTIONS = 20  # deletion/insertion curves take 0, 1/20, ..., 20/20 of the features
 SANITY_THRESHOLD = 0.5  # rank correlation with the randomized model's maps above this: "insensitive to the model"
 BATCH_ROWS = 512  # model rows per forward pass of the curves
