@@ -31,7 +31,9 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10
 
 
 def signal_note(feature_names):
-    return "black line: input (z-scored)" if feature_names is None else "bar height: input (z-scored)"
+    """Which values the figure draws: the model's input, before a per_series network z-scores each row itself."""
+    what = "the input as the model receives it (z-scored with the training file's per-channel statistics)"
+    return f"black line: {what}" if feature_names is None else f"bar height: {what}"
 
 
 _layouts = {}  # layout_key -> what the layout placed; per process (each drawing process keeps its own)
