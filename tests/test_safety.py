@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import train_explain
 from conftest import ROOT, write_series_csvs
 from conftest import run_args as full_run_args
+from model import SETTING_RANGES, load_model
 from run_folder import MARKER
 
 QUICK = ["--epochs=1", "--num_samples_to_explain=1", "--global_explain_rows=0", "--attribution_methods="]
@@ -178,3 +181,60 @@ def test_a_sub_folder_inside_a_dead_runs_folder_stays_and_later_runs_complete(da
     assert (dead / ".ipynb_checkpoints" / "notebook.ipynb").read_text() == "{}"
     assert not (dead / "shap_values.npz").exists()
 
+
+# 7, 8. One range per setting, read by the command line and the checkpoint loader alike
+def test_every_numeric_setting_has_a_range_in_the_one_table():
+    numeric = [name for name in train_explain.CONSTANT_NAMES
+               if type(getattr(train_explain, name)) in (int, float)]
+    assert [name for name in numeric if name.lower() not in SETTING_RANGES] == []
+
+
+@pytest.mark.parametrize("flag, name", [
+    ("--seed=-1", "SEED"), ("--seed=99999999999999999999999", "SEED"),
+    ("--min_pooled_length=20000000", "MIN_POOLED_LENGTH"), ("--max_pooled_length=20000000", "MAX_POOLED_LENGTH"),
+    ("--learning_rate=1e999", "LEARNING_RATE"),
+])
+def test_a_setting_out_of_its_range_is_one_error_line(data, tmp_path, flag, name):
+    code, stdout, stderr = run_script(*run_args(*data, tmp_path / "out", flag))
+    assert code == 2 and one_error_line(stderr) and stderr.startswith(f"error: {name} is"), stderr
+
+
+def test_a_model_too_large_to_save_is_refused_before_training(data, tmp_path):
+    code, stdout, stderr = run_script(*run_args(*data, tmp_path / "out", "--cnn_channels=4096"))
+    assert code == 2 and one_error_line(stderr) and "parameters" in stderr and "epoch" not in stdout, stderr
+
+
+def test_the_largest_pooled_lengths_training_accepts_give_a_checkpoint_the_loader_accepts(data, tmp_path):
+    out = tmp_path / "out"
+    largest = SETTING_RANGES["max_pooled_length"].high
+    assert run_script(*run_args(*data, out, f"--min_pooled_length={largest}", f"--max_pooled_length={largest}"))[0] == 0
+    code, _, stderr = run_script(*run_args(*data, out, "--train=False"))
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize("field, damage, words", [
+    ("normalization", lambda c: c["normalization"].update(mean=["a"] * len(c["normalization"]["mean"])),
+     "field normalization"),
+    ("epoch", lambda c: c.pop("epoch"), "field epoch"),
+    ("background", lambda c: c.update(background=c["background"].long()), "field background"),
+    ("weights", lambda c: c["model_state_dict"]["head.weight"].view(-1)[:16].add_(1.0), "checksum"),
+])
+def test_a_checkpoint_with_a_field_of_the_wrong_type_or_damaged_weights_is_one_error_line(trained_run, tmp_path,
+                                                                                         field, damage, words):
+    out, train, test = trained_run
+    checkpoint = torch.load(out / train_explain.CHECKPOINT_NAME, weights_only=True)
+    damage(checkpoint)
+    reuse = tmp_path / "reuse"
+    reuse.mkdir()
+    torch.save(checkpoint, reuse / train_explain.CHECKPOINT_NAME)
+    code, stdout, stderr = run_script(*run_args(train, test, reuse, "--train=False"))
+    assert code == 2 and one_error_line(stderr) and words in stderr, stderr
+
+
+def test_a_checkpoint_written_before_the_checksum_still_loads(trained_run, tmp_path):
+    out, _, _ = trained_run
+    checkpoint = torch.load(out / train_explain.CHECKPOINT_NAME, weights_only=True)
+    del checkpoint["weights_sha256"]
+    torch.save(checkpoint, tmp_path / "old.pth")
+    model, loaded = load_model(tmp_path / "old.pth")
+    assert "weights_sha256" not in loaded and not model.training
