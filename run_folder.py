@@ -48,11 +48,14 @@ LEGACY = "before-versioning"
 RESUME_NAME = "resume_state.pth"
 MARKER = ".train_explain_run"  # made with each run folder, holding its id: the proof that its files are ours
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-\d+$")
-# The files the flat OUTPUT_DIR of an earlier version held, by name: only these are ever moved.
+# The files the flat OUTPUT_DIR of the last version before runs held (commit e357850~1), by name: only these
+# are ever moved.
 _LEGACY_FILE = re.compile(r"^(saved_model_hybrid_explained\.pth|train_results_hybrid_explained\.csv"
                           r"|train_plots_hybrid_explained\.(eps|png)|confusion_matrix\.png|classification_report\.txt"
-                          r"|shap_values\.npz|metrics\.json|report\.html|predictions\.csv|shap_summary_\w+\.png"
-                          r"|(shap|gradcam|attention)_sample_\d+\.png)$")
+                          r"|shap_values\.npz|attributions\.npz|metrics\.json|report\.html"
+                          r"|shap_summary_(bar|per_class)\.png"
+                          r"|attribution_(comparison|faithfulness|overlay|regions|segments)\.png|misclassified_\d+\.png"
+                          r"|(shap|gradcam|attention|attribution)_sample_\d+\.png)$")
 
 
 class OutputError(ValueError):
@@ -104,7 +107,8 @@ def refused_root(given: str, root: str):
                     f"e.g. --output_dir={os.path.join(given, 'outputs')}")
     if not is_real_dir(real) or os.path.lexists(os.path.join(real, LOCK)):
         return None  # a new folder, or one this program made (the lock file is its first write; open_lock checks it)
-    foreign = sorted(n for n in os.listdir(real) if not _LEGACY_FILE.match(n) or not is_real_file(os.path.join(real, n)))
+    foreign = sorted(n for n in os.listdir(real)
+                     if not _LEGACY_FILE.match(n) or not is_real_file(os.path.join(real, n)))
     if foreign:
         return (f"OUTPUT_DIR {root} holds files this program did not write ({', '.join(map(repr, foreign[:3]))}"
                 f"{f', … {len(foreign)} in all' if len(foreign) > 3 else ''}); name a new or empty folder")
@@ -360,7 +364,8 @@ class OutputFolder:
         and copies of the previous run's files."""
         for name in os.listdir(self.root):
             path = os.path.join(self.root, name)
-            dangling = kind(path) == "link" and os.readlink(path) == os.path.join(LATEST, name) and not os.path.exists(path)
+            dangling = (kind(path) == "link" and os.readlink(path) == os.path.join(LATEST, name)
+                        and not os.path.exists(path))
             if dangling or (name not in names and kind(path) == "file" and name not in (LATEST, LOCK)
                             and self.ours_at_top(name, previous)):
                 os.remove(path)
