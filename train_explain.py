@@ -548,10 +548,21 @@ def check_checkpoint_matches(checkpoint, train, path):
 
 # -----------------------------------------------------------------------------
 # The pipeline
+# The SHAP values of the explained samples, one per sample, input cell and class (shap_values.npz): the one
+# output that grows with the classes times the columns times a setting (1 GB as float32).
+MAX_SHAP_VALUES = 250_000_000
+
+
 def check_settings_fit_data(config, table, num_rows):
     """Settings that depend on the data's shape, checked before any work: a typo fails now, not after training.
     num_rows: the rows of the file explained (None: not known yet, EXPLAIN_ROWS is checked when it is)."""
     import stages
+
+    values = config["NUM_SAMPLES_TO_EXPLAIN"] * len(table.class_names) * table.X.shape[1] * table.X.shape[2]
+    if values > MAX_SHAP_VALUES:
+        raise ConfigError(f"NUM_SAMPLES_TO_EXPLAIN={config['NUM_SAMPLES_TO_EXPLAIN']} samples x "
+                          f"{len(table.class_names):,} classes x {table.X.shape[1] * table.X.shape[2]:,} cells is "
+                          f"more than {MAX_SHAP_VALUES:,} SHAP values; explain fewer samples")
 
     parse_segments(config["ATTRIBUTION_SEGMENTS"], table.X.shape[2])
     target_index(config["COUNTERFACTUAL_TARGET"], table.class_names)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import data_loader
 import train_explain
 from conftest import ROOT, write_series_csvs
 from conftest import run_args as full_run_args
@@ -180,6 +181,62 @@ def test_a_sub_folder_inside_a_dead_runs_folder_stays_and_later_runs_complete(da
         assert code == 0, stderr
     assert (dead / ".ipynb_checkpoints" / "notebook.ipynb").read_text() == "{}"
     assert not (dead / "shap_values.npz").exists()
+
+
+# 5, 6. Every dimension of the input is bounded before the work that grows with it
+def write_csv(path, header, rows):
+    path.write_text("\n".join([",".join(header)] + [",".join(map(str, row)) for row in rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("classes", "1,001 classes, more than 1,000"),
+    ("label", "characters, more than 1,000"),
+    ("cell", "more than 131,072 characters"),
+    ("column name", "characters, more than 1,000"),
+])
+def test_data_beyond_a_bound_is_one_error_line_before_training(data, tmp_path, fault, words):
+    header, rows = ["label", "t0", "t1"], [[f"c{k % 2}", k, k + 1] for k in range(4)]
+    if fault == "classes":
+        rows = [[f"c{k}", k, 1] for k in range(1001)]
+    elif fault == "label":
+        rows[0][0] = "x" * 10_000_000
+    elif fault == "cell":
+        rows[0][1] = "1" + "0" * 200_000
+    else:
+        header[1] = "t" * 2_000
+    bad = write_csv(tmp_path / "bad.csv", header, rows)
+    code, stdout, stderr = run_script(*run_args(bad, bad, tmp_path / "out"))
+    assert code == 2 and one_error_line(stderr) and words in stderr, stderr
+    assert "epoch" not in stdout
+
+
+def test_a_file_with_more_values_than_the_bound_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_loader, "MAX_VALUES", 10)
+    bad = write_csv(tmp_path / "bad.csv", ["label", "t0", "t1"], [[f"c{k % 2}", k, k] for k in range(6)])
+    with pytest.raises(data_loader.DataError, match="more than 10 values"):
+        data_loader.read_train(bad)
+
+
+def test_more_shap_values_than_the_bound_are_refused_before_training(data, monkeypatch):
+    monkeypatch.setattr(train_explain, "MAX_SHAP_VALUES", 100)
+    with pytest.raises(train_explain.ConfigError, match="SHAP values"):
+        train_explain.check_settings_fit_data(train_explain.config_from_args([]),
+                                              data_loader.read_train(data[0]), None)
+
+
+def test_the_confusion_matrix_of_the_largest_number_of_classes_stays_a_bounded_image(tmp_path):
+    """It grew with the square of the classes: 1,000 classes drew a 66,000-pixel square (22 GB, issue 32)."""
+    import numpy as np
+    from PIL import Image
+
+    import plots
+
+    classes = SETTING_RANGES["num_classes"].high
+    plots.confusion_matrix_figure(np.eye(classes, dtype=int), [f"c{k}" for k in range(classes)],
+                                  str(tmp_path / "cm.png"))
+    with Image.open(tmp_path / "cm.png") as image:
+        assert max(image.size) <= (plots.MAX_FIGURE_INCHES + 2) * plots.DPI
 
 
 # 7, 8. One range per setting, read by the command line and the checkpoint loader alike
