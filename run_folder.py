@@ -86,12 +86,14 @@ def is_real_file(path: str) -> bool:
 
 
 def marked_id(folder: str):
-    """The run id in a folder's marker, or None when it is not a real folder holding a marker (not ours)."""
+    """The run id in a folder's marker, or None when it is not a real folder holding a marker with a run id (not
+    ours)."""
     marker = os.path.join(folder, MARKER)
     if not is_real_dir(folder) or not is_real_file(marker):
         return None
     with open(marker, encoding="utf-8", errors="replace") as f:
-        return f.read().strip() or None
+        run_id = f.read(100).strip()
+    return run_id if _RUN_ID.match(run_id) else None
 
 
 def refused_root(given: str, root: str):
@@ -172,10 +174,11 @@ class OutputFolder:
                                   "through; remove the link or choose another --output_dir") from None
             raise OutputError(f"cannot write into OUTPUT_DIR {self.root}: {describe_error(exc)}; choose another "
                               "--output_dir or fix its permissions") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:  # a hard link: its writes would change another name
             os.close(fd)
-            raise OutputError(f"OUTPUT_DIR {self.root}: {LOCK} is not a regular file; remove it or choose another "
-                              "--output_dir")
+            raise OutputError(f"OUTPUT_DIR {self.root}: {LOCK} is not a regular file of its own (a device, a pipe or "
+                              "a file with other names); remove it or choose another --output_dir")
         return os.fdopen(fd, "r+", encoding="utf-8")
 
     def __exit__(self, *exc):
@@ -208,11 +211,13 @@ class OutputFolder:
         link = os.path.join(self.root, LATEST)
         what = kind(link)
         if what == "link":
-            return os.path.basename(os.readlink(link))
-        if what == "file":
-            with open(link, encoding="utf-8") as f:
-                return f.read().strip() or None
-        return marked_id(link) if what == "folder" else None
+            run_id = os.path.basename(os.readlink(link))
+        elif what == "file":
+            with open(link, encoding="utf-8", errors="replace") as f:
+                run_id = f.read(100).strip()
+        else:
+            return marked_id(link) if what == "folder" else None
+        return run_id if _RUN_ID.match(run_id) or run_id == LEGACY else None  # never a path out of runs/
 
     def run_dir(self, name: str) -> str:
         """The folder of a complete run named by id, or by "latest"."""
@@ -231,6 +236,11 @@ class OutputFolder:
             raise OutputError(f"--resume=True but OUTPUT_DIR {self.root} holds no interrupted run "
                               f"{'to continue' if name == LATEST else repr(name)} (interrupted runs: "
                               f"{', '.join(interrupted) or 'none'}); run without --resume")
+        # The resumed run writes into this folder: nothing there may lead its writes elsewhere (a link).
+        foreign = sorted(set(os.listdir(os.path.join(self.runs, run_id + PARTIAL))) - {RESUME_NAME, MARKER})
+        if foreign:
+            raise OutputError(f"{RUNS}/{run_id}{PARTIAL} holds {', '.join(map(repr, foreign))}, which this program "
+                              "did not write; move them away to resume, or run without --resume")
         return run_id
 
     # -- writing -----------------------------------------------------------

@@ -106,6 +106,29 @@ def test_a_lock_that_is_a_link_to_another_file_is_one_error_line_and_the_file_st
     assert snapshot(folder) == before
 
 
+def test_a_lock_that_is_a_hard_link_to_another_file_is_one_error_line_and_the_file_stays(data, surroundings):
+    folder, out, elsewhere = surroundings
+    (out / ".lock").unlink()
+    os.link(elsewhere / "thesis.tex", out / ".lock")
+    before = snapshot(folder, skip=out)
+    code, stdout, stderr = run_script(*run_args(*data, out))
+    assert code == 2 and one_error_line(stderr) and "other names" in stderr, stderr
+    assert snapshot(folder, skip=out) == before
+
+
+def test_resuming_a_run_whose_folder_holds_a_link_is_one_error_line_and_the_target_stays(data, surroundings):
+    folder, out, elsewhere = surroundings
+    interrupted = out / "runs" / "20200101-000000-8.partial"
+    interrupted.mkdir()
+    (interrupted / MARKER).write_text("20200101-000000-8\n")
+    (interrupted / "resume_state.pth").write_bytes(b"a resume state")
+    (interrupted / "report.html").symlink_to(elsewhere / "thesis.tex")  # the resumed run would write through it
+    before = snapshot(folder, skip=out)
+    code, stdout, stderr = run_script(*run_args(*data, out, "--resume=True"))
+    assert code == 2 and one_error_line(stderr) and "'report.html'" in stderr, stderr
+    assert snapshot(folder, skip=out) == before
+
+
 def test_a_runs_folder_that_is_a_link_is_one_error_line_and_nothing_is_written_through_it(data, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
