@@ -141,6 +141,28 @@ def test_a_runs_folder_that_is_a_link_is_one_error_line_and_nothing_is_written_t
     assert snapshot(tmp_path, skip=out) == before
 
 
+def test_pruning_removes_only_run_folders_the_program_made(tmp_path):
+    """An earlier version's run (no marker) and a link named like a run outlive any number of newer runs."""
+    from run_folder import OutputFolder
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "runs" / "20200101-000000-1").mkdir(parents=True)
+    (out / "runs" / "20200101-000000-1" / "metrics.json").write_text("{}")
+    (out / ".lock").write_text("")
+    elsewhere.mkdir()
+    (elsewhere / "thesis.tex").write_text("years of work")
+    (out / "runs" / "20200101-000000-2").symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(elsewhere)
+    with OutputFolder(str(out), keep_runs=1, log=lambda message: None) as folder:
+        for _ in range(3):
+            with folder.staged_run():
+                Path(folder.path("a.txt")).write_text(folder.run_id)
+                newest = os.path.basename(folder.publish()[0])
+    assert (out / "runs" / "20200101-000000-1" / "metrics.json").read_text() == "{}"
+    assert complete_runs(out) == ["20200101-000000-1", "20200101-000000-2", newest] and latest(out) == newest
+    assert snapshot(elsewhere) == before
+
+
 # 3. A clock or time zone that jumps back never loses the run just made
 def test_a_run_made_after_the_clock_went_back_is_published_and_kept(data, surroundings):
     _, out, _ = surroundings
