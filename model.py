@@ -442,8 +442,9 @@ def hyperparameter_problem(hp: dict):
     """(field, why) of the first model hyperparameter that is out of SETTING_RANGES or does not fit another, or
     None. The one rule for a model: train_explain applies it before training, check_checkpoint to a file."""
     for name in MODEL_ARGS + ["ensemble_size"]:
+        # ensemble_size is absent in a checkpoint written before ensembles: one network
         why = SETTING_RANGES[name].problem(hp.get(name, 1) if name == "ensemble_size" else hp.get(name))
-        if why:  # ensemble_size is absent in a checkpoint written before ensembles: one network
+        if why:
             return name, why
     if (2 * hp["lstm_hidden_size"]) % hp["attention_heads"]:
         return "attention_heads", f"({hp['attention_heads']}) does not divide 2 * lstm_hidden_size"
