@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
+from model import MAX_COLUMNS, SETTING_RANGES
 from progress import Silent
 
 SINGLE_CHANNEL_NAME = "value"
@@ -35,6 +36,16 @@ _OTHER_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 MISSING_VALUE_MODES = ("interpolate", "error")
 _SNIFF_BYTES = 65536
 _NAMES_SHOWN = 5
+# Bounds of what a file may hold, each checked before the work that grows with it (the columns before the rows
+# are read, the values before they are parsed, the labels and classes before training): beyond them a run would
+# fill the memory or never end, and each is far beyond a useful data set. Channels, steps and classes are
+# model.SETTING_RANGES' (the checkpoint loader's), the columns model.MAX_COLUMNS.
+MAX_NAME_CHARS = 1_000  # a column name or a class label: shown in every figure and table that names it
+MAX_CELL_CHARS = csv.field_size_limit()  # 131,072 characters in any one cell (the csv module's own limit)
+MAX_VALUES = 1_000_000_000  # rows x feature columns of a file read whole (4 GB as float32)
+# What grows with the classes beyond the rows: per-class arrays of one row's size (the class means of the global
+# importance) and the SHAP values of each explained sample for every class (train_explain checks those).
+MAX_CLASS_VALUES = 50_000_000  # classes x feature columns
 
 
 class DataError(ValueError):
@@ -87,6 +98,9 @@ def read_train(path, label_column="label", missing_values="interpolate", progres
     ((X, labels, lengths, filled),) = _read_rows(path, header, label_column, feature_columns, None,
                                                  len(channel_names), missing_values, progress)
     class_names = _class_names(path, labels)
+    if len(class_names) * len(feature_columns) > MAX_CLASS_VALUES:
+        raise DataError(f"{path}: {len(class_names):,} classes x {len(feature_columns):,} feature columns is more than "
+                        f"{MAX_CLASS_VALUES:,} values, the size of the per-class arrays; use fewer classes or columns")
     return _table(X, _class_indices(labels, class_names), class_names, channel_names, feature_columns, lengths,
                   filled)
 
@@ -272,6 +286,8 @@ def _header(path, label_column, require_label=True):
             header = next(csv.reader(file), [])
     except UnicodeDecodeError as err:
         raise DataError(_not_utf8_message(path, err)) from None
+    except csv.Error:
+        raise DataError(_long_cell_message(path, 1)) from None
 
     header = [name.strip() for name in header]
     if not any(header):
@@ -284,6 +300,9 @@ def _header(path, label_column, require_label=True):
                     "save the file as comma-separated CSV"
                 )
     _check_column_names(path, header)
+    if len(header) - 1 > MAX_COLUMNS:
+        raise DataError(f"{path}: has {len(header) - 1:,} feature columns, more than {MAX_COLUMNS:,}; keep fewer "
+                        "channels or steps (e.g. average neighbouring steps)")
     if label_column not in header and require_label:
         raise DataError(
             f"{path}: no column {label_column!r} (columns: {_few(header)}); "
@@ -326,6 +345,9 @@ def _file_kind(path):
 
 def _check_column_names(path, header):
     for number, name in enumerate(header, start=1):
+        if len(name) > MAX_NAME_CHARS:
+            raise DataError(f"{path}: column {number} of the header has a name of {len(name):,} characters, more "
+                            f"than {MAX_NAME_CHARS:,}; shorten it")
         if not name:
             raise DataError(
                 f"{path}: column {number} of the header has no name (an index column or a "
@@ -424,6 +446,8 @@ def _read_rows(path, header, label_column, feature_columns, chunk_rows=None, cha
         raise DataError(f"MISSING_VALUES is {missing_values!r}; use one of {', '.join(MISSING_VALUE_MODES)}")
     features = [name for name in header if name != label_column]
     has_labels = label_column in header
+    if chunk_rows is None:
+        _check_value_count(path, len(features))
     offset = 0
     try:
         with warnings.catch_warnings(), open(path, "rb") as raw, \
@@ -458,13 +482,27 @@ def _read_rows(path, header, label_column, feature_columns, chunk_rows=None, cha
         raise DataError(_malformed_message(path, header, label_column, err)) from None
 
 
+def _check_value_count(path, features):
+    """A file read whole holds at most MAX_VALUES values: its lines counted (bytes, at disk speed) before parsing."""
+    with open(path, "rb") as file:
+        lines = sum(block.count(b"\n") for block in iter(lambda: file.read(1 << 24), b""))
+    if lines * features > MAX_VALUES:
+        raise DataError(f"{path}: about {lines:,} rows of {features:,} feature columns, more than {MAX_VALUES:,} "
+                        "values in all; train on a sample of the rows (new data of any size can be scored with "
+                        "--train=False, which reads it in parts)")
+
+
 def _checked_rows(path, frame, label_column, feature_columns, offset, channels=1, missing_values="interpolate"):
-    """(X, labels, lengths, filled) of one part of the file: every label present, every value finite, except the
-    empty steps of a series that _series_lengths allows; offset: its first row."""
+    """(X, labels, lengths, filled) of one part of the file: every label present and at most MAX_NAME_CHARS long,
+    every value finite, except the empty steps of a series that _series_lengths allows; offset: its first row."""
     labels = frame[label_column].str.strip() if label_column else None
     if label_column and (labels.isna() | (labels == "")).any():
         line = _line_number(path, offset + int((labels.isna() | (labels == "")).to_numpy().argmax()))
         raise DataError(f"{path}: line {line} has no {label_column!r} value; fill it in or delete the row")
+    if label_column and (labels.str.len() > MAX_NAME_CHARS).any():
+        row = int((labels.str.len() > MAX_NAME_CHARS).to_numpy().argmax())
+        raise DataError(f"{path}: data row {offset + row + 1} has a {label_column!r} value of "
+                        f"{len(labels.iloc[row]):,} characters, more than {MAX_NAME_CHARS:,}; shorten the class names")
     X = frame[feature_columns].to_numpy(dtype=np.float32)
     finite = np.isfinite(X)
     if finite.all():  # a tidy file: every row full length, nothing filled
@@ -553,11 +591,14 @@ def _data_rows(path):
     """(line number, fields) of each data row, skipping blank lines as pandas does."""
     with open(path, encoding="utf-8-sig", newline="") as file:
         reader = csv.reader(file)
-        next(reader)
-        for fields in reader:
-            # pandas also skips lines that hold nothing but whitespace.
-            if len(fields) > 1 or "".join(fields).strip():
-                yield reader.line_num, fields
+        try:
+            next(reader)
+            for fields in reader:
+                # pandas also skips lines that hold nothing but whitespace.
+                if len(fields) > 1 or "".join(fields).strip():
+                    yield reader.line_num, fields
+        except csv.Error:
+            raise DataError(_long_cell_message(path, reader.line_num)) from None
 
 
 def _line_number(path, row_index):
@@ -571,6 +612,10 @@ def _line_number(path, row_index):
 def _class_names(path, labels):
     """Training classes, numerically ordered when every label is a number, else alphabetically."""
     names = list(labels.unique())
+    most = SETTING_RANGES["num_classes"].high
+    if len(names) > most:
+        raise DataError(f"{path}: has {len(names):,} classes, more than {most:,} (figures, tables and per-class "
+                        "arrays grow with them); merge rare classes or train on fewer")
     if len(names) < 2:
         raise DataError(
             f"{path}: every row has the class {names[0]!r}; a classifier needs at least two "
@@ -593,6 +638,11 @@ def _unseen_classes_message(test_path, train_path, labels, y, offset=0):
         f"{test_path}: classes not in {train_path}: {_few(list(unseen.unique()))} "
         f"(first on line {line}); remove those rows or add training samples of those classes"
     )
+
+
+def _long_cell_message(path, line):
+    return (f"{path}: line {line} has a cell of more than {MAX_CELL_CHARS:,} characters; a value or label that long "
+            "is not data this program reads, check the file")
 
 
 def _not_utf8_message(path, err):

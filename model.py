@@ -4,7 +4,9 @@
     net, checkpoint = load_model("outputs/saved_model_hybrid_explained.pth")
     logits = predict_logits(net, x)       # x (N, C, L), normalized with checkpoint["normalization"]
 """
+import hashlib
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -423,11 +425,24 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line."""
 
 
+def weights_digest(state_dict: dict) -> str:
+    """sha256 of the weights: each tensor's name, dtype, shape and bytes, in name order. Stored in the checkpoint
+    and checked on load, so that bytes damaged inside a tensor (which still unpickles) are found."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_columns, normalization, epoch,
                     val_accuracy, val_loss) -> dict:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {
         "version": __version__,  # of train_explain that wrote it; a checkpoint without it is older than 0.9.0
-        "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "model_state_dict": state,
+        "weights_sha256": weights_digest(state),
         "hyperparameters": hyperparameters,
         "class_names": list(class_names),
         "channel_names": list(channel_names),
@@ -442,14 +457,60 @@ def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_
     }
 
 
-# Sane ranges of the model arguments a checkpoint may carry: a damaged or hostile file that unpickles
-# (weights_only=True refuses code, not nonsense) is refused here before any memory is asked for.
-ARG_RANGES = {"input_channels": (1, 100_000), "sequence_length": (1, 10_000_000), "num_classes": (1, 100_000),
-              "cnn_channels": (1, 4096), "lstm_hidden_size": (1, 4096), "lstm_layers": (1, 16),
-              "attention_heads": (1, 256), "kernel_size": (1, 1001), "min_pooled_length": (1, 10_000_000),
-              "max_pooled_length": (1, 10_000_000)}
+@dataclass(frozen=True)
+class Range:
+    """The values a setting may take: [low, high], an end open where a setting may only approach it. Integer ends
+    make an integer setting; float ends, a number."""
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __str__(self):
+        return f"{'(' if self.low_open else '['}{self.low:,}, {self.high:,}{')' if self.high_open else ']'}"
+
+    def problem(self, value):
+        """Why value is not in the range (a phrase), or None."""
+        integer = type(self.low) is int and type(self.high) is int
+        if type(value) not in ((int,) if integer else (int, float)) or not (
+                (self.low < value if self.low_open else self.low <= value)
+                and (value < self.high if self.high_open else value <= self.high)):
+            return f"is {value!r}, expected {'an integer' if integer else 'a number'} in {self}"
+        return None
+
+
+# One range for every numeric setting (a constant of train_explain.py, lower case as in a checkpoint's
+# hyperparameters) and every dimension the data give the model. The command line (train_explain.check_config),
+# the data reader (data_loader) and the checkpoint loader (check_checkpoint) all read it, so that training never
+# writes a checkpoint the loader refuses. The ends of settings whose memory or time grows with them are far
+# beyond any useful value, but below a run that would fill the memory or never end; a damaged or hostile file
+# that unpickles (weights_only=True refuses code, not nonsense) is refused before any memory is asked for.
+SETTING_RANGES = {
+    # what the data give: channels, steps, classes (the columns, channels x steps, are MAX_COLUMNS at most)
+    "input_channels": Range(1, 100_000), "sequence_length": Range(1, 1_000_000), "num_classes": Range(1, 1_000),
+    # the model
+    "cnn_channels": Range(1, 4096), "ensemble_size": Range(1, 64), "kernel_size": Range(1, 1001),
+    "lstm_hidden_size": Range(1, 4096), "lstm_layers": Range(1, 16), "attention_heads": Range(1, 256),
+    "dropout": Range(0.0, 1.0, high_open=True), "min_pooled_length": Range(1, 1_000_000),
+    "max_pooled_length": Range(1, 1_000_000),
+    # training (numpy, torch and scikit-learn all take a seed in [0, 2**32 - 1])
+    "seed": Range(0, 2**32 - 1), "epochs": Range(1, 100_000), "batch_size": Range(1, 65_536),
+    "learning_rate": Range(0.0, math.inf, low_open=True, high_open=True),
+    "weight_decay": Range(0.0, math.inf, high_open=True), "warmup_epochs": Range(0, 100_000),
+    "label_smoothing": Range(0.0, 1.0, high_open=True), "mixup_alpha": Range(0.0, math.inf, high_open=True),
+    "val_fraction": Range(0.0, 1.0, high_open=True), "early_stopping_patience": Range(1, 100_000),
+    # explanations
+    "num_shap_background_samples": Range(1, 5_000), "num_samples_to_explain": Range(0, 500),
+    "shap_segments_per_channel": Range(1, 1000), "shap_permutations": Range(0, 10_000),
+    "shap_subwindows": Range(1, 1000), "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
+    "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
+    "counterfactual_budget": Range(1, 1_000_000),
+    # resources and the output folder
+    "keep_runs": Range(1, 1000), "threads": Range(0, 1024), "drawing_processes": Range(0, 64),
+    "progress_seconds": Range(0.0, math.inf, high_open=True),
+}
+MAX_COLUMNS = 1_000_000  # feature columns (channels x steps): the checkpoint stores each one's name
 MAX_PARAMETERS = 200_000_000
-MAX_ENSEMBLE_SIZE = 64
 
 
 def inception_parameters(in_channels: int, out_channels: int, depth: int, residual: bool) -> int:
@@ -477,6 +538,46 @@ def parameter_count(hp: dict) -> int:
     return hp.get("ensemble_size", 1) * (conv + lstm + attention + (2 * c + 2 * h + facts + 1) * hp["num_classes"])
 
 
+def hyperparameter_problem(hp: dict):
+    """(field, why) of the first model hyperparameter that is out of SETTING_RANGES or does not fit another, or
+    None. The one rule for a model: train_explain applies it before training, check_checkpoint to a file."""
+    for name in MODEL_ARGS + ["ensemble_size"]:
+        # ensemble_size is absent in a checkpoint written before ensembles: one network
+        why = SETTING_RANGES[name].problem(hp.get(name, 1) if name == "ensemble_size" else hp.get(name))
+        if why:
+            return name, why
+    if (2 * hp["lstm_hidden_size"]) % hp["attention_heads"]:
+        return "attention_heads", f"({hp['attention_heads']}) does not divide 2 * lstm_hidden_size"
+    front_end = hp.get("conv_front_end", "plain")  # absent in a checkpoint written before there was a choice
+    if front_end not in FRONT_ENDS:
+        return "conv_front_end", f"is {front_end!r}, expected one of {FRONT_ENDS}"
+    if front_end == "inception" and hp["cnn_channels"] % 4:
+        return "cnn_channels", "is not a multiple of 4, as the inception front end needs"
+    normalization = hp.get("normalization", "per_channel")  # absent before there was a choice: per channel
+    if normalization not in NORMALIZATIONS:
+        return "normalization", f"is {normalization!r}, expected one of {NORMALIZATIONS}"
+    for flag in ("amplitude_features", "length_feature"):  # absent before they existed: off
+        if type(hp.get(flag, False)) is not bool:
+            return flag, f"is {hp.get(flag)!r}, expected true or false"
+    if hp["input_channels"] * hp["sequence_length"] > MAX_COLUMNS:
+        return "sequence_length", f"times input_channels is more than {MAX_COLUMNS:,} columns"
+    if parameter_count(hp) > MAX_PARAMETERS:
+        return None, f"describe a model of {parameter_count(hp):,} parameters, more than {MAX_PARAMETERS:,}"
+    return None
+
+
+def is_number_list(values, size: int) -> bool:
+    return isinstance(values, list) and len(values) == size and all(
+        type(v) in (int, float) and math.isfinite(v) for v in values)
+
+
+def is_float_rows(tensor, hp: dict) -> bool:
+    """A finite float32 (rows, input_channels, sequence_length) tensor, as the model reads rows."""
+    return (torch.is_tensor(tensor) and tensor.dtype == torch.float32 and tensor.dim() == 3
+            and tuple(tensor.shape[1:]) == (hp["input_channels"], hp["sequence_length"])
+            and bool(torch.isfinite(tensor).all()))
+
+
 def check_checkpoint(checkpoint, path):
     """Every field load_model reads, with its type and a sane range; CheckpointError names the first bad one."""
     def bad(field, why):
@@ -490,53 +591,45 @@ def check_checkpoint(checkpoint, path):
     hp = checkpoint["hyperparameters"]
     if not isinstance(hp, dict):
         raise bad("hyperparameters", "is not a dict")
-    for name, (low, high) in ARG_RANGES.items():
-        value = hp.get(name)
-        if type(value) is not int or not low <= value <= high:
-            raise bad(f"hyperparameters.{name}", f"is {value!r}, expected an integer in [{low}, {high}]")
-    if type(hp.get("dropout")) not in (int, float) or not 0 <= hp["dropout"] < 1:
-        raise bad("hyperparameters.dropout", f"is {hp.get('dropout')!r}, expected a number in [0, 1)")
-    if (2 * hp["lstm_hidden_size"]) % hp["attention_heads"]:
-        raise bad("hyperparameters.attention_heads", "does not divide 2 * lstm_hidden_size")
-    front_end = hp.get("conv_front_end", "plain")  # absent in a checkpoint written before there was a choice
-    if front_end not in FRONT_ENDS:
-        raise bad("hyperparameters.conv_front_end", f"is {front_end!r}, expected one of {FRONT_ENDS}")
-    size = hp.get("ensemble_size", 1)  # absent in a checkpoint written before ensembles: one network
-    if type(size) is not int or not 1 <= size <= MAX_ENSEMBLE_SIZE:
-        raise bad("hyperparameters.ensemble_size", f"is {size!r}, expected an integer in [1, {MAX_ENSEMBLE_SIZE}]")
-    normalization = hp.get("normalization", "per_channel")  # absent before there was a choice: per channel
-    if normalization not in NORMALIZATIONS:
-        raise bad("hyperparameters.normalization", f"is {normalization!r}, expected one of {NORMALIZATIONS}")
-    for flag in ("amplitude_features", "length_feature"):  # absent before they existed: off
-        if type(hp.get(flag, False)) is not bool:
-            raise bad(f"hyperparameters.{flag}", f"is {hp.get(flag)!r}, expected true or false")
-    if front_end == "inception" and hp["cnn_channels"] % 4:
-        raise bad("hyperparameters.cnn_channels", "is not a multiple of 4, as the inception front end needs")
-    if parameter_count(hp) > MAX_PARAMETERS:
-        raise bad("hyperparameters", f"describe a model of {parameter_count(hp):,} parameters, more than "
-                                     f"{MAX_PARAMETERS:,}")
+    problem = hyperparameter_problem(hp)
+    if problem:
+        field, why = problem
+        raise bad("hyperparameters" + (f".{field}" if field else ""), why)
     for field, size in (("class_names", hp["num_classes"]), ("channel_names", hp["input_channels"])):
         names = checkpoint[field]
         if not isinstance(names, list) or len(names) != size or not all(isinstance(n, str) for n in names):
             raise bad(field, f"is not a list of {size} names")
     normalization = checkpoint["normalization"]
-    if not isinstance(normalization, dict) or any(
-            not isinstance(normalization.get(key), list) or len(normalization[key]) != hp["input_channels"]
-            for key in ("mean", "std")):
-        raise bad("normalization", f"is not a mean and a std of {hp['input_channels']} channels")
-    if not isinstance(checkpoint["model_state_dict"], dict):
+    if not isinstance(normalization, dict) or not all(is_number_list(normalization.get(key), hp["input_channels"])
+                                                      for key in ("mean", "std")) \
+            or not all(s > 0 for s in normalization["std"]):
+        raise bad("normalization", f"is not a mean and a positive std (finite numbers) of {hp['input_channels']} "
+                                   "channels")
+    state = checkpoint["model_state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise bad("model_state_dict", "is not a dict of tensors")
+    digest = checkpoint.get("weights_sha256")  # absent in a checkpoint written before it was stored
+    if digest is not None and digest != weights_digest(state):
+        raise bad("model_state_dict", "does not match the checksum stored with it (weights_sha256)")
+    if type(checkpoint.get("epoch")) is not int or checkpoint["epoch"] < 1:
+        raise bad("epoch", f"is {checkpoint.get('epoch')!r}, expected the kept epoch, an integer from 1")
+    accuracy = checkpoint.get("val_accuracy", math.nan)  # None without a validation split
+    if accuracy is not None and (type(accuracy) not in (int, float) or not 0 <= accuracy <= 1):
+        raise bad("val_accuracy", "is not None or a number in [0, 1]")
     columns = checkpoint.get("feature_columns")
-    if not isinstance(columns, list) or len(columns) != hp["input_channels"] * hp["sequence_length"]:
+    if not isinstance(columns, list) or len(columns) != hp["input_channels"] * hp["sequence_length"] \
+            or not all(isinstance(c, str) for c in columns):
         raise bad("feature_columns", f"is not a list of {hp['input_channels']} x {hp['sequence_length']} column names")
+    counts = checkpoint.get("train_class_counts")  # optional: absent in a checkpoint of an earlier version
+    if counts is not None and (not isinstance(counts, list) or len(counts) != hp["num_classes"]
+                               or not all(type(n) is int and n >= 0 for n in counts)):
+        raise bad("train_class_counts", f"is not a count of training rows for each of {hp['num_classes']} classes")
     background = checkpoint.get("background")
-    if background is not None and (not torch.is_tensor(background) or background.dim() != 3
-                                   or tuple(background.shape[1:]) != (hp["input_channels"], hp["sequence_length"])):
-        raise bad("background", "is not a (B, channels, length) tensor")
+    if background is not None and not is_float_rows(background, hp):
+        raise bad("background", "is not a finite float32 (B, channels, length) tensor")
     guides, labels = checkpoint.get("guides"), checkpoint.get("guide_labels")
-    if guides is not None and (not torch.is_tensor(guides) or guides.dim() != 3
-                               or tuple(guides.shape[1:]) != (hp["input_channels"], hp["sequence_length"])):
-        raise bad("guides", "is not a (G, channels, length) tensor")
+    if guides is not None and not is_float_rows(guides, hp):
+        raise bad("guides", "is not a finite float32 (G, channels, length) tensor")
     if guides is not None and (not torch.is_tensor(labels) or labels.shape != (len(guides),) or labels.is_floating_point()
                                or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < hp["num_classes"])):
         raise bad("guide_labels", f"is not one class index below {hp['num_classes']} per guide")

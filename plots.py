@@ -24,6 +24,8 @@ POSITIVE_CMAP = "viridis"  # attention heatmaps
 UNSIGNED_CMAP = "Reds"  # non-negative attribution strips (Grad-CAM): white at zero like SIGNED_CMAP
 CATEGORICAL = ["#332288", "#CC6677", "#44AA99", "#DDCC77", "#882255", "#88CCEE", "#999933", "#AA4499", "#117733"]
 LINESTYLES = ["-", (0, (5, 2)), (0, (1, 1.2)), (0, (6, 2, 1.5, 2))]  # tell overlapping lines apart
+MAX_CLASSES_DRAWN = 12  # classes drawn one by one in the SHAP summaries; the others are summed or left out
+MAX_FIGURE_INCHES = 30  # the largest side of a figure that grows with the classes: 3,600 pixels at DPI
 MAX_DRAWN_STEPS = 400  # longer series are aggregated into this many bins for drawing
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
                      "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12,
@@ -150,10 +152,14 @@ def training_curves(history, best_epoch, path_stem):
 def confusion_matrix_figure(matrix, class_names, path):
     import seaborn as sns
 
-    size = max(4.5, 0.55 * len(class_names) + 2.5)
+    # The figure grows with the classes up to MAX_FIGURE_INCHES (its pixels would grow as their square), where
+    # the cells stop having room for a name: class indices then label every few rows.
+    size = min(max(4.5, 0.55 * len(class_names) + 2.5), MAX_FIGURE_INCHES)
+    named = 0.55 * len(class_names) + 2.5 <= MAX_FIGURE_INCHES
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    sns.heatmap(matrix, annot=len(class_names) <= 20, fmt="d", cmap="Blues", xticklabels=class_names,
-                yticklabels=class_names, cbar_kws={"label": "test samples"}, ax=ax, square=True)
+    sns.heatmap(matrix, annot=len(class_names) <= 20, fmt="d", cmap="Blues",
+                xticklabels=class_names if named else "auto", yticklabels=class_names if named else "auto",
+                cbar_kws={"label": "test samples"}, ax=ax, square=True)
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"Test confusion matrix ({np.trace(matrix)}/{matrix.sum()} correct)")
     ax.tick_params(axis="x", rotation=45)
@@ -499,14 +505,24 @@ def shap_summary_figures(values, samples, windows, bar_path, per_class_path):
              else span_label(a, b, features) for c in range(channels) for a, b in spans]
     importance = np.abs(per_window).mean(axis=0).reshape(-1, k)  # (C*W, K)
     top = np.argsort(importance.sum(1))[::-1][:15]
+    # Figures grow with the classes drawn: the MAX_CLASSES_DRAWN with the largest values, the rest as one series.
+    shown = np.sort(np.argsort(importance.sum(0))[::-1][:MAX_CLASSES_DRAWN])
+    rest = np.setdiff1d(np.arange(k), shown)
+    series = importance[top][:, shown].T
+    series_names = [class_names[c] for c in shown]
+    if len(rest):
+        series = np.vstack([series, importance[top][:, rest].sum(1)])
+        series_names.append(f"the other {len(rest)} classes")
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(top) + 1.5), layout="constrained")
-    bar_comparison(ax, [names[i] for i in top], importance[top].T, class_names,
+    bar_comparison(ax, [names[i] for i in top], series, series_names,
                    "mean |SHAP value| over explained samples (logit units),\nstacked by class", legend_title="class")
     ax.set_title(f"Most important {'features' if features is not None else 'channel x time windows'} "
                  f"({n} explained test samples)")
     save(fig, bar_path)
 
-    mean_values = per_window.mean(axis=0)  # (C, W, K)
+    mean_values = per_window.mean(axis=0)[:, :, shown]  # (C, W, shown classes)
+    drawn = f"; the {len(shown)} of {k} classes with the largest values" if len(rest) else ""
+    class_names, k = [class_names[c] for c in shown], len(shown)
     bound = float(np.abs(mean_values).max()) or 1.0
     grid_rows, grid_columns = grid_shape(k, 1 if k <= 3 else 2 if k <= 8 else 3)
     fig, axes = plt.subplots(grid_rows, grid_columns, figsize=({1: 8.0, 2: 9.5, 3: 11.0}[grid_columns],
@@ -531,7 +547,7 @@ def shap_summary_figures(values, samples, windows, bar_path, per_class_path):
             ax.tick_params(labelbottom=True)
     fig.colorbar(image, ax=axes, label="mean SHAP value (logit units)", shrink=0.8 if grid_rows > 1 else 1.0)
     fig.suptitle(f"Mean SHAP value per channel and {'feature' if features is not None else 'time window'}, per "
-                 f"class ({n} explained test samples);\nred raises the class logit, blue lowers it", fontsize=11)
+                 f"class ({n} explained test samples{drawn});\nred raises the class logit, blue lowers it", fontsize=11)
     save(fig, per_class_path)
 
 

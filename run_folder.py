@@ -1,10 +1,10 @@
 """OUTPUT_DIR as a set of versioned runs, published atomically, one run at a time.
 
     OUTPUT_DIR/
-      runs/20261201-104500-1/      a complete run: every file it wrote
-      runs/20261201-110312-1/      the latest complete run
-      runs/20261201-111500-1.partial/   a run in progress, or an interrupted one (only its resume state kept)
-      latest -> runs/20261201-110312-1  the one switch: replaced with os.replace, so it always names a whole run
+      runs/20261201-104500-1/      a complete run: every file it wrote, and its marker (.train_explain_run)
+      runs/20261201-110312-2/      the latest complete run
+      runs/20261201-111500-3.partial/   a run in progress, or an interrupted one (only its resume state kept)
+      latest -> runs/20261201-110312-2  the one switch: replaced with os.replace, so it always names a whole run
       report.html -> latest/report.html, metrics.json -> latest/metrics.json, ...   one link per file of the run
       .lock                        held (flock) for the length of a run; names the process
 
@@ -15,15 +15,29 @@ KEEP_RUNS complete runs, and the resume states of as many interrupted ones, are 
 Where the filesystem has no symlinks, `latest` is a one-line file naming the run (replaced atomically) and the
 top-level files are copies, each replaced atomically (the set of them is not switched at once there).
 
-Files that an earlier version of this program wrote at the top of OUTPUT_DIR are moved, unchanged, into
-runs/before-versioning/ the first time, which becomes the latest run and is never pruned.
+What it never does, whatever it finds in OUTPUT_DIR (a link planted there, a copy, a user's files):
+- follow a link it did not make when it writes, truncates, renames or deletes: entries are looked at with
+  lstat, the lock is opened with O_NOFOLLOW, and a link or file where a folder of its own should be is left
+  alone (one log line) or refused (one-line OutputError);
+- delete what it cannot prove it wrote: it deletes only regular files inside a run folder that holds its marker
+  (made with the folder), and top-level names that are its own links or copies of the latest run's files;
+  anything else there (a sub-folder, a link) stays, with one log line;
+- order runs by a clock: the last number of a run id is a sequence number, one more than any run id in the
+  folder (under the lock), so runs prune oldest-first whatever the clock did, and the run just published is
+  never pruned;
+- write into a folder that is not its own: OUTPUT_DIR empty, "/", the home or the current folder, or a folder
+  holding files it did not write, is a one-line OutputError. The one exception is the flat OUTPUT_DIR of an
+  earlier version (only files with the names that version wrote): they are moved, unchanged, into
+  runs/before-versioning/, which becomes the latest run and is never pruned.
 """
 import contextlib
 import errno
 import fcntl
+import filecmp
 import os
 import re
 import shutil
+import stat
 import time
 
 RUNS = "runs"
@@ -32,7 +46,16 @@ LOCK = ".lock"
 PARTIAL = ".partial"
 LEGACY = "before-versioning"
 RESUME_NAME = "resume_state.pth"
+MARKER = ".train_explain_run"  # made with each run folder, holding its id: the proof that its files are ours
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-\d+$")
+# The files the flat OUTPUT_DIR of the last version before runs held (commit e357850~1), by name: only these
+# are ever moved.
+_LEGACY_FILE = re.compile(r"^(saved_model_hybrid_explained\.pth|train_results_hybrid_explained\.csv"
+                          r"|train_plots_hybrid_explained\.(eps|png)|confusion_matrix\.png|classification_report\.txt"
+                          r"|shap_values\.npz|attributions\.npz|metrics\.json|report\.html"
+                          r"|shap_summary_(bar|per_class)\.png"
+                          r"|attribution_(comparison|faithfulness|overlay|regions|segments)\.png|misclassified_\d+\.png"
+                          r"|(shap|gradcam|attention|attribution)_sample_\d+\.png)$")
 
 
 class OutputError(ValueError):
@@ -43,25 +66,75 @@ def describe_error(exc: OSError) -> str:
     return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
 
 
+def kind(path: str):
+    """What the entry itself is (a link is a link, never what it points at): "link", "folder", "file", "other",
+    or None when nothing is there."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    return ("link" if stat.S_ISLNK(mode) else "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode)
+            else "other")
+
+
+def is_real_dir(path: str) -> bool:
+    return kind(path) == "folder"
+
+
+def is_real_file(path: str) -> bool:
+    return kind(path) == "file"
+
+
+def marked_id(folder: str):
+    """The run id in a folder's marker, or None when it is not a real folder holding a marker with a run id (not
+    ours)."""
+    marker = os.path.join(folder, MARKER)
+    if not is_real_dir(folder) or not is_real_file(marker):
+        return None
+    with open(marker, encoding="utf-8", errors="replace") as f:
+        run_id = f.read(100).strip()
+    return run_id if _RUN_ID.match(run_id) else None
+
+
+def refused_root(given: str, root: str):
+    """Why OUTPUT_DIR may not hold runs (a one-line reason), or None: never a folder that is not the program's
+    own, so that nothing of a user's is written over, moved or deleted."""
+    if not given.strip():
+        return "OUTPUT_DIR is empty (an unset shell variable?); name a folder of its own, e.g. --output_dir=outputs"
+    real = os.path.realpath(root)
+    for place, path in (("the root folder", "/"), ("your home folder", os.path.expanduser("~")),
+                        ("the current folder", os.getcwd())):
+        if real == os.path.realpath(path):
+            return (f"OUTPUT_DIR {root} is {place}, whose files are not this program's; name a folder of its own, "
+                    f"e.g. --output_dir={os.path.join(given, 'outputs')}")
+    if not is_real_dir(real) or os.path.lexists(os.path.join(real, LOCK)):
+        return None  # a new folder, or one this program made (the lock file is its first write; open_lock checks it)
+    foreign = sorted(n for n in os.listdir(real)
+                     if not _LEGACY_FILE.match(n) or not is_real_file(os.path.join(real, n)))
+    if foreign:
+        return (f"OUTPUT_DIR {root} holds files this program did not write ({', '.join(map(repr, foreign[:3]))}"
+                f"{f', … {len(foreign)} in all' if len(foreign) > 3 else ''}); name a new or empty folder")
+    return None
+
+
 class OutputFolder:
     """The versioned OUTPUT_DIR. Use as a context manager: entering takes the lock (or fails at once with the
     holder's pid), migrates an old flat folder and clears the leftovers of dead runs; leaving releases it."""
 
     def __init__(self, root: str, keep_runs: int = 5, log=print):
-        self.root, self.keep_runs, self.log = os.path.abspath(root), keep_runs, log
+        self.given, self.root, self.keep_runs, self.log = root, os.path.abspath(root), keep_runs, log
         self.runs = os.path.join(self.root, RUNS)
+        self.run_id = None
 
     # -- the lock ----------------------------------------------------------
     def __enter__(self):
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise OutputError(f"OUTPUT_DIR {self.root} is a file, not a folder; move it or choose another "
                               "--output_dir")
-        try:
-            os.makedirs(self.runs, exist_ok=True)
-            self.lock_file = open(os.path.join(self.root, LOCK), "a+")
-        except OSError as exc:
-            raise OutputError(f"cannot write into OUTPUT_DIR {self.root}: {describe_error(exc)}; choose another "
-                              "--output_dir or fix its permissions") from None
+        reason = refused_root(self.given, self.root)
+        if reason:
+            raise OutputError(reason)
+        self.lock_file = self.open_lock()
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -81,8 +154,32 @@ class OutputFolder:
         self.lock_file.write(f"the run of process {os.getpid()} (started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
         self.lock_file.flush()
         self.migrate_flat_folder()
+        self.repair_copied_latest(self.latest())
         self.clear_dead_runs()
         return self
+
+    def open_lock(self):
+        """OUTPUT_DIR/.lock, opened for reading and writing without following a link (a link there would make the
+        lock's writes land in another file), after making OUTPUT_DIR and its runs folder."""
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            if os.path.lexists(self.runs) and not is_real_dir(self.runs):
+                raise OutputError(f"OUTPUT_DIR {self.root}: {RUNS} is a link or a file, not a folder this program "
+                                  "made; move it away or choose another --output_dir")
+            os.makedirs(self.runs, exist_ok=True)
+            fd = os.open(os.path.join(self.root, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"OUTPUT_DIR {self.root}: {LOCK} is a link, which this program never writes "
+                                  "through; remove the link or choose another --output_dir") from None
+            raise OutputError(f"cannot write into OUTPUT_DIR {self.root}: {describe_error(exc)}; choose another "
+                              "--output_dir or fix its permissions") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:  # a hard link: its writes would change another name
+            os.close(fd)
+            raise OutputError(f"OUTPUT_DIR {self.root}: {LOCK} is not a regular file of its own (a device, a pipe or "
+                              "a file with other names); remove it or choose another --output_dir")
+        return os.fdopen(fd, "r+", encoding="utf-8")
 
     def __exit__(self, *exc):
         self.lock_file.truncate(0)
@@ -91,30 +188,41 @@ class OutputFolder:
 
     # -- reading -----------------------------------------------------------
     def complete_runs(self) -> list[str]:
-        """Ids of the complete runs, oldest first (the legacy folder first of all)."""
-        names = [n for n in os.listdir(self.runs) if os.path.isdir(os.path.join(self.runs, n))]
-        return sorted(n for n in names if n == LEGACY) + sorted((n for n in names if _RUN_ID.match(n)), key=run_order)
+        """Ids of the complete runs, oldest first: the legacy folder, runs of an earlier version (no marker) by id,
+        then this version's by sequence number."""
+        names = [n for n in os.listdir(self.runs) if is_real_dir(os.path.join(self.runs, n))]
+        unmarked = sorted(n for n in names if _RUN_ID.match(n) and marked_id(os.path.join(self.runs, n)) is None)
+        return [n for n in names if n == LEGACY] + unmarked + self.marked_runs()
+
+    def marked_runs(self) -> list[str]:
+        """Ids of the complete runs this version made (the ones it may prune), oldest first."""
+        return sorted((n for n in os.listdir(self.runs) if _RUN_ID.match(n)
+                       and marked_id(os.path.join(self.runs, n)) == n), key=sequence_number)
 
     def interrupted_runs(self) -> list[str]:
         """Ids of interrupted runs whose resume state is kept, oldest first."""
         names = [n[:-len(PARTIAL)] for n in os.listdir(self.runs) if n.endswith(PARTIAL)]
-        return sorted((n for n in names if os.path.isfile(os.path.join(self.runs, n + PARTIAL, RESUME_NAME))),
-                      key=run_order)
+        return sorted((n for n in names if _RUN_ID.match(n) and marked_id(os.path.join(self.runs, n + PARTIAL)) == n
+                       and is_real_file(os.path.join(self.runs, n + PARTIAL, RESUME_NAME))), key=sequence_number)
 
     def latest(self):
-        """Id of the latest complete run, or None."""
+        """Id of the latest complete run, or None. `latest` is a link, a pointer file where there are no links,
+        or, in a copy made by a tool that follows links, a copy of the run's folder (its marker names it)."""
         link = os.path.join(self.root, LATEST)
-        if os.path.islink(link):
-            return os.path.basename(os.readlink(link))
-        if os.path.isfile(link):
-            with open(link, encoding="utf-8") as f:
-                return f.read().strip() or None
-        return None
+        what = kind(link)
+        if what == "link":
+            run_id = os.path.basename(os.readlink(link))
+        elif what == "file":
+            with open(link, encoding="utf-8", errors="replace") as f:
+                run_id = f.read(100).strip()
+        else:
+            return marked_id(link) if what == "folder" else None
+        return run_id if _RUN_ID.match(run_id) or run_id == LEGACY else None  # never a path out of runs/
 
     def run_dir(self, name: str) -> str:
         """The folder of a complete run named by id, or by "latest"."""
         run_id = self.latest() if name == LATEST else name
-        if run_id is None or not os.path.isdir(os.path.join(self.runs, run_id)):
+        if run_id is None or run_id not in self.complete_runs():
             known = ", ".join(self.complete_runs()[-5:]) or "none"
             raise OutputError(f"OUTPUT_DIR {self.root} has no complete run {name!r}, so no checkpoint to reuse "
                               f"(complete runs: {known}); train first (TRAIN=True) or name one with --run")
@@ -128,24 +236,35 @@ class OutputFolder:
             raise OutputError(f"--resume=True but OUTPUT_DIR {self.root} holds no interrupted run "
                               f"{'to continue' if name == LATEST else repr(name)} (interrupted runs: "
                               f"{', '.join(interrupted) or 'none'}); run without --resume")
+        # The resumed run writes into this folder: nothing there may lead its writes elsewhere (a link).
+        foreign = sorted(set(os.listdir(os.path.join(self.runs, run_id + PARTIAL))) - {RESUME_NAME, MARKER})
+        if foreign:
+            raise OutputError(f"{RUNS}/{run_id}{PARTIAL} holds {', '.join(map(repr, foreign))}, which this program "
+                              "did not write; move them away to resume, or run without --resume")
         return run_id
 
     # -- writing -----------------------------------------------------------
     def start(self, run_id=None) -> str:
-        """The folder a new run writes into (runs/<id>.partial), made now; run_id continues an interrupted run."""
+        """The folder a new run writes into (runs/<id>.partial), made now with its marker; run_id continues an
+        interrupted run (whose folder and marker exist)."""
         if run_id is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            # after every run of this second, even pruned ones, so ids always sort in the order runs started
-            latest = max([run_order(n.removesuffix(PARTIAL)) for n in os.listdir(self.runs)
-                          if _RUN_ID.match(n.removesuffix(PARTIAL))] + [(stamp, 0)])
-            run_id = f"{stamp}-{latest[1] + 1 if latest[0] == stamp else 1}"
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self.next_sequence_number()}"
         self.run_id = run_id
         self.staging = os.path.join(self.runs, run_id + PARTIAL)
-        try:
-            os.makedirs(self.staging, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot write into OUTPUT_DIR {self.root}: {describe_error(exc)}") from None
+        if not is_real_dir(self.staging):
+            try:
+                os.mkdir(self.staging)
+                with open(os.path.join(self.staging, MARKER), "x", encoding="utf-8") as f:
+                    f.write(run_id + "\n")
+            except OSError as exc:
+                raise OutputError(f"cannot write into OUTPUT_DIR {self.root}: {describe_error(exc)}") from None
         return self.staging
+
+    def next_sequence_number(self) -> int:
+        """One more than the last number of every run id in runs/ (complete, interrupted, or an earlier
+        version's): the order in which runs started, whatever the clock says, and never an id already there."""
+        return 1 + max([sequence_number(n.removesuffix(PARTIAL)) for n in os.listdir(self.runs)
+                        if _RUN_ID.match(n.removesuffix(PARTIAL))] + [0])
 
     def path(self, name: str) -> str:
         return os.path.join(self.staging, name)
@@ -169,25 +288,43 @@ class OutputFolder:
                          "--resume=True")
             raise
         except BaseException:
-            self.discard()
+            self.remove_run_folder(self.staging)
             raise
 
     def partial_path(self, run_id: str, name: str) -> str:
         return os.path.join(self.runs, run_id + PARTIAL, name)
 
-    def keep_resume_state_only(self):
-        """After an interruption: the run's folder keeps its resume state (for --resume=True) and nothing else."""
-        if not os.path.isfile(self.path(RESUME_NAME)):
-            shutil.rmtree(self.staging, ignore_errors=True)
+    def keep_resume_state_only(self) -> bool:
+        """After an interruption: the run's folder keeps its resume state (for --resume=True) and nothing else of
+        its own; False (and the folder removed) when it has no resume state."""
+        if not is_real_file(self.path(RESUME_NAME)):
+            self.remove_run_folder(self.staging)
             return False
-        for name in os.listdir(self.staging):
-            if name != RESUME_NAME:
-                remove(os.path.join(self.staging, name))
+        self.remove_own_files(self.staging, keep=(RESUME_NAME, MARKER))
         return True
 
-    def discard(self):
-        """After a failure: nothing of this run stays."""
-        shutil.rmtree(self.staging, ignore_errors=True)
+    def remove_own_files(self, folder: str, keep=()) -> list[str]:
+        """Remove the regular files in a folder of ours (its marker checked by the caller) but `keep`, and return
+        their names; what this program does not make there (a sub-folder, a link) stays, with a log line."""
+        names = [n for n in sorted(os.listdir(folder)) if n not in keep]
+        own = [n for n in names if is_real_file(os.path.join(folder, n))]
+        for name in own:
+            remove(os.path.join(folder, name))
+        foreign = [n for n in names if n not in own]
+        if foreign:
+            self.log(f"left {', '.join(map(repr, foreign))} in {os.path.relpath(folder, self.root)}: not written by "
+                     "this program, so not removed")
+        return own
+
+    def remove_run_folder(self, folder: str) -> None:
+        """Remove a run folder of ours: its files, its marker, and the folder itself unless something this program
+        did not make stays in it (the folder, without its marker, is then left to its owner)."""
+        if marked_id(folder) is None:
+            return
+        self.remove_own_files(folder, keep=(MARKER,))
+        remove(os.path.join(folder, MARKER))
+        if not os.listdir(folder):
+            os.rmdir(folder)
 
     def publish(self) -> tuple[str, str]:
         """Make the staged run complete and the latest one; returns (its folder, the folder it replaced or "")."""
@@ -195,90 +332,135 @@ class OutputFolder:
         previous = self.latest()
         final = os.path.join(self.runs, self.run_id)
         os.rename(self.staging, final)
-        self.point_latest_at(self.run_id)
+        self.point_latest_at(self.run_id, previous)
         self.prune()
         return final, os.path.join(self.runs, previous) if previous else ""
 
-    def point_latest_at(self, run_id: str):
-        names = sorted(os.listdir(os.path.join(self.runs, run_id)))
+    def ours_at_top(self, name: str, previous) -> bool:
+        """Whether the top-level entry `name` may be replaced or removed: nothing there, a link this program made
+        through `latest`, or a copy of the previous latest run's file (made where there are no symlinks, or by a
+        tool that copied OUTPUT_DIR following links)."""
+        path = os.path.join(self.root, name)
+        what = kind(path)
+        if what is None:
+            return True
+        if what == "link":
+            return os.readlink(path) == os.path.join(LATEST, name)
+        own = os.path.join(self.runs, previous, name) if previous else None
+        return what == "file" and own is not None and is_real_file(own) and filecmp.cmp(path, own, shallow=False)
+
+    def point_latest_at(self, run_id: str, previous=None):
+        names = run_files(os.path.join(self.runs, run_id))
+        mine = [name for name in names if self.ours_at_top(name, previous)]
+        for name in sorted(set(names) - set(mine)):
+            self.log(f"left OUTPUT_DIR/{name} as it is: not a link or copy this program made; this run's file is "
+                     f"{RUNS}/{run_id}/{name}")
         latest = os.path.join(self.root, LATEST)
         try:
-            for name in names:  # links through `latest`: they dangle until the switch, never show a mix
+            for name in mine:  # links through `latest`: they dangle until the switch, never show a mix
                 link = os.path.join(self.root, name)
-                if not os.path.islink(link) or os.readlink(link) != os.path.join(LATEST, name):
+                if kind(link) != "link" or os.readlink(link) != os.path.join(LATEST, name):
                     replace_with_symlink(os.path.join(LATEST, name), link)
             replace_with_symlink(os.path.join(RUNS, run_id), latest)  # the one atomic switch
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 raise
-            self.copy_latest(run_id, names)
+            self.copy_latest(run_id, mine, previous)
             return
-        for name in os.listdir(self.root):  # names the new run did not write
-            link = os.path.join(self.root, name)
-            if os.path.islink(link) and os.readlink(link).startswith(LATEST + os.sep) and not os.path.exists(link):
-                os.remove(link)
+        self.remove_stale_names(names, previous)
 
-    def copy_latest(self, run_id, names):
+    def remove_stale_names(self, names, previous):
+        """After the switch, the top-level names the new run did not write: this program's links (dangling now)
+        and copies of the previous run's files."""
+        for name in os.listdir(self.root):
+            path = os.path.join(self.root, name)
+            dangling = (kind(path) == "link" and os.readlink(path) == os.path.join(LATEST, name)
+                        and not os.path.exists(path))
+            if dangling or (name not in names and kind(path) == "file" and name not in (LATEST, LOCK)
+                            and self.ours_at_top(name, previous)):
+                os.remove(path)
+
+    def repair_copied_latest(self, previous):
+        """A `latest` that is a folder is a copy of the run `previous` (a tool that copies following links made
+        it): removed, after checking that each of its files is that run's, and the links made again."""
+        latest = os.path.join(self.root, LATEST)
+        if kind(latest) != "folder":
+            return
+        own = os.path.join(self.runs, previous) if previous else None
+        names = os.listdir(latest)
+        if own is None or not is_real_dir(own) or not all(
+                is_real_file(os.path.join(latest, n)) and is_real_file(os.path.join(own, n))
+                and filecmp.cmp(os.path.join(latest, n), os.path.join(own, n), shallow=False) for n in names):
+            raise OutputError(f"OUTPUT_DIR {self.root}: {LATEST} is a folder that is not a copy of a run of this "
+                              "program; move it away or choose another --output_dir")
+        for name in names:
+            os.remove(os.path.join(latest, name))
+        os.rmdir(latest)
+        self.point_latest_at(previous, previous)  # the top-level copies of its files become links again
+        self.log(f"OUTPUT_DIR was copied following its links ({LATEST} was a copy of {RUNS}/{previous}): made "
+                 f"{LATEST} and the top-level names links again")
+
+    def copy_latest(self, run_id, names, previous):
         """No symlinks here: a pointer file, and each top-level file a copy replaced atomically."""
         for name in names:
-            source = os.path.join(self.runs, run_id, name)
-            if os.path.isfile(source):
-                partial = os.path.join(self.root, f".{name}.copy")
-                shutil.copyfile(source, partial)
-                os.replace(partial, os.path.join(self.root, name))
+            partial = os.path.join(self.root, f".{name}.copy")
+            shutil.copyfile(os.path.join(self.runs, run_id, name), partial)
+            os.replace(partial, os.path.join(self.root, name))
         write_atomically(os.path.join(self.root, LATEST), run_id + "\n")
-        for name in os.listdir(self.root):
-            if os.path.isfile(os.path.join(self.root, name)) and not name.startswith(".") and name != LATEST \
-                    and name not in names:
-                os.remove(os.path.join(self.root, name))
+        self.remove_stale_names(names, previous)
 
     def prune(self):
-        """Keep the newest keep_runs complete runs (and the legacy folder) and as many interrupted runs."""
-        complete = [n for n in self.complete_runs() if n != LEGACY]
-        for run_id in complete[:-self.keep_runs]:
-            shutil.rmtree(os.path.join(self.runs, run_id), ignore_errors=True)
-            self.log(f"removed the old run {RUNS}/{run_id} (KEEP_RUNS={self.keep_runs})")
+        """Keep the newest keep_runs complete runs of this version (and the legacy folder, and runs of an earlier
+        version, which this one cannot prove it wrote) and as many interrupted runs; never the run just made."""
+        for run_id in self.marked_runs()[:-self.keep_runs]:
+            if run_id != self.run_id:  # a resumed run is published with the sequence number it started with
+                self.remove_run_folder(os.path.join(self.runs, run_id))
+                self.log(f"removed the old run {RUNS}/{run_id} (KEEP_RUNS={self.keep_runs})")
         for run_id in self.interrupted_runs()[:-self.keep_runs]:
-            shutil.rmtree(os.path.join(self.runs, run_id + PARTIAL), ignore_errors=True)
+            self.remove_run_folder(os.path.join(self.runs, run_id + PARTIAL))
             self.log(f"removed the resume state of the old interrupted run {RUNS}/{run_id}{PARTIAL}")
 
     # -- housekeeping ------------------------------------------------------
     def clear_dead_runs(self):
-        """Partial folders are dead once we hold the lock: keep only their resume states, remove the rest."""
+        """Partial folders are dead once we hold the lock: keep only their resume states, remove the rest of what
+        they wrote; an entry that is not a folder of ours (a link, a file, a folder without the marker) is left."""
         for name in sorted(os.listdir(self.runs)):
             folder = os.path.join(self.runs, name)
-            if not name.endswith(PARTIAL) or not os.path.isdir(folder):
+            if not name.endswith(PARTIAL):
                 continue
-            leftovers = [n for n in os.listdir(folder) if n != RESUME_NAME]
-            if os.path.isfile(os.path.join(folder, RESUME_NAME)):
-                for leftover in leftovers:
-                    remove(os.path.join(folder, leftover))
-                if leftovers:
+            if marked_id(folder) != name.removesuffix(PARTIAL):
+                self.log(f"left {RUNS}/{name} as it is: not a run folder this program made (a link, a file or a "
+                         "folder without its marker)")
+            elif is_real_file(os.path.join(folder, RESUME_NAME)):
+                if self.remove_own_files(folder, keep=(RESUME_NAME, MARKER)):
                     self.log(f"removed the files of a run that died from {RUNS}/{name}; its resume state is kept "
                              "for --resume=True")
             else:
-                shutil.rmtree(folder, ignore_errors=True)
+                self.remove_run_folder(folder)
                 self.log(f"removed the staging folder of a run that died: {RUNS}/{name}")
         self.prune()
 
     def migrate_flat_folder(self):
-        """Move the files of an earlier, flat OUTPUT_DIR into runs/before-versioning/ (kept, never pruned)."""
-        ours = {RUNS, LATEST, LOCK}
-        flat = [n for n in os.listdir(self.root) if n not in ours and not n.startswith(".")
-                and not os.path.islink(os.path.join(self.root, n)) and os.path.isfile(os.path.join(self.root, n))]
-        if not flat or self.latest() is not None:
+        """Move the files of an earlier, flat OUTPUT_DIR (refused_root has checked that they bear its names) into
+        runs/before-versioning/ (kept, never pruned)."""
+        flat = [n for n in os.listdir(self.root) if _LEGACY_FILE.match(n) and is_real_file(os.path.join(self.root, n))]
+        if not flat or self.latest() is not None or os.path.lexists(os.path.join(self.runs, LEGACY)):
             return
         legacy = os.path.join(self.runs, LEGACY)
-        os.makedirs(legacy, exist_ok=True)
+        os.mkdir(legacy)
         for name in flat:
             os.replace(os.path.join(self.root, name), os.path.join(legacy, name))
         self.log(f"moved {len(flat)} files of an earlier run into {RUNS}/{LEGACY}/ (kept)")
         self.point_latest_at(LEGACY)
 
 
-def run_order(run_id: str):
-    stamp, _, n = run_id.rpartition("-")
-    return stamp, int(n)
+def run_files(folder: str) -> list[str]:
+    """The files of a run that the top level shows: all but its marker."""
+    return sorted(n for n in os.listdir(folder) if n != MARKER)
+
+
+def sequence_number(run_id: str) -> int:
+    return int(run_id.rpartition("-")[2])
 
 
 def remove(path: str):

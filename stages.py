@@ -171,9 +171,9 @@ def predictions_outputs(scored: Samples, path, least_confident: int = 10) -> dic
     and with labels true and correct); returns the predicted class distribution and the least confident rows."""
     import pandas as pd
 
-    frame = pd.DataFrame({"row": scored.rows, "predicted": np.array(scored.class_names)[scored.y_pred]})
-    for k, name in enumerate(scored.class_names):
-        frame[name] = scored.probabilities[:, k]
+    # one frame built at once: a column inserted per class fragments it (pandas warns from a few hundred classes)
+    frame = pd.DataFrame({"row": scored.rows, "predicted": np.array(scored.class_names)[scored.y_pred],
+                          **{name: scored.probabilities[:, k] for k, name in enumerate(scored.class_names)}})
     if scored.labelled:
         frame["true"] = np.array(scored.class_names)[scored.y_true]
         frame["correct"] = scored.y_true == scored.y_pred

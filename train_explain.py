@@ -134,38 +134,12 @@ def config_from_args(argv: list[str]) -> dict:
     return config
 
 
-# Settings whose memory or time grows with their value: far beyond any useful value, but below a run that
-# would fill the memory or never end (10,000 permutations of 60 players already take minutes per sample).
-UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "ENSEMBLE_SIZE": 64, "CNN_CHANNELS": 4096,
-                "LSTM_HIDDEN_SIZE": 4096,
-                "LSTM_LAYERS": 16, "ATTENTION_HEADS": 256, "KERNEL_SIZE": 1001, "SHAP_PERMUTATIONS": 10_000,
-                "NUM_SHAP_BACKGROUND_SAMPLES": 5_000, "NUM_SAMPLES_TO_EXPLAIN": 500, "SHAP_SEGMENTS_PER_CHANNEL": 1000,
-                "ATTRIBUTION_WINDOWS": 1000, "IG_STEPS": 2_000, "OCCLUSION_WINDOW": 100_000, "MAX_MISCLASSIFIED": 100,
-                "KEEP_RUNS": 1000, "COUNTERFACTUAL_BUDGET": 1_000_000, "GLOBAL_EXPLAIN_ROWS": 10_000, "THREADS": 1024,
-                "DRAWING_PROCESSES": 64, "SHAP_SUBWINDOWS": 1000}
-
-
 def check_config(config: dict) -> None:
-    positive = ["EPOCHS", "BATCH_SIZE", "ENSEMBLE_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
-                "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
-                "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
-                "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW", "KEEP_RUNS",
-                "COUNTERFACTUAL_BUDGET", "SHAP_SUBWINDOWS"]
-    for name in positive:
-        if config[name] <= 0:
-            raise ConfigError(f"{name} is {config[name]}; it must be positive")
-    for name, most in UPPER_BOUNDS.items():
-        if config[name] > most:
-            raise ConfigError(f"{name} is {config[name]}, more than {most:,}: its memory or time would grow "
-                              f"without bound; use at most {most:,}")
-    for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MIXUP_ALPHA", "MAX_MISCLASSIFIED",
-                 "SHAP_PERMUTATIONS", "GLOBAL_EXPLAIN_ROWS", "THREADS", "DRAWING_PROCESSES", "PROGRESS_SECONDS",
-                 "NUM_SAMPLES_TO_EXPLAIN"]:
-        if config[name] < 0:
-            raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
-    for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
-        if not 0 <= config[name] < 1:
-            raise ConfigError(f"{name} is {config[name]}; it must lie in [0, 1)")
+    # Every numeric setting against model.SETTING_RANGES, the table the checkpoint loader reads too.
+    for name, valid in SETTING_RANGES.items():
+        why = valid.problem(config[name.upper()]) if name.upper() in config else None
+        if why:
+            raise ConfigError(f"{name.upper()} {why}")
     if config["KERNEL_SIZE"] % 2 == 0:
         raise ConfigError(f"KERNEL_SIZE is {config['KERNEL_SIZE']}; use an odd width so the series keeps its length")
     if (2 * config["LSTM_HIDDEN_SIZE"]) % config["ATTENTION_HEADS"]:
@@ -223,8 +197,9 @@ from counterfactuals import CounterfactualError, guide_pool, target_index  # noq
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
 from api import integer_labels, predict  # noqa: E402,F401  (predict: re-exported for users, beside load_model)
-from model import (FRONT_ENDS, NORMALIZATIONS, CheckpointError, build_model, ensemble_size, checkpoint_dict,  # noqa: E402,F401
-                   input_description, load_model, predict_logits)  # (load_model: re-exported for users)
+from model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, CheckpointError, build_model,  # noqa: E402,F401
+                   checkpoint_dict, ensemble_size, hyperparameter_problem, input_description, load_model,
+                   predict_logits)  # (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
@@ -267,6 +242,16 @@ def model_hyperparameters(config: dict, train) -> dict:
     return {**{name.lower(): value for name, value in config.items()}, "input_channels": train.X.shape[1],
             "sequence_length": train.X.shape[2], "num_classes": len(train.class_names),
             "length_feature": config["LENGTH_FEATURE"] and varying}
+
+
+def check_model_fits(config: dict, train) -> None:
+    """The checkpoint loader's rule (model.hyperparameter_problem) on the model these settings build for this
+    data, before training: a checkpoint that training writes always loads."""
+    problem = hyperparameter_problem(model_hyperparameters(config, train))
+    if problem:
+        field, why = problem
+        raise ConfigError(f"the model these settings build for {config['TRAIN_CSV_PATH']} cannot be saved: "
+                          f"{field or 'its hyperparameters'} {why}; choose a smaller model or fewer columns")
 
 
 def batch_indices(n: int, batch_size: int, generator=None, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
@@ -589,10 +574,21 @@ def check_checkpoint_matches(checkpoint, train, path):
 
 # -----------------------------------------------------------------------------
 # The pipeline
+# The SHAP values of the explained samples, one per sample, input cell and class (shap_values.npz): the one
+# output that grows with the classes times the columns times a setting (1 GB as float32).
+MAX_SHAP_VALUES = 250_000_000
+
+
 def check_settings_fit_data(config, table, num_rows):
     """Settings that depend on the data's shape, checked before any work: a typo fails now, not after training.
     num_rows: the rows of the file explained (None: not known yet, EXPLAIN_ROWS is checked when it is)."""
     import stages
+
+    values = config["NUM_SAMPLES_TO_EXPLAIN"] * len(table.class_names) * table.X.shape[1] * table.X.shape[2]
+    if values > MAX_SHAP_VALUES:
+        raise ConfigError(f"NUM_SAMPLES_TO_EXPLAIN={config['NUM_SAMPLES_TO_EXPLAIN']} samples x "
+                          f"{len(table.class_names):,} classes x {table.X.shape[1] * table.X.shape[2]:,} cells is "
+                          f"more than {MAX_SHAP_VALUES:,} SHAP values; explain fewer samples")
 
     parse_segments(config["ATTRIBUTION_SEGMENTS"], table.X.shape[2])
     target_index(config["COUNTERFACTUAL_TARGET"], table.class_names)
@@ -763,6 +759,7 @@ def run(config: dict) -> int:
         train, test = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"],
                                       config["MISSING_VALUES"], progress)
         check_settings_fit_data(config, test, len(test.X))
+        check_model_fits(config, train)
 
     # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
     folder = OutputFolder(config["OUTPUT_DIR"], config["KEEP_RUNS"], log)

@@ -17,7 +17,7 @@ import torch
 
 import train_explain
 from conftest import ROOT, write_series_csvs
-from run_folder import OutputFolder
+from run_folder import MARKER, OutputFolder
 from conftest import run_args as full_run_args
 
 CHECKPOINT = "saved_model_hybrid_explained.pth"
@@ -187,7 +187,7 @@ def test_a_reader_polling_while_runs_publish_always_sees_one_whole_run(tmp_path)
         while not stop.is_set():
             run = Path(os.path.realpath(out / "latest"))
             try:
-                contents = {p.name: p.read_text() for p in run.iterdir()}
+                contents = {p.name: p.read_text() for p in run.iterdir() if p.name != MARKER}
                 top = (out / "a.txt").read_text()
             except FileNotFoundError as exc:
                 problems.append(repr(exc))
@@ -320,7 +320,7 @@ def test_sigterm_is_handled_like_ctrl_c_and_keeps_the_resume_state_with_its_run(
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143 and "terminated" in stderr and "Traceback" not in stderr
     (interrupted,) = partial_runs(out)
-    assert sorted(p.name for p in interrupted.iterdir()) == ["resume_state.pth"]
+    assert sorted(p.name for p in interrupted.iterdir()) == [MARKER, "resume_state.pth"]
     state = (interrupted / "resume_state.pth").read_bytes()
     # neither a --train=False run nor a new training run touches it
     assert run_script(*run_args(*data, out, "--train=False", *QUICK))[0] == 0
@@ -341,7 +341,7 @@ def test_sigkill_leaves_a_staging_folder_that_the_next_run_clears_and_names(data
     code, stdout, _ = run_script(*run_args(*data, out, *QUICK))
     assert code == 0
     assert f"run that died from runs/{leftover.name}" in stdout or f"died: runs/{leftover.name}" in stdout
-    assert all(sorted(p.name for p in run.iterdir()) == ["resume_state.pth"] for run in partial_runs(out))
+    assert all(sorted(p.name for p in run.iterdir()) == [MARKER, "resume_state.pth"] for run in partial_runs(out))
 
 
 # 6. Write failures
