@@ -216,7 +216,7 @@ from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, de
 from shapley import ShapSettingError  # noqa: E402
 from version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 from training import (TrainingError, atomic_save, batch_indices, evaluate, mixup, model_hyperparameters,  # noqa: E402,F401  (re-exported: tests and bench/ call them here)
-                      save_torch, stacked, train_epoch, train_model)
+                      save_torch, stacked, train_background, train_epoch, train_model)
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
@@ -330,14 +330,6 @@ def explain_rows(config, num_rows: int):
         raise ConfigError(f"EXPLAIN_ROWS={text!r} names rows {outside or 'twice'}, but "
                           f"{config['TEST_CSV_PATH']} has rows 0..{num_rows - 1}; give each row once, counted from 0")
     return rows
-
-
-def train_background(train_x: np.ndarray, config, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, their lengths) of the training set that form the SHAP reference distribution: a seeded sample, in
-    file order."""
-    rows = np.random.default_rng(config["SEED"]).choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
-                                                                          len(train_x)), replace=False)
-    return train_x[np.sort(rows)], lengths[np.sort(rows)]
 
 
 def checkpoint_background(checkpoint, config, path, log) -> tuple[np.ndarray, np.ndarray]:

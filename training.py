@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -150,6 +151,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
     epoch is kept; with one, the epoch with the lowest validation loss, and early stopping ends training.
     The whole training state goes to resume_path after the first epoch and then every few seconds, so
     --resume=True continues an interrupted run and ends with the same weights as an uninterrupted one.
+    resume_path None: no resume state is written (HybridClassifier.fit).
     Under torchrun (`distributed` = torch.distributed) the model trains data-parallel on this
     process's shard; rank 0 alone validates, saves and logs, and shares its validation score so
     every process stops at the same epoch."""
@@ -211,7 +213,7 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         progress_state["epoch"] = epoch
         # Saved after the first epoch, then at most every RESUME_SAVE_SECONDS: a save costs about as
         # much as a small data set's epoch, and a resumed run repeats at most those seconds of work.
-        if rank == 0 and (epoch == 1 or time.perf_counter() - last_save >= RESUME_SAVE_SECONDS):
+        if rank == 0 and resume_path and (epoch == 1 or time.perf_counter() - last_save >= RESUME_SAVE_SECONDS):
             save_training_state(resume_path, progress_state, config, model, optimizer, scheduler, generator)
             last_save = time.perf_counter()
         if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
@@ -295,3 +297,11 @@ def atomic_save(obj, path):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss is no longer finite); the message is one line."""
+
+
+def train_background(train_x: np.ndarray, config, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, their lengths) of the training set that form the SHAP reference distribution: a seeded sample, in
+    file order."""
+    rows = np.random.default_rng(config["SEED"]).choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
+                                                                          len(train_x)), replace=False)
+    return train_x[np.sort(rows)], lengths[np.sort(rows)]
