@@ -110,6 +110,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """(values (N, C, L) float32, lengths, interpolated-cells mask or None, feature names) of a DataFrame in
         the CSV layout, read as data_loader reads the CSV."""
         features = frame.drop(columns=[self.label_column], errors="ignore")
+        features.columns = [str(c) for c in features.columns]
         table = table_from_frame(features, {"class_names": [], **layout}, self.label_column,
                                  missing_values=self.missing_values)
         return table.X, table.lengths, table.filled, table.feature_names
@@ -153,9 +154,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                                  "(n_cases, n_timepoints) or a list of (n_channels, n_timepoints_i) arrays")
             lengths = np.full(len(values), values.shape[2], dtype=np.int64)
         if not len(values) or not values.shape[1] or not values.shape[2]:
-            raise ValueError(f"Found array with {len(values)} sample(s), {values.shape[1]} channel(s) and "
-                             f"{values.shape[2]} time point(s) (shape={values.shape}); at least one of each is "
-                             "required")
+            shape = values.shape if values.shape[1] > 1 else (len(values), values.shape[2])  # as given, for 2D
+            raise ValueError(f"Found array with {len(values)} sample(s) and {values.shape[1] * values.shape[2]} "
+                             f"feature(s) (shape={shape}) while a minimum of 1 is required (samples, channels "
+                             "and time points)")
         real = np.arange(values.shape[2])[None, None, :] < lengths[:, None, None]
         if not np.isfinite(values[np.broadcast_to(real, values.shape)]).all():
             raise ValueError("Input X contains NaN or infinity; fill the gaps in, or give series of different "
@@ -261,7 +263,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """(n_cases,) the most likely class of each row, from classes_."""
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        probabilities = self.predict_proba(X)  # first: it says when the estimator is not fitted
+        return self.classes_[probabilities.argmax(1)]
 
     # -------------------------------------------------------------------------
     # Explanation

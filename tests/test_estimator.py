@@ -160,3 +160,15 @@ def test_a_script_checkpoint_loads_without_a_run(tmp_path):
     loaded = HybridClassifier.load(tmp_path / "script.pth")
     assert loaded.cnn_channels == 8 and list(loaded.classes_) == ["a", "b", "c"]
     assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_without_aeon_the_aeon_classifier_is_a_one_line_error_naming_the_extra(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aeon", None)
+    monkeypatch.setitem(sys.modules, "aeon.classification", None)
+    monkeypatch.delitem(sys.modules, "aeon_classifier", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'train-explain\[aeon\]'") as error:
+        importlib.import_module("aeon_classifier")
+    assert "\n" not in str(error.value)

@@ -1,0 +1,16 @@
+"""HybridClassifier through scikit-learn's own estimator checks (every check of check_estimator, a tiny network
+and 3 epochs). None is skipped: each applies to this network and passes (the seeded training makes fit
+idempotent; arrays with NaN, complex values, sparse matrices, a single class or sample are refused with the
+messages the checks look for)."""
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from estimator import HybridClassifier
+
+CHECKED = HybridClassifier(epochs=3, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
+
+
+@pytest.mark.slow
+@parametrize_with_checks([CHECKED])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
