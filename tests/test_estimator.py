@@ -172,3 +172,26 @@ def test_without_aeon_the_aeon_classifier_is_a_one_line_error_naming_the_extra(m
     with pytest.raises(ImportError, match=r"pip install 'train-explain\[aeon\]'") as error:
         importlib.import_module("aeon_classifier")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
+    """README's estimator section on the default data, one epoch; its ONNX lines where the export extra is
+    installed."""
+    import importlib.util
+    import re
+    import shutil
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## In scikit-learn, aeon and ONNX"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1).replace("epochs=50", "epochs=1")
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+        code = code[:code.index("from api import export_onnx")]
+    for name in ("train_set.csv", "test_set.csv"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["explanation"]["shap"].shape[0] == 2 and (tmp_path / "model.pth").is_file()
