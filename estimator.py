@@ -14,6 +14,8 @@ label column holds the classes). The constructor's arguments are the script's co
 its training, lower case, with the same defaults (tests/test_estimator.py compares them); fit() trains with the
 script's engine (training.train_model) and keeps the checkpoint the script would write.
 """
+import inspect
+
 import numpy as np
 import pandas as pd
 import torch
@@ -22,9 +24,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from counterfactuals import guide_pool
-from data_loader import (CustomDataset, _channel_layout, fit_normalization, normalize, stratified_split,
-                         table_from_frame)
-from model import FRONT_ENDS, build_model, checkpoint_dict, load_model, model_at_lengths, predict_logits
+from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
+                         stratified_split, table_from_frame)
+from model import (FRONT_ENDS, build_model, checkpoint_dict, full_lengths, load_model, model_at_lengths,
+                   predict_logits)
 from training import atomic_save, model_hyperparameters, train_background, train_model
 
 BACKGROUND_ROWS = 100  # training rows kept as the SHAP background, as the script's NUM_SHAP_BACKGROUND_SAMPLES
@@ -74,30 +77,41 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     # Settings
     def _config(self) -> dict:
         """The parameters as the script's config (UPPER_CASE keys), checked as its constants are."""
-        config = {name.upper(): value for name, value in self.get_params().items()}
-        config["RESUME"] = False  # train_model reads it; the estimator never resumes
+        # numpy scalars (a grid from np.arange) as Python numbers: the checkpoint loads with weights_only=True
+        config = {name.upper(): value.item() if isinstance(value, np.generic) else value
+                  for name, value in self.get_params().items()}
+        p = {name.lower(): value for name, value in config.items()}
+        for name, default in self._defaults().items():  # the type of the default, as the script's flags
+            kinds = (int, float) if isinstance(default, float) else type(default)
+            if not isinstance(p[name], kinds) or isinstance(p[name], bool) != isinstance(default, bool):
+                raise ValueError(f"{name}={p[name]!r} is not a {type(default).__name__} like {default!r}")
         for name in POSITIVE:
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)!r}; it must be a positive number")
+            if p[name] <= 0:
+                raise ValueError(f"{name}={p[name]!r}; it must be positive")
         for name in ("weight_decay", "warmup_epochs", "mixup_alpha"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)!r}; it must be zero or positive")
+            if p[name] < 0:
+                raise ValueError(f"{name}={p[name]!r}; it must be zero or positive")
         for name in ("dropout", "val_fraction", "label_smoothing"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r}; it must lie in [0, 1)")
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size={self.kernel_size}; use an odd width so the series keeps its length")
-        if (2 * self.lstm_hidden_size) % self.attention_heads:
-            raise ValueError(f"attention_heads={self.attention_heads} does not divide 2 * lstm_hidden_size = "
-                             f"{2 * self.lstm_hidden_size}; pick a divisor")
+            if not 0 <= p[name] < 1:
+                raise ValueError(f"{name}={p[name]!r}; it must lie in [0, 1)")
+        if p["kernel_size"] % 2 == 0:
+            raise ValueError(f"kernel_size={p['kernel_size']}; use an odd width so the series keeps its length")
+        if (2 * p["lstm_hidden_size"]) % p["attention_heads"]:
+            raise ValueError(f"attention_heads={p['attention_heads']} does not divide 2 * lstm_hidden_size = "
+                             f"{2 * p['lstm_hidden_size']}; pick a divisor")
         choices = {"conv_front_end": FRONT_ENDS, "device": ("auto", "cpu", "cuda"),
                    "missing_values": ("interpolate", "error")}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}; use one of {', '.join(map(repr, allowed))}")
-        if self.conv_front_end == "inception" and self.cnn_channels % 4:
-            raise ValueError(f"cnn_channels={self.cnn_channels}; the inception front end needs a multiple of 4")
+            if p[name] not in allowed:
+                raise ValueError(f"{name}={p[name]!r}; use one of {', '.join(map(repr, allowed))}")
+        if p["conv_front_end"] == "inception" and p["cnn_channels"] % 4:
+            raise ValueError(f"cnn_channels={p['cnn_channels']}; the inception front end needs a multiple of 4")
+        config["RESUME"] = False  # train_model reads it; the estimator never resumes
         return config
+
+    @classmethod
+    def _defaults(cls) -> dict:
+        return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
 
     def _device(self) -> torch.device:
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -107,13 +121,13 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     # -------------------------------------------------------------------------
     # Input
     def _frame_rows(self, frame, layout):
-        """(values (N, C, L) float32, lengths, interpolated-cells mask or None, feature names) of a DataFrame in
+        """(values (N, C, L) float32, lengths, interpolated-cells mask or None) of a DataFrame in
         the CSV layout, read as data_loader reads the CSV."""
         features = frame.drop(columns=[self.label_column], errors="ignore")
         features.columns = [str(c) for c in features.columns]
         table = table_from_frame(features, {"class_names": [], **layout}, self.label_column,
                                  missing_values=self.missing_values)
-        return table.X, table.lengths, table.filled, table.feature_names
+        return table.X, table.lengths, table.filled
 
     def _rows(self, X, width=None):
         """(values (N, C, L) float32 with NaN after each row's end, lengths (N,) int64) of an array or a list of
@@ -183,11 +197,11 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             channel_names, feature_columns = _channel_layout("the DataFrame", features)
             if y is None and self.label_column in X.columns:
                 y = X[self.label_column].to_numpy()
-            values, lengths, filled, feature_names = self._frame_rows(
+            values, lengths, filled = self._frame_rows(
                 X, {"channel_names": channel_names, "feature_columns": feature_columns})
         else:
             values, lengths = self._rows(X)
-            filled, feature_names = None, None
+            filled = None
             channel_names = ["value"] if values.shape[1] == 1 else [f"ch{c}" for c in range(values.shape[1])]
             feature_columns = [f"t{t}" if len(channel_names) == 1 else f"{name}_t{t}"
                                for name in channel_names for t in range(values.shape[2])]
@@ -226,12 +240,13 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         background, background_lengths = train_background(
             train_x, {"SEED": self.seed, "NUM_SHAP_BACKGROUND_SAMPLES": BACKGROUND_ROWS}, lengths)
         # the fields the script's checkpoint carries for --train=False (run() in train_explain.py)
-        checkpoint.update(background=torch.from_numpy(background), background_lengths=torch.from_numpy(background_lengths),
+        checkpoint.update(background=torch.from_numpy(background),
+                          background_lengths=torch.from_numpy(background_lengths),
                           length_range=[int(lengths.min()), int(lengths.max())],
                           train_class_counts=np.bincount(y_index, minlength=len(classes)).tolist(),
                           **guide_pool(train_x, y_index, lengths, self.seed),
-                          estimator={"params": self.get_params(), "classes": classes.tolist(),
-                                     "feature_names": feature_names})
+                          estimator={"params": {name.lower(): config[name.upper()] for name in self.get_params()},
+                                     "classes": classes.tolist()})
         self._set_fitted(model, checkpoint, classes)
         self.history_ = history
         return self
@@ -249,7 +264,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     def _normalized(self, X):
         """(normalized rows (N, C, L) float32, zero after each row's end, lengths (N,)) as fed to the model."""
         if isinstance(X, pd.DataFrame):
-            values, lengths, _, _ = self._frame_rows(X, self.checkpoint_)
+            values, lengths, _ = self._frame_rows(X, self.checkpoint_)
         else:
             values, lengths = self._rows(X, self.n_timepoints_ if isinstance(X, (list, tuple)) else None)
             self._check_layout(values)
@@ -282,6 +297,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         any other name of attributions.METHODS ("integrated_gradients", "saliency", "occlusion", "gradcam",
         "lrp_epsilon", ...): its map (N, C, L) of the target class."""
         import attributions
+        import shapley
         import stages
 
         check_is_fitted(self)
@@ -297,27 +313,31 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if target is None:
             target_index = logits.argmax(1)
         else:
-            wanted = np.broadcast_to(np.asarray(target, dtype=self.classes_.dtype), (len(x),))
-            target_index = np.searchsorted(self.classes_, wanted) if self.classes_.dtype != object else \
-                np.array([list(self.classes_).index(t) for t in wanted])
-            if (target_index >= len(self.classes_)).any() or (self.classes_[target_index] != wanted).any():
-                raise ValueError(f"target names a class that is not in classes_ {list(self.classes_)}")
-        result = {"inputs": x.cpu().numpy(), "lengths": lengths, "logits": logits, "target": self.classes_[target_index]}
+            index = {label: k for k, label in enumerate(self.classes_.tolist())}
+            wanted = np.broadcast_to(np.asarray(target, dtype=object), (len(x),)).tolist()
+            if any(label not in index for label in wanted):
+                raise ValueError(f"target names a class that is not in classes_ {self.classes_.tolist()}")
+            target_index = np.array([index[label] for label in wanted], dtype=np.int64)
+        result = {"inputs": x.cpu().numpy(), "lengths": lengths, "logits": logits,
+                  "target": self.classes_[target_index]}
         config = {"SEED": self.seed, "SHAP_PERMUTATIONS": shap_permutations, "SHAP_SUBWINDOWS": shap_subwindows,
                   "IG_STEPS": ig_steps, "OCCLUSION_WINDOW": occlusion_window}
-        feature_names = self.checkpoint_.get("estimator", {}).get("feature_names")
+        columns = self.checkpoint_["feature_columns"]
+        feature_names = None if _is_series(columns) else columns  # a table's features: each its own SHAP player
         with torch.backends.cudnn.flags(enabled=False):  # cuDNN's LSTM has no backward pass in eval mode
             if "shap" in methods:
+                if "background" not in self.checkpoint_:
+                    raise ValueError("this checkpoint carries no SHAP background (written before version 0.9.0); "
+                                     "train again, or ask for methods without 'shap'")
                 background = self.checkpoint_["background"][:background_rows].to(device)
-                background_lengths = self.checkpoint_["background_lengths"][:background_rows].numpy()
+                background_lengths = full_lengths(self.checkpoint_.get("background_lengths"), background)
+                background_lengths = np.asarray(background_lengths)[:len(background)]
                 variable = variable_rows or bool((background_lengths < x.shape[2]).any())
                 if variable and shap_method == "deep":
                     raise ValueError("shap_method='deep' cannot be told where a row ends, and these rows differ in "
                                      "length; use 'permutation' or 'exact'")
                 if variable:
                     groups = stages.shap_players_per_row(x.shape[1:], lengths, feature_names, shap_segments_per_channel)
-                    import shapley
-
                     base = shapley.expected_outputs(model_at_lengths(model), background, background_lengths, lengths)
                 else:
                     groups = stages.shap_players(x.shape[1:], feature_names, shap_segments_per_channel)

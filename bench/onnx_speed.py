@@ -1,6 +1,6 @@
 """Scoring throughput of the exported model: onnxruntime against PyTorch on the CPU, measured in one run.
 
-    python bench/onnx_speed.py                          # the default model (constants' defaults), 2 channels x 140 steps
+    python bench/onnx_speed.py                          # the default network, 2 channels x 140 steps
     python bench/onnx_speed.py --channels=6 --length=500 --threads=1
 
 Builds the default network (the constants' defaults: CNN_CHANNELS=32, LSTM_HIDDEN_SIZE=64, one LSTM layer,
@@ -70,7 +70,8 @@ def main() -> None:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = args.threads
         session = onnxruntime.InferenceSession(exported["path"], options, providers=["CPUExecutionProvider"])
-        rows = np.random.default_rng(0).normal(1.0, 2.0, size=(args.rows, args.channels, args.length)).astype(np.float32)
+        shape = (args.rows, args.channels, args.length)
+        rows = np.random.default_rng(0).normal(1.0, 2.0, size=shape).astype(np.float32)
 
         def pytorch(data, batch):
             for start in range(0, len(data), batch):

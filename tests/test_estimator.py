@@ -195,3 +195,11 @@ def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["explanation"]["shap"].shape[0] == 2 and (tmp_path / "model.pth").is_file()
+
+
+def test_numpy_parameters_from_a_grid_still_save_a_loadable_checkpoint(tmp_path):
+    X, y = series(n=12, length=12)
+    clf = HybridClassifier(**{**TINY, "epochs": np.int64(1), "dropout": np.float64(0.2)}).fit(X, y)
+    clf.save(tmp_path / "model.pth")
+    assert HybridClassifier.load(tmp_path / "model.pth").epochs == 1
+    assert type(load_model(tmp_path / "model.pth")[1]["hyperparameters"]["epochs"]) is int
