@@ -7,13 +7,15 @@
 
 The graph takes raw series, input "series" (batch, channels, length) float32, not normalized: the checkpoint's
 normalization is inside the graph (and stated in the metadata). It returns "logits" and "probabilities"
-(batch, classes), columns in the metadata's class_names order. The batch axis is dynamic; the length is the
-training length: the rows of their own lengths that the PyTorch model masks (pack_padded_sequence, attention's
-key padding mask) do not trace into ONNX, and the tracer fixes the attention's reshapes to the traced length, so a
-series shorter than that is scored with PyTorch (api.predict with lengths). An ensemble is one graph, the mean of
-its members' logits. After writing, the file is checked with onnxruntime against PyTorch (logits within 1e-4).
+(batch, classes), columns in the metadata's class_names order. Batch and length axes are dynamic: a series
+shorter than the training length is scored at its own length, with the same logits as PyTorch's masked path,
+and the rows of one call share a length (score rows of different lengths in groups of one length). The
+shortest series is the metadata's min_length (the pooling factors' product); pad a shorter one with the training
+mean up to it, as the PyTorch model does. An ensemble is one graph, the mean of its members' logits. After
+writing, the file is checked with onnxruntime against PyTorch (logits within 1e-4).
 """
 import json
+import math
 import os
 import sys
 import warnings
@@ -36,9 +38,43 @@ def _require(module: str):
                           "(or pip install 'onnx>=1.16,<2' 'onnxruntime>=1.18,<2')") from None
 
 
-def normalized_model(model, normalization):
-    """torch module: raw series (N, C, L) -> (logits, probabilities), the normalization applied inside."""
+def traceable_attention(attention):
+    """nn.MultiheadAttention's eval-mode self-attention (batch_first, no mask, per-head weights), with the same
+    parameters, written so that the tracer keeps the length symbolic: torch's own forward reshapes with the traced
+    length as a constant, so its ONNX graph reads only series of the length it was traced at."""
+    import math
+
     import torch
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = attention
+
+        def forward(self, query, key, value, **ignored):
+            inner, heads = self.inner, self.inner.num_heads
+            batch, width = query.shape[0], query.shape[2]
+            q, k, v = torch.nn.functional.linear(query, inner.in_proj_weight, inner.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = (part.reshape(batch, -1, heads, width // heads).transpose(1, 2) for part in (q, k, v))
+            weights = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(width // heads), dim=-1)  # (N, H, T, T)
+            attended = (weights @ v).transpose(1, 2).reshape(batch, -1, width)
+            return inner.out_proj(attended), weights
+
+    return Attention()
+
+
+def normalized_model(model, normalization):
+    """torch module: raw series (N, C, L) -> (logits, probabilities), the normalization applied inside; a copy of
+    the model whose attention modules are traceable_attention's."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.MultiheadAttention):
+                setattr(parent, name, traceable_attention(child))
 
     class Normalized(torch.nn.Module):
         def __init__(self):
@@ -73,15 +109,17 @@ def export_onnx(checkpoint_path, out_path=None, check_rows: int = 64) -> dict:
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapped, (torch.from_numpy(rows[:2]),), out_path, dynamo=False, opset_version=OPSET,
                           input_names=["series"], output_names=["logits", "probabilities"],
-                          dynamic_axes={"series": {0: "batch"}, "logits": {0: "batch"},
+                          dynamic_axes={"series": {0: "batch", 2: "length"}, "logits": {0: "batch"},
                                         "probabilities": {0: "batch"}})
     graph = onnx.load(out_path)
     metadata = {"class_names": checkpoint["class_names"], "channel_names": checkpoint["channel_names"],
                 "feature_columns": checkpoint["feature_columns"],
                 "sequence_length": checkpoint["hyperparameters"]["sequence_length"],
+                "min_length": min_length(model, checkpoint["hyperparameters"]["sequence_length"]),
                 "normalization": normalization,
-                "input": "raw series (batch, channels, sequence_length) float32; normalized inside the graph "
-                         "as (x - mean) / std per channel",
+                "input": "raw series (batch, channels, length) float32, min_length <= length <= "
+                         "sequence_length, one length per call; normalized inside the graph as (x - mean) / std "
+                         "per channel",
                 "version": checkpoint.get("version", "")}
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
@@ -93,6 +131,12 @@ def export_onnx(checkpoint_path, out_path=None, check_rows: int = 64) -> dict:
                           f"than {TOLERANCE:g}; this torch/onnxruntime pair does not export the model faithfully")
     return {"path": out_path, "bytes": os.path.getsize(out_path), "max_abs_logit_difference": difference,
             "rows_checked": len(rows)}
+
+
+def min_length(model, sequence_length: int) -> int:
+    """The shortest series the graph reads: the conv blocks' pooling factors' product (at most the training
+    length)."""
+    return min(sequence_length, math.prod(model.pool_factors))
 
 
 def raw_rows(checkpoint, count: int) -> np.ndarray:

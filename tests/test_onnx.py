@@ -1,5 +1,5 @@
-"""The ONNX export (the optional extra `export`): logits of onnxruntime within 1e-4 of PyTorch's, a dynamic batch
-axis, the normalization inside the graph and in its metadata, an ensemble as one graph, the one-line errors."""
+"""The ONNX export (the optional extra `export`): logits of onnxruntime within 1e-4 of PyTorch's, dynamic batch
+and length axes, the normalization inside the graph and in its metadata, an ensemble as one graph, the one-line errors."""
 import json
 import sys
 
@@ -22,11 +22,11 @@ def saved(tmp_path, **settings):
     return clf, X
 
 
-@pytest.mark.parametrize("ensemble_size", [1, 2])
-def test_onnxruntime_gives_the_logits_of_pytorch(tmp_path, ensemble_size):
+@pytest.mark.parametrize("ensemble_size, front_end", [(1, "plain"), (2, "plain"), (1, "inception")])
+def test_onnxruntime_gives_the_logits_of_pytorch(tmp_path, ensemble_size, front_end):
     onnx = pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
-    clf, X = saved(tmp_path, ensemble_size=ensemble_size)
+    clf, X = saved(tmp_path, ensemble_size=ensemble_size, conv_front_end=front_end)
     result = export_onnx(tmp_path / "model.pth")
     assert result["path"] == str(tmp_path / "model.onnx") and result["max_abs_logit_difference"] <= TOLERANCE
     session = onnxruntime.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
@@ -41,6 +41,10 @@ def test_onnxruntime_gives_the_logits_of_pytorch(tmp_path, ensemble_size):
     assert json.loads(metadata["normalization"]) == clf.checkpoint_["normalization"]
     if ensemble_size > 1:  # one graph: members' weights inside one file, no second model
         assert len(onnx.load(result["path"]).graph.input) == 1
+    # the length axis is dynamic: shorter rows give PyTorch's masked path's probabilities (the list form pads)
+    for length in (33, int(metadata["min_length"])):
+        logits, probabilities = session.run(None, {"series": raw[:, :, :length]})
+        assert np.abs(probabilities - clf.predict_proba([row[:, :length] for row in raw])).max() < 1e-4
 
 
 def test_the_command_line_writes_beside_the_checkpoint_or_says_what_is_wrong(tmp_path, capsys):
