@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from counterfactuals import guide_pool
+from formats import series_columns
 from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
                          stratified_split, table_from_frame)
 from model import (FRONT_ENDS, build_model, checkpoint_dict, full_lengths, load_model, model_at_lengths,
@@ -202,9 +203,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         else:
             values, lengths = self._rows(X)
             filled = None
-            channel_names = ["value"] if values.shape[1] == 1 else [f"ch{c}" for c in range(values.shape[1])]
-            feature_columns = [f"t{t}" if len(channel_names) == 1 else f"{name}_t{t}"
-                               for name in channel_names for t in range(values.shape[2])]
+            channel_names, feature_columns = series_columns(values.shape[1], values.shape[2])
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None (or give a "
                              f"DataFrame with a {self.label_column!r} column)")
