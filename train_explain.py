@@ -215,8 +215,11 @@ from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
 from version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
-from training import (TrainingError, atomic_save, batch_indices, evaluate, mixup, model_hyperparameters,  # noqa: E402,F401  (re-exported: tests and bench/ call them here)
-                      save_torch, stacked, train_background, train_epoch, train_model)
+# the training engine, moved to training.py: every name it had here is re-exported (tests and bench/ use them)
+from training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError, atomic_save,  # noqa: E402,F401
+                      batch_indices, beta, evaluate, mixed_batch, mixup, model_hyperparameters, restore_training_state,
+                      save_torch, save_training_state, score_from_rank0, stacked, train_background, train_epoch,
+                      train_model, warmup_cosine)
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
