@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from counterfactuals import guide_pool
-from formats import series_columns
+from formats import padded, series_columns
 from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
                          stratified_split, table_from_frame)
 from model import (FRONT_ENDS, build_model, checkpoint_dict, full_lengths, load_model, model_at_lengths,
@@ -138,20 +138,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         shapes = {np.shape(row) for row in X} if isinstance(X, (list, tuple)) else set()
         shorter = width is not None and len(shapes) == 1 and 0 < len(min(shapes)) and min(shapes)[-1] < width
         if len(shapes) > 1 or shorter:  # a list of series of their own lengths
-            rows = [np.asarray(row, dtype=np.float64) for row in X]
-            rows = [row[None, :] if row.ndim == 1 else row for row in rows]
-            if any(row.ndim != 2 for row in rows) or len({row.shape[0] for row in rows}) > 1:
-                raise ValueError("a list of series must hold 2D arrays (n_channels, n_timepoints_i) with the same "
-                                 "n_channels (or 1D arrays, one channel)")
-            lengths = np.array([row.shape[1] for row in rows], dtype=np.int64)
-            if lengths.min() < 1:
-                raise ValueError("a series in the list has 0 time points; every series needs at least one")
-            values = np.full((len(rows), rows[0].shape[0], width or int(lengths.max())), np.nan)
-            if values.shape[2] < lengths.max():
-                raise ValueError(f"a series in the list has {int(lengths.max())} time points, more than the "
-                                 f"{values.shape[2]} this model was fitted on")
-            for i, row in enumerate(rows):
-                values[i, :, :row.shape[1]] = row
+            values, lengths = padded(X, width, name="the list of series")
         else:
             values = np.asarray(X)
             if np.iscomplexobj(values):

@@ -34,16 +34,30 @@ def series_columns(channels: int, length: int) -> tuple[list[str], list[str]]:
     return names, columns
 
 
+def padded(series, width=None, name="the list") -> tuple[np.ndarray, np.ndarray]:
+    """(values (n, C, width) float64, NaN after each series' end, lengths (n,) int64) of a list of (C, L_i) arrays
+    (or 1D arrays, one channel); width None: the longest series."""
+    rows = [np.asarray(row, dtype=np.float64) for row in series]
+    rows = [row[None, :] if row.ndim == 1 else row for row in rows]
+    if not rows or any(row.ndim != 2 for row in rows) or len({row.shape[0] for row in rows}) > 1:
+        raise FormatError(f"{name}: the series are not (channels, steps) arrays with one number of channels")
+    lengths = np.array([row.shape[1] for row in rows], dtype=np.int64)
+    if lengths.min() < 1:
+        raise FormatError(f"{name}: a series has 0 steps; every series needs at least one")
+    width = width or int(lengths.max())
+    if width < lengths.max():
+        raise FormatError(f"{name}: a series has {int(lengths.max())} steps, more than the {width} this model "
+                          "was fitted on")
+    values = np.full((len(rows), rows[0].shape[0], width), np.nan)
+    for i, row in enumerate(rows):
+        values[i, :, :row.shape[1]] = row
+    return values, lengths
+
+
 def frame_from_series(X, y=None, label_column="label", name="the file") -> pd.DataFrame:
     """X (n, C, L), (n, L) or a list of (C, L_i) arrays, y (n,) or None -> a DataFrame in the CSV layout."""
-    rows = [np.asarray(row, dtype=np.float64) for row in X] if isinstance(X, list) else None
-    if rows is not None:
-        rows = [row[None, :] if row.ndim == 1 else row for row in rows]
-        if not rows or any(row.ndim != 2 for row in rows) or len({row.shape[0] for row in rows}) > 1:
-            raise FormatError(f"{name}: its series are not (channels, steps) arrays with one number of channels")
-        values = np.full((len(rows), rows[0].shape[0], max(row.shape[1] for row in rows)), np.nan)
-        for i, row in enumerate(rows):
-            values[i, :, :row.shape[1]] = row
+    if isinstance(X, list):
+        values, _ = padded(X, name=name)
     else:
         values = np.asarray(X)
         if values.dtype.kind not in "biuf":
