@@ -8,6 +8,7 @@
 The data are read with the checkpoint's own layout (feature columns in any order, the label column ignored)
 and normalization, never refitted on the new data.
 """
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +21,22 @@ from onnx_export import export_onnx  # noqa: F401  (re-exported: the model as ON
 
 @dataclass
 class Prediction:
-    classes: list  # (N,) predicted class names
+    classes: list  # (N,) predicted classes, of the training file's label type (int where every label was an integer)
     probabilities: np.ndarray  # (N, K) softmax probabilities, columns in class_names order
     class_names: list
+
+
+def integer_labels(class_names) -> bool:
+    """Whether every class name is an integer written plainly ("3", "-1"; not "03" or "3.0"), so that the training
+    file's labels were integers: the checkpoint records it (its "label_type") and predict() gives them back as int."""
+    return all(re.fullmatch(r"-?[1-9][0-9]*|0", name) for name in class_names)
+
+
+def class_values(checkpoint) -> list:
+    """The checkpoint's classes as the training file had them: ints when its "label_type" is "int", else the names
+    (strings; also for a checkpoint of an earlier version, which records no label type)."""
+    names = list(checkpoint["class_names"])
+    return [int(name) for name in names] if checkpoint.get("label_type") == "int" else names
 
 
 def predict(model, data, label_column="label", device="cpu", batch_size=512, lengths=None) -> Prediction:
@@ -50,5 +64,5 @@ def predict(model, data, label_column="label", device="cpu", batch_size=512, len
                 raise DataError(f"lengths must hold one length in [1, {X.shape[2]}] per row of the array")
     logits = predict_logits(net, normalize(X, checkpoint["normalization"], lengths), batch_size, lengths)
     probabilities = np.asarray(logits.softmax(1).cpu(), dtype=np.float64)
-    names = list(checkpoint["class_names"])
-    return Prediction([names[k] for k in probabilities.argmax(1)], probabilities, names)
+    classes = class_values(checkpoint)
+    return Prediction([classes[k] for k in probabilities.argmax(1)], probabilities, classes)

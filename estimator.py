@@ -23,12 +23,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from api import class_values
 from counterfactuals import guide_pool
 from formats import padded, series_columns
 from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
                          stratified_split, table_from_frame)
-from model import (FRONT_ENDS, build_model, checkpoint_dict, full_lengths, load_model, model_at_lengths,
-                   predict_logits)
+from model import (FRONT_ENDS, NORMALIZATIONS, build_model, checkpoint_dict, full_lengths, load_model,
+                   model_at_lengths, predict_logits)
 from training import atomic_save, model_hyperparameters, train_background, train_model
 
 BACKGROUND_ROWS = 100  # training rows kept as the SHAP background, as the script's NUM_SHAP_BACKGROUND_SAMPLES
@@ -47,7 +48,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, epochs=200, batch_size=8, learning_rate=3e-3, weight_decay=1e-2, warmup_epochs=5,
                  label_smoothing=0.1, mixup_alpha=0.4, val_fraction=0.0, early_stopping_patience=30,
-                 cnn_channels=32, ensemble_size=1, conv_front_end="plain", kernel_size=7, lstm_hidden_size=64,
+                 cnn_channels=32, ensemble_size=1, conv_front_end="plain", normalization="per_series",
+                 amplitude_features=True, length_feature=True, kernel_size=7, lstm_hidden_size=64,
                  lstm_layers=1, attention_heads=4, dropout=0.1, min_pooled_length=16, max_pooled_length=128,
                  missing_values="interpolate", label_column="label", seed=0, device="auto"):
         self.epochs = epochs
@@ -62,6 +64,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.cnn_channels = cnn_channels
         self.ensemble_size = ensemble_size
         self.conv_front_end = conv_front_end
+        self.normalization = normalization
+        self.amplitude_features = amplitude_features
+        self.length_feature = length_feature
         self.kernel_size = kernel_size
         self.lstm_hidden_size = lstm_hidden_size
         self.lstm_layers = lstm_layers
@@ -100,7 +105,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if (2 * p["lstm_hidden_size"]) % p["attention_heads"]:
             raise ValueError(f"attention_heads={p['attention_heads']} does not divide 2 * lstm_hidden_size = "
                              f"{2 * p['lstm_hidden_size']}; pick a divisor")
-        choices = {"conv_front_end": FRONT_ENDS, "device": ("auto", "cpu", "cuda"),
+        choices = {"conv_front_end": FRONT_ENDS, "normalization": NORMALIZATIONS,
+                   "device": ("auto", "cpu", "cuda"),
                    "missing_values": ("interpolate", "error")}
         for name, allowed in choices.items():
             if p[name] not in allowed:
@@ -207,7 +213,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
         normalization = fit_normalization(values, filled)
         train_x = normalize(values, normalization, lengths)
-        table = _Layout(values, class_names)
+        table = _Layout(values, lengths, class_names)
         hyperparameters = model_hyperparameters(config, table)
         device = self._device()
         fit_idx, val_idx = stratified_split(y_index, self.val_fraction, self.seed, class_names)
@@ -230,6 +236,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                           background_lengths=torch.from_numpy(background_lengths),
                           length_range=[int(lengths.min()), int(lengths.max())],
                           train_class_counts=np.bincount(y_index, minlength=len(classes)).tolist(),
+                          label_type="int" if classes.dtype.kind in "iu" else "str",
                           **guide_pool(train_x, y_index, lengths, self.seed),
                           estimator={"params": {name.lower(): config[name.upper()] for name in self.get_params()},
                                      "classes": classes.tolist()})
@@ -355,8 +362,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         params = saved.get("params") or {name: hyperparameters[name] for name in cls._get_param_names()
                                          if name in hyperparameters}
         estimator = cls(**{**params, "device": device})
-        classes = saved.get("classes", checkpoint["class_names"])
-        estimator._set_fitted(model, checkpoint, np.asarray(classes, dtype=object if not saved else None))
+        classes = saved["classes"] if saved else class_values(checkpoint)  # the script's: ints where they were
+        estimator._set_fitted(model, checkpoint, np.asarray(classes))
         estimator.history_ = []
         return estimator
 
@@ -379,7 +386,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
 
 class _Layout:
-    """What model_hyperparameters reads of a training table: its values (N, C, L) and class names."""
+    """What model_hyperparameters reads of a training table: its values (N, C, L), lengths and class names."""
 
-    def __init__(self, X, class_names):
-        self.X, self.class_names = X, class_names
+    def __init__(self, X, lengths, class_names):
+        self.X, self.lengths, self.class_names = X, lengths, class_names

@@ -23,7 +23,9 @@ model's decisions. Per class means the rows the model predicts as that class (a 
 other classes).
 
 Rows of different lengths: each row's players cover its own steps only (windows from window_edges(length_i, W),
-as the SHAP stage's players), and shapley.py's rule for background rows of another length applies.
+as the SHAP stage's players), and shapley.py's rule for background rows of another length applies. Their figures
+draw windows and class means on a shared relative axis, 0-100 % of each row's own length
+(`relative_window_edges`, `relative_class_means`), never at absolute steps where most rows hold no data.
 """
 import time
 
@@ -40,6 +42,8 @@ PAIRS_PER_BACKGROUND_ROW = 1  # permutation: random permutations (each also walk
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 GROUPINGS = ("channels", "windows", "cells")
+MIN_INTERVAL_ROWS = 3  # a bootstrap over one or two rows has at most three distinct means: no interval below this
+RELATIVE_POINTS = 100  # the relative axis's grid: one point per per cent of a row's own length
 
 
 def players(grouping: str, channels: int, length: int, windows: int) -> np.ndarray:
@@ -161,9 +165,10 @@ def importance(values: np.ndarray, classes: np.ndarray, class_count: int, seed: 
 
 
 def named(entry: dict, names: list) -> dict:
-    """name -> {"mean", "low", "high", "contrast": {...}, "informative"} for metrics.json. Intervals need two
-    rows (None otherwise); "informative" is False when the contrast's interval contains zero, None without one."""
-    small = entry["rows"] < 2
+    """name -> {"mean", "low", "high", "contrast": {...}, "informative"} for metrics.json. Intervals need
+    MIN_INTERVAL_ROWS rows (None otherwise); "informative" is False when the contrast's interval contains zero, None
+    without one."""
+    small = entry["rows"] < MIN_INTERVAL_ROWS
     result = {}
     for p, name in enumerate(names):
         item = {key: None if small and key != "mean" else float(entry["importance"][key][p])
@@ -176,6 +181,29 @@ def named(entry: dict, names: list) -> dict:
             item["contrast"], item["informative"] = None, None
         result[name] = item
     return result
+
+
+def relative_window_edges(lengths, windows: int) -> np.ndarray:
+    """(W + 1,) edges of the windows, in per cent of each row's own length, of rows of these lengths each cut into
+    `windows` windows of its own steps (regions.window_edges): the mean over the rows, where rounding to whole steps
+    moves them apart. Rows shorter than `windows` steps, whose windows are single steps, are left out."""
+    lengths = [int(n) for n in lengths]
+    cut = [n for n in lengths if n >= windows] or [max(lengths)]
+    count = min(windows, max(cut))
+    return np.mean([100 * regions.window_edges(n, count) / n for n in cut if n >= count], axis=0)
+
+
+def relative_class_means(inputs: np.ndarray, lengths, classes: np.ndarray, class_count: int,
+                         points: int = RELATIVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (points,) in per cent of a row's length, means (K, C, points)): each row's own steps, step t at
+    100 (t + 0.5) / length, interpolated linearly onto the positions, then averaged per class (zeros for a class
+    without rows). Every row covers the whole axis, so no position is an average over nothing."""
+    positions = 100 * (np.arange(points) + 0.5) / points
+    resampled = np.stack([[np.interp(positions, 100 * (np.arange(n) + 0.5) / n, channel[:n]) for channel in row]
+                          for row, n in zip(inputs, np.asarray(lengths, dtype=int))])
+    means = np.stack([resampled[classes == k].mean(axis=0) if (classes == k).any()
+                      else np.zeros(resampled.shape[1:]) for k in range(class_count)])
+    return positions, means
 
 
 def choose_rows(classes: np.ndarray, count: int, seed: int) -> np.ndarray:

@@ -26,6 +26,8 @@ Zennit). The rules, layer by layer:
 * Residual sum ``sequence + attended``, mean over time, concatenation: linear, epsilon rule (bias-free,
   so conservative up to the epsilon stabiliser).
 * Classifier head: epsilon rule. The explained quantity is the target logit itself (R = logit).
+* normalization "per_series" (model.row_facts): each row's z-score is linear in x with its statistics held
+  constant, its centring a per-sample bias; the classifier's amplitude and length inputs are per-sample biases.
 
 Epsilon rule, for z_j = sum_i w_ij x_i + b_j:  R_i = sum_j x_i w_ij / (z_j + eps*sign(z_j)) * R_j
 (sign(0) = +1). Biases keep the share b_j / (z_j + eps*sign(z_j)) * R_j and the stabiliser keeps
@@ -51,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import Ensemble, InceptionBlock, edge_padded, zeroed_after
+from model import Ensemble, InceptionBlock, edge_padded, series_statistics, zeroed_after
 
 RULES = ("epsilon", "sign")
 
@@ -90,6 +92,27 @@ class _Biases:
         leaf = b.expand(self.n, *b.shape).clone().requires_grad_(True)
         self.leaves.append(leaf)
         return leaf
+
+    def per_sample(self, b):
+        """A bias of each sample's own, b (N, ...): entered like the shared ones."""
+        b = b.detach()
+        if not self.track:
+            return b
+        leaf = b.clone().requires_grad_(True)
+        self.leaves.append(leaf)
+        return leaf
+
+
+def _row_facts(model, x, bias, lengths=None):
+    """model.row_facts in the modified forward: the per-series z-score is linear in x with each row's statistics
+    held constant (the treatment of LayerNorm in Ali et al. 2022), its centring a per-sample bias; the classifier's
+    row facts (amplitude, length) are per-sample biases too. So input relevance is that of the series' shape, and
+    what the amplitude and length inputs take is counted with the biases (lrp_conservation's bias_sum)."""
+    facts = model.row_facts(x.detach(), lengths)[1]
+    if model.per_series:
+        mean, std = (s.detach() for s in series_statistics(x.detach(), lengths))
+        x = x / std + bias.per_sample(-mean / std)
+    return x, bias.per_sample(facts)
 
 
 # -----------------------------------------------------------------------------
@@ -256,6 +279,8 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
     bias = _Biases(x.shape[0], track_bias)
     if lengths is not None and bool((lengths >= x.shape[2]).all()):
         lengths = None
+    lengths = None if lengths is None else lengths.to(x.device).long()
+    x, facts = _row_facts(model, x, bias, lengths)
     if lengths is None:
         features = _front_block(model.conv2, _front_block(model.conv1, x, epsilon, bias), epsilon, bias)  # (N, F, T)
         sequence = _lstm(model.lstm, features.transpose(1, 2), epsilon, bias)  # (N, T, 2H)
@@ -267,7 +292,6 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
             keep = torch.arange(values.shape[2], device=values.device)[None, None, :] < count[:, None, None]
             return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
 
-        lengths = lengths.to(x.device).long()
         after1, after2 = model.pooled_lengths(lengths, x.shape[2])
         read = model.read_lengths(lengths, x.shape[2])
         first = _front_block(model.conv1, real(x, lengths), epsilon, bias, read)
@@ -280,7 +304,10 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
         context = torch.cat([_stabilised(features.sum(dim=2) / count, epsilon), pooled], dim=1)
     head_w = model.head.weight.detach()
     head_b = model.head.bias.detach() if model.head.bias is not None else head_w.new_zeros(head_w.shape[0])
-    logits = _stabilised(context @ head_w.T + bias(head_b), epsilon)  # dropout is the identity in eval mode
+    logits = context @ head_w.T + bias(head_b)
+    if model.fact_head is not None:
+        logits = logits + facts @ model.fact_head.weight.detach().T
+    logits = _stabilised(logits, epsilon)  # dropout is the identity in eval mode
     return logits, bias.leaves
 
 

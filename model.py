@@ -125,6 +125,29 @@ class InceptionBlock(nn.Module):
         return self.pool(h)
 
 
+NORMALIZATIONS = ("per_channel", "per_series")
+# A constant series is centred, not blown up from float rounding: its std counts as at least this share of its mean
+# (1e-5, above float32's rounding of the mean) or 1e-8 in absolute terms. A row 10,000 times quieter than the file's
+# loudest still has a std far above both, so its shape is read in full.
+SERIES_STD_FLOOR = (1e-5, 1e-8)
+
+
+def series_statistics(x: torch.Tensor, lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (N, C, 1): every row's channels over their own steps (the first lengths[i] of row i; all of
+    them without lengths), the std floored (SERIES_STD_FLOOR)."""
+    if lengths is None:
+        mean = x.mean(dim=2, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=2, keepdim=True)
+    else:
+        keep = (torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None])[:, None, :]
+        count = keep.sum(dim=2, keepdim=True).clamp(min=1).to(x.dtype)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        mean = torch.where(keep, x, zero).sum(dim=2, keepdim=True) / count
+        var = torch.where(keep, (x - mean) ** 2, zero).sum(dim=2, keepdim=True) / count
+    relative, absolute = SERIES_STD_FLOOR
+    return mean, torch.sqrt(var + (relative * mean) ** 2 + absolute ** 2)
+
+
 class HybridCNNLSTMAttention(nn.Module):
     """(N, C, L) normalized series -> (N, K) logits.
 
@@ -135,12 +158,24 @@ class HybridCNNLSTMAttention(nn.Module):
 
     conv_front_end "plain": the two conv blocks are Conv1d(kernel_size) + BatchNorm + ReLU + pool. "inception": the
     first is one InceptionModule (cnn_channels out), the second INCEPTION_DEPTH of them (2 * cnn_channels out) with
-    a residual shortcut, each followed by the same pooling; kernel_size is then unused."""
+    a residual shortcut, each followed by the same pooling; kernel_size is then unused.
+
+    normalization "per_series": the network first z-scores each row's channels over the row's own steps
+    (series_statistics), so that a quiet recording's shape reaches the convs as clearly as a loud one's; with
+    amplitude_features the classifier also sees what that removed, each channel's mean and log std (2 C inputs).
+    "per_channel": the input is read as given (the training file's per-channel statistics, applied outside).
+    length_feature: the classifier also sees log(row length), which a masked model cannot otherwise see."""
 
     def __init__(self, input_channels, sequence_length, num_classes, cnn_channels=32, lstm_hidden_size=64,
                  lstm_layers=1, attention_heads=4, dropout=0.1, kernel_size=7, min_pooled_length=16,
-                 max_pooled_length=128, conv_front_end="plain"):
+                 max_pooled_length=128, conv_front_end="plain", normalization="per_channel",
+                 amplitude_features=False, length_feature=False):
         super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
+        self.per_series = normalization == "per_series"
+        self.amplitude_features = amplitude_features and self.per_series
+        self.length_feature = length_feature
         pool1, pool2 = pooling_sizes(sequence_length, min_pooled_length, max_pooled_length)
         self.pool_factors = (pool1, pool2)
         if conv_front_end == "plain":
@@ -156,11 +191,36 @@ class HybridCNNLSTMAttention(nn.Module):
         self.attention = nn.MultiheadAttention(2 * lstm_hidden_size, attention_heads, batch_first=True)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * cnn_channels + 2 * lstm_hidden_size, num_classes)
+        # The row facts' own weights start at zero and draw no random numbers: training starts from the network that
+        # reads shapes alone, and on rows z-scored already (the UCR sets) it is the per_channel network, same seed.
+        facts = self.row_fact_count(input_channels)
+        self.fact_head = nn.utils.skip_init(nn.Linear, facts, num_classes, bias=False) if facts else None
+        if self.fact_head is not None:
+            nn.init.zeros_(self.fact_head.weight)
         self.pooled_length = sequence_length // pool1 // pool2
 
     @property
     def gradcam_layer(self) -> nn.Module:
         return self.conv2
+
+    def row_fact_count(self, input_channels: int) -> int:
+        """Inputs of the classifier beyond the context vector: 2 per channel (amplitude) and 1 (length)."""
+        return 2 * input_channels * self.amplitude_features + self.length_feature
+
+    def row_facts(self, x, lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x as the conv blocks read it, the row facts (N, row_fact_count) for the classifier). per_series: each
+        row's channels z-scored over the row's own steps, and with amplitude_features their mean and log std;
+        length_feature: log of each row's length (the width L without lengths)."""
+        facts = []
+        if self.per_series:
+            mean, std = series_statistics(x, lengths)
+            x = (x - mean) / std
+            if self.amplitude_features:
+                facts += [mean[..., 0], torch.log(std[..., 0])]
+        if self.length_feature:
+            steps = torch.full((len(x),), x.shape[2], device=x.device) if lengths is None else lengths
+            facts.append(torch.log(steps.to(x.dtype))[:, None])
+        return x, torch.cat(facts, dim=1) if facts else x.new_zeros(len(x), 0)
 
     def read_lengths(self, lengths: torch.Tensor, width: int) -> torch.Tensor:
         """The steps the first conv block reads of rows `width` steps wide: a series shorter than the pooling
@@ -174,16 +234,30 @@ class HybridCNNLSTMAttention(nn.Module):
         after1 = self.read_lengths(lengths, width) // pool1
         return after1, after1 // pool2
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, mix=None):
         """x (N, C, L) -> logits (N, K). lengths (N,): row i's series is x[i, :, :lengths[i]]; the steps after it
-        (zeros, NaN, anything) do not change the output. None, or every row full length: all of x is read."""
-        if lengths is None or bool((lengths >= x.shape[2]).all()):
+        (zeros, NaN, anything) do not change the output. None, or every row full length: all of x is read.
+        mix (partner indices (N,), weight w), in training: mixup, row i read as w * row i + (1 - w) * row partner[i],
+        blended as the network reads them (after the per-series z-score, with the row facts), so that a loud row
+        does not drown a quiet partner's shape; rows of different lengths blend to the longer one."""
+        if lengths is not None and bool((lengths >= x.shape[2]).all()):
+            lengths = None
+        lengths = None if lengths is None else lengths.to(x.device).long()
+        x, facts = self.row_facts(x, lengths)
+        if mix is not None:
+            partner, weight = mix
+            x = blended(x if lengths is None else zeroed_after(x, lengths), partner, weight)
+            facts = blended(facts, partner, weight)
+            lengths = None if lengths is None else torch.maximum(lengths, lengths[partner])
+        if lengths is None:
             features = self.conv2(self.conv1(x))  # (N, 2*cnn, T)
             sequence, _ = self.lstm(features.transpose(1, 2))  # (N, T, 2*hidden)
             attended, _ = self.attention(sequence, sequence, sequence, need_weights=True, average_attn_weights=False)
             context = torch.cat([features.mean(dim=2), (sequence + attended).mean(dim=1)], dim=1)
-            return self.head(self.dropout(context))
-        return self.head(self.dropout(self._masked_context(x, lengths.to(x.device).long())))
+        else:
+            context = self._masked_context(x, lengths)
+        logits = self.head(self.dropout(context))
+        return logits if self.fact_head is None else logits + self.fact_head(facts)
 
     def _masked_context(self, x, lengths):
         """forward's context vector for rows of their own lengths: every padded value is replaced (zeroed_after)
@@ -201,6 +275,11 @@ class HybridCNNLSTMAttention(nn.Module):
                                      average_attn_weights=False)
         count = after2[:, None].to(features.dtype)
         return torch.cat([features.sum(dim=2) / count, real(sequence + attended, after2, 1).sum(dim=1) / count], dim=1)
+
+
+def blended(values: torch.Tensor, partner: torch.Tensor, weight: float) -> torch.Tensor:
+    """Mixup (Zhang et al., 2018): w * values + (1 - w) * values[partner], row by row."""
+    return weight * values + (1 - weight) * values[partner]
 
 
 def masked_block(block: nn.Module, x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -242,14 +321,29 @@ class Ensemble(nn.Module):
     def pooled_lengths(self, lengths, width):
         return self.members[0].pooled_lengths(lengths, width)
 
-    def forward(self, x, lengths=None, members=False):
+    def forward(self, x, lengths=None, members=False, mixes=None):
         """x (N, C, L) -> the members' mean logits (N, K). members=True: each member's own logits, (size, N, K),
         which training fits one loss each to; x (and lengths) may then hold one batch per member, (size, N, C, L)
-        (and (size, N)), member i reading x[i]."""
+        (and (size, N)), member i reading x[i], and mixes one mixup per member (HybridCNNLSTMAttention's mix)."""
         size = len(self.members)
         inputs = zip(x, [None] * size if lengths is None else lengths) if x.dim() == 4 else [(x, lengths)] * size
-        logits = torch.stack([member(part, own) for member, (part, own) in zip(self.members, inputs)])
+        mixes = [None] * size if mixes is None else mixes
+        logits = torch.stack([member(part, own, mix)
+                              for member, (part, own), mix in zip(self.members, inputs, mixes)])
         return logits if members else logits.mean(dim=0)
+
+
+def input_description(model: nn.Module) -> str:
+    """What the network reads, in words, for the log and the report."""
+    network = model.members[0] if isinstance(model, Ensemble) else model
+    words = ["inputs: the training file's per-channel statistics applied"]
+    if network.per_series:
+        words.append("then each row's channels z-scored over the row's own steps by the network")
+    extras = (["each channel's mean and log std"] if network.amplitude_features else []) + (
+        ["log row length"] if network.length_feature else [])
+    if extras:
+        words.append(f"the classifier also reads {' and '.join(extras)}")
+    return ", ".join(words)
 
 
 def ensemble_size(model: nn.Module) -> int:
@@ -260,7 +354,8 @@ def ensemble_size(model: nn.Module) -> int:
 MODEL_ARGS = ["input_channels", "sequence_length", "num_classes", "cnn_channels", "lstm_hidden_size",
               "lstm_layers", "attention_heads", "dropout", "kernel_size", "min_pooled_length", "max_pooled_length"]
 # Model arguments added later, with the value that a checkpoint written before them means.
-LATER_MODEL_ARGS = {"conv_front_end": "plain"}
+LATER_MODEL_ARGS = {"conv_front_end": "plain", "normalization": "per_channel", "amplitude_features": False,
+                    "length_feature": False}
 
 
 def build_model(hyperparameters: dict) -> nn.Module:
@@ -377,7 +472,9 @@ def parameter_count(hp: dict) -> int:
         conv = hp["input_channels"] * c * k + c + 2 * c + 2 * c * c * k + 2 * c + 4 * c
     lstm = sum(2 * 4 * h * ((2 * c if layer == 0 else 2 * h) + h + 2) for layer in range(hp["lstm_layers"]))
     attention = 4 * (2 * h) ** 2 + 4 * 2 * h
-    return hp.get("ensemble_size", 1) * (conv + lstm + attention + (2 * c + 2 * h + 1) * hp["num_classes"])
+    facts = (2 * hp["input_channels"] * bool(hp.get("amplitude_features") and hp.get("normalization") == "per_series")
+             + bool(hp.get("length_feature")))
+    return hp.get("ensemble_size", 1) * (conv + lstm + attention + (2 * c + 2 * h + facts + 1) * hp["num_classes"])
 
 
 def check_checkpoint(checkpoint, path):
@@ -407,6 +504,12 @@ def check_checkpoint(checkpoint, path):
     size = hp.get("ensemble_size", 1)  # absent in a checkpoint written before ensembles: one network
     if type(size) is not int or not 1 <= size <= MAX_ENSEMBLE_SIZE:
         raise bad("hyperparameters.ensemble_size", f"is {size!r}, expected an integer in [1, {MAX_ENSEMBLE_SIZE}]")
+    normalization = hp.get("normalization", "per_channel")  # absent before there was a choice: per channel
+    if normalization not in NORMALIZATIONS:
+        raise bad("hyperparameters.normalization", f"is {normalization!r}, expected one of {NORMALIZATIONS}")
+    for flag in ("amplitude_features", "length_feature"):  # absent before they existed: off
+        if type(hp.get(flag, False)) is not bool:
+            raise bad(f"hyperparameters.{flag}", f"is {hp.get(flag)!r}, expected true or false")
     if front_end == "inception" and hp["cnn_channels"] % 4:
         raise bad("hyperparameters.cnn_channels", "is not a multiple of 4, as the inception front end needs")
     if parameter_count(hp) > MAX_PARAMETERS:

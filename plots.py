@@ -31,7 +31,9 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10
 
 
 def signal_note(feature_names):
-    return "black line: input (z-scored)" if feature_names is None else "bar height: input (z-scored)"
+    """Which values the figure draws: the model's input, before a per_series network z-scores each row itself."""
+    what = "the input as the model receives it (z-scored with the training file's per-channel statistics)"
+    return f"black line: {what}" if feature_names is None else f"bar height: {what}"
 
 
 _layouts = {}  # layout_key -> what the layout placed; per process (each drawing process keeps its own)
@@ -276,14 +278,15 @@ def step_axis_label(feature_names):
 
 @drawing.in_background
 def attribution_figure(signals, attributions, columns, channel_names, title, colorbar_label, path, signed=True,
-                       feature_names=None):
+                       feature_names=None, bound=None):
     """Rows = channels, columns = attribution maps (e.g. for the predicted and the true class), one colour scale.
-    signals (C, L); attributions: list of (C, L) arrays, one per column with `columns` titles."""
+    signals (C, L); attributions: list of (C, L) arrays, one per column with `columns` titles. bound: the colour
+    scale's end, shared with other figures (None: the largest |value| of these maps)."""
     channels, length = signals.shape
     width = 3.9 * len(columns) + 1.6
     fig = plt.figure(figsize=(width, 0.55 * channels + 1.5), layout="constrained")
     cells = fig.add_gridspec(1, len(columns))
-    bound = max(float(np.abs(a).max()) for a in attributions) or 1.0
+    bound = bound or max(float(np.abs(a).max()) for a in attributions) or 1.0
     limits = (-bound, bound) if signed else (0.0, bound)
     cmap = SIGNED_CMAP if signed else UNSIGNED_CMAP
     every_axes = []
@@ -311,9 +314,13 @@ def attribution_grid_figure(signals, attributions, titles, signed, channel_names
     blocks = -(-len(titles) // columns)
     panel = 1.0 if feature_names is None else 2.6  # a table's bars need the height to be read
     ratios = ([panel * channels + 0.25 * (channels - 1), 1.9 if feature_names is None else 3.2] * blocks)[:-1]
-    width, height = 2.8 * columns + 2.4, 0.42 * sum(ratios) + 1.4  # spacer rows: x labels, the next titles
+    width = 2.8 * columns + 2.4
+    title = wrapped(title, width)
+    # above the first panels: a quarter inch per line of the title and of the first block's tallest panel title
+    top = 0.25 * (title.count("\n") + 1 + max(column.count("\n") + 1 for column in titles[:columns]))
+    height = 0.42 * sum(ratios) + 0.4 + top  # spacer rows: x labels, the next titles
     grid = plt.GridSpec(len(ratios), columns, height_ratios=ratios, hspace=0.0, wspace=0.08, left=0.9 / width,
-                        right=1 - 1.5 / width, top=1 - 1.0 / height, bottom=0.45 / height)
+                        right=1 - 1.5 / width, top=1 - top / height, bottom=0.45 / height)
     fig = plt.figure(figsize=(width, height))
     images = {}
     for k, (column, attribution, is_signed) in enumerate(zip(titles, attributions, signed)):
@@ -325,11 +332,13 @@ def attribution_grid_figure(signals, attributions, titles, signed, channel_names
         axes[-1].set_xlabel(step_axis_label(feature_names), fontsize=9)
     bars = [(True, "signed / largest |value|"), (False, "unsigned / largest")]
     bars = [(key, label) for key, label in bars if key in images]
+    # the colour bars stand beside the panels and their titles, below the figure's title
+    low, span = 0.45 / height, 1 - (top - 0.5 + 0.45) / height
     for k, (key, label) in enumerate(bars):
-        bottom = 0.55 if len(bars) > 1 and k == 0 else 0.12 if len(bars) > 1 else 0.25
-        fig.colorbar(images[key], cax=fig.add_axes((1 - 1.15 / width, bottom, 0.15 / width,
-                                                     0.33 if len(bars) > 1 else 0.5)), label=label)
-    fig.suptitle(wrapped(title, width), fontsize=11, y=1 - 0.1 / height, va="top")
+        bottom, size = ((0.53, 0.47) if k == 0 else (0.0, 0.47)) if len(bars) > 1 else (0.15, 0.7)
+        fig.colorbar(images[key], cax=fig.add_axes((1 - 1.15 / width, low + bottom * span, 0.15 / width,
+                                                     size * span)), label=label)
+    fig.suptitle(title, fontsize=11, y=1 - 0.1 / height, va="top")
     save(fig, path)
 
 
@@ -475,7 +484,8 @@ def shap_figures(values, samples, windows, path):
         steps = own_steps(samples, i)
         attribution_figure(samples.inputs[i][:, :steps], [m[:, :steps] for m in maps], columns, channel_names,
                            f"SHAP values, {sample_heading(samples, i)}\nred raises the logit, blue lowers it",
-                           "SHAP value (logit units)", path(f"shap_sample_{i}.png"), feature_names=features)
+                           "SHAP value per step (logit units):\neach window's value spread\nequally over its steps",
+                           path(f"shap_sample_{i}.png"), feature_names=features)
 
 
 @drawing.in_background
@@ -525,19 +535,28 @@ def shap_summary_figures(values, samples, windows, bar_path, per_class_path):
     save(fig, per_class_path)
 
 
-def gradcam_figures(maps, samples, path, members=1):
-    """maps (N, L) non-negative Grad-CAM over time, drawn under every channel of each sample. members: the
-    networks of an ensemble, whose maps were averaged (said in the title)."""
+NO_BETTER_THAN_RANDOM = "no better than random on this run: do not read meaning into it"
+
+
+def gradcam_figures(maps, samples, path, members=1, better_than_random=None):
+    """maps (N, L) non-negative Grad-CAM over time, drawn under every channel of each sample, on one colour scale
+    for all samples (0 to the largest value of any): a colour means the same in every figure. members: the
+    networks of an ensemble, whose maps were averaged (said in the title). better_than_random: the deletion check's
+    verdict (checks.deletion_against_random; None: not checked); False is said in the title."""
     layer = "last conv block" + (f", mean of the {members} networks' maps" if members > 1 else "")
-    for i in range(len(maps)):
+    own = [maps[i][:own_steps(samples, i)] for i in range(len(maps))]
+    bound = max(float(m.max()) for m in own) or 1.0
+    verdict = f"\nGrad-CAM's deletion curve is {NO_BETTER_THAN_RANDOM}" if better_than_random is False else ""
+    for i, cam in enumerate(own):
         pred = int(samples.y_pred[i])
-        steps = own_steps(samples, i)
-        cam = np.broadcast_to(maps[i][:steps], samples.inputs[i][:, :steps].shape)
-        attribution_figure(samples.inputs[i][:, :steps], [cam], [f"for the predicted class {samples.class_names[pred]}"],
-                           samples.channel_names,
+        steps = len(cam)
+        attribution_figure(samples.inputs[i][:, :steps], [np.broadcast_to(cam, samples.inputs[i][:, :steps].shape)],
+                           [f"for the predicted class {samples.class_names[pred]}"], samples.channel_names,
                            f"Grad-CAM ({layer}), {sample_heading(samples, i)}\none map over time, under "
-                           "every channel", f"Grad-CAM ({layer})", path(f"gradcam_sample_{i}.png"),
-                           signed=False, feature_names=samples.feature_names)
+                           f"every channel{verdict}",
+                           f"Grad-CAM ({layer}),\none scale for all {len(maps)} samples:\n0 to their largest value",
+                           path(f"gradcam_sample_{i}.png"), signed=False, feature_names=samples.feature_names,
+                           bound=bound)
 
 
 def attention_figures(attention, samples, path, pooled_lengths=None, members=1):
@@ -598,20 +617,24 @@ def unit_scaled(attribution):
     return attribution / bound if bound > 0 else attribution
 
 
-def method_sample_figures(maps, methods, samples, path):
+def method_sample_figures(maps, methods, samples, path, unfaithful=()):
     """maps: method -> (N, C, L); methods: name -> attributions.Method (its label and whether it is signed). Per
-    sample one figure with every method, each map scaled to its largest |value|."""
+    sample one figure with every method, each map scaled to its largest |value|. unfaithful: the methods whose
+    deletion curve is no better than random on this run, said in their panels' titles."""
     names = list(maps)
     signed = [methods[name].signed for name in names]
     unsigned = [methods[name].label for name, s in zip(names, signed) if not s]
+    titles = [methods[name].label + ("\n(no better than random)" if name in unfaithful else "") for name in names]
+    warning = (f"\n{', '.join(methods[name].label for name in names if name in unfaithful)}: deletion curve "
+               f"{NO_BETTER_THAN_RANDOM}" if any(name in unfaithful for name in names) else "")
     for i in range(len(samples)):
         steps = own_steps(samples, i)
         attribution_grid_figure(samples.inputs[i][:, :steps], [unit_scaled(maps[name][i][:, :steps]) for name in names],
-                                [methods[name].label for name in names], signed, samples.channel_names,
+                                titles, signed, samples.channel_names,
                                 f"Attribution for the predicted class, {sample_heading(samples, i)}\n"
                                 "each method scaled to its largest |value|; red supports the predicted class, blue "
                                 "opposes it" + (f"\n(unsigned, white to red: {', '.join(unsigned)}); " if unsigned
-                                                else "; ") + signal_note(samples.feature_names),
+                                                else "; ") + signal_note(samples.feature_names) + warning,
                                 path(f"attribution_sample_{i}.png"), feature_names=samples.feature_names)
 
 
@@ -645,7 +668,8 @@ def method_comparison_figure(summary, random_control, sanity_threshold, path):
     """summary: method -> metrics of attributions.attribution_outputs. Deletion and insertion areas beside the
     random ordering, the randomization sanity correlations beside their threshold, and the seconds per method."""
     names = list(summary)
-    panels = [(["deletion_auc"], "Deletion AUC (lower = more faithful)", random_control["deletion_auc"],
+    panels = [(["deletion_auc"], "Deletion AUC (lower = more faithful; red: no clear gain over\nthe random "
+                                 "ordering, judged sample by sample)", random_control["deletion_auc"],
                "random ordering"),
               (["insertion_auc"], "Insertion AUC (higher = more faithful)", random_control["insertion_auc"],
                "random ordering"),
@@ -665,8 +689,12 @@ def method_comparison_figure(summary, random_control, sanity_threshold, path):
         ax.set_xlim(low - 0.25 * high * (low < 0), 1.3 * high)
         for series, ys in zip(values, positions):
             for k, (value, y) in enumerate(zip(series, ys)):
-                flagged = len(keys) > 1 and bool(summary[names[k]].get("insensitive_to_model"))
-                text = " not checked" if np.isnan(value) else f" {value:.2f}" + (" flagged" if flagged else "")
+                insensitive = len(keys) > 1 and bool(summary[names[k]].get("insensitive_to_model"))
+                random_like = keys == ["deletion_auc"] and not summary[names[k]]["deletion_auc_minus_random"][
+                    "better_than_random"]
+                flagged = insensitive or random_like
+                text = " not checked" if np.isnan(value) else f" {value:.2f}" + (
+                    " flagged" if insensitive else " no better than random" if random_like else "")
                 ax.text(0 if np.isnan(value) else max(value, 0), y, text, va="center", fontsize=8,
                         color="#b2182b" if flagged else "black",
                         bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.8})
@@ -707,7 +735,9 @@ def faithfulness_figure(fractions, deletion, insertion, random_deletion, random_
     for ax, curves, key, verb in [(axes[0], deletion, "deletion_auc", "set to the baseline"),
                                   (axes[1], insertion, "insertion_auc", "restored from the baseline")]:
         line_comparison(ax, fractions, list(curves.values()),
-                        [f"{name} (AUC {summary[name][key]:.2f})" for name in curves],
+                        [f"{name} (AUC {summary[name][key]:.2f}"
+                         + (", no better than random)" if key == "deletion_auc" and not summary[name][
+                             "deletion_auc_minus_random"]["better_than_random"] else ")") for name in curves],
                         f"fraction of features {verb},\nmost attributed first",
                         "probability of the predicted class",
                         random_deletion if key == "deletion_auc" else random_insertion,
@@ -838,8 +868,8 @@ def global_channel_figure(section, class_names, path):
     left.set_title(f"Channels ranked, all {section['rows']} rows ({section['confidence']:.0%} intervals)",
                    fontsize=10)
     matrix = np.array([[section["per_class"][k]["channel_importance"][c]["mean"] for k in present] for c in names])
-    heatmap(right, matrix, names, [wrapped(k, 1.2, 8) for k in present], "Reds", (0, float(matrix.max()) or 1.0),
-            "mean |value|")
+    heatmap(right, matrix, names, [wrapped(k + no_interval_note(section["per_class"][k]["rows"]), 1.2, 8)
+                                   for k in present], "Reds", (0, float(matrix.max()) or 1.0), "mean |value|")
     for i, c in enumerate(names):
         for j, k in enumerate(present):
             if section["per_class"][k]["channel_importance"][c]["informative"] is False:
@@ -851,16 +881,31 @@ def global_channel_figure(section, class_names, path):
     save(fig, path)
 
 
+def no_interval_note(rows) -> str:
+    """" (n=1: no interval)" for a class explained by too few rows for an interval (global_importance), else ""."""
+    from global_importance import MIN_INTERVAL_ROWS
+
+    return f" (n={rows}: no interval)" if rows < MIN_INTERVAL_ROWS else ""
+
+
+def class_heading(name, rows):
+    """A class's panel title in the global figures."""
+    return f"predicted {name}" + (no_interval_note(rows) or f" ({rows} rows)")
+
+
 @drawing.in_background
-def global_window_figure(section, class_means, edges, class_names, window_labels, channel_names, feature_names,
-                         path, top_channels=3):
-    """Per predicted class: mean |Shapley value| of each time window (bars over the window's steps, with
-    intervals; grey = no measurable information) drawn over the class's mean signal of its top channels."""
+def global_window_figure(section, class_means, positions, edges, axis_label, class_names, window_labels,
+                         channel_names, feature_names, path, top_channels=3):
+    """Per predicted class: mean |Shapley value| of each time window (bars between the window's edges, with
+    intervals; grey = no measurable information) drawn over the class's mean signal of its top channels.
+    class_means (K, C, P) at positions (P,), edges (W + 1,): on one axis, named axis_label (time steps, or per cent
+    of each row's own length)."""
     present = [k for k, name in enumerate(class_names) if name in section["per_class"]]
     grid_rows, grid_columns = grid_shape(len(present), 1 if len(present) <= 2 else 2 if len(present) <= 6 else 3)
     fig, axes = plt.subplots(grid_rows, grid_columns, figsize=({1: 8.5, 2: 11.0, 3: 13.0}[grid_columns],
                                                                2.6 * grid_rows + 0.9), squeeze=False, layout="constrained")
     widths, starts = np.diff(edges), edges[:-1]
+    centres = starts + widths / 2
     for ax, k in zip(axes.ravel(), present):
         entry = section["per_class"][class_names[k]]
         windows = [entry["window_importance"][label] for label in window_labels]
@@ -868,30 +913,29 @@ def global_window_figure(section, class_means, edges, class_names, window_labels
         colors = ["#DDCC77" if w["informative"] is not False else NO_INFORMATION_COLOR for w in windows]
         # the class's mean signal behind, the importance bars on top (half transparent) with their intervals
         ranked = sorted(channel_names, key=lambda c: -entry["channel_importance"][c]["mean"])[:top_channels]
-        steps = np.arange(class_means.shape[2])
         for j, c in enumerate(ranked):
-            ax.plot(steps, class_means[k, channel_names.index(c)], linewidth=1.0, alpha=0.8, label=c,
+            ax.plot(positions, class_means[k, channel_names.index(c)], linewidth=1.0, alpha=0.8, label=c,
                     marker="o" if feature_names is not None else None, markersize=3,
                     **{**category_style(j), "linestyle": "-" if feature_names is None else "none"})
         ax.set_ylabel("class mean, z-scored (lines)", fontsize=8)
         ax.tick_params(labelsize=8)
         bars = ax.twinx()
-        bars.bar(starts - 0.5, mean, width=widths, align="edge", color=colors, alpha=0.55, edgecolor="#8a7a2a",
+        bars.bar(starts, mean, width=widths, align="edge", color=colors, alpha=0.55, edgecolor="#8a7a2a",
                  linewidth=0.8)
-        bars.errorbar(starts - 0.5 + widths / 2, mean, yerr=errors, fmt="none", ecolor="black", capsize=2,
-                      linewidth=0.9)
+        if windows[0]["low"] is not None:  # one or two rows: no interval, and no caps that would suggest one
+            bars.errorbar(centres, mean, yerr=errors, fmt="none", ecolor="black", capsize=2, linewidth=0.9)
         bars.set_ylim(0, 1.15 * float((mean + errors[1]).max() or 1.0))
         bars.set_ylabel("mean |value| (bars)", fontsize=8)
         bars.tick_params(labelsize=8)
         bars.legend(*ax.get_legend_handles_labels(), loc="upper left", fontsize=7, title="top channels",
                     title_fontsize=7, framealpha=0.85)
-        ax.set_title(wrapped(f"predicted {class_names[k]} ({entry['rows']} rows)", 4, 10), fontsize=10)
+        ax.set_title(wrapped(class_heading(class_names[k], entry["rows"]), 4, 10), fontsize=10)
         if feature_names is not None:
             step = max(1, -(-len(feature_names) // 20))
             ax.set_xticks(range(0, len(feature_names), step), feature_names[::step], rotation=45, ha="right",
                           rotation_mode="anchor", fontsize=7)
-        ax.set_xlabel(step_axis_label(feature_names), fontsize=8)
-        ax.set_xlim(-0.5, class_means.shape[2] - 0.5)
+        ax.set_xlabel(axis_label, fontsize=8)
+        ax.set_xlim(edges[0], edges[-1])
     for ax in axes.ravel()[len(present):]:
         ax.axis("off")
     fig.suptitle(wrapped("Where in time the model looks, per predicted class: bars = mean |Shapley value| of each "
@@ -903,8 +947,9 @@ def global_window_figure(section, class_means, edges, class_names, window_labels
 
 
 @drawing.in_background
-def global_map_figure(cell_map, edges, channel_names, class_names, present, feature_names, rows, path):
-    """cell_map (K, C, W): per predicted class the mean signed Shapley value of each channel x window cell."""
+def global_map_figure(cell_map, edges, axis_label, channel_names, class_names, present, feature_names, rows, path):
+    """cell_map (K, C, W): per predicted class the mean signed Shapley value of each channel x window cell, drawn
+    between the windows' edges (W + 1,) on an axis named axis_label. present: class -> its section."""
     channels = cell_map.shape[1]
     shown = [k for k, name in enumerate(class_names) if name in present]
     bound = float(np.abs(cell_map[shown]).max()) or 1.0
@@ -917,8 +962,8 @@ def global_map_figure(cell_map, edges, channel_names, class_names, present, feat
                               vmax=bound)
         ax.set_ylim(channels - 0.5, -0.5)
         ax.set_yticks(range(channels), channel_names, fontsize=8 if channels <= 12 else 6)
-        ax.set_title(f"predicted {class_names[k]}", fontsize=10)
-        ax.set_xlabel(step_axis_label(feature_names), fontsize=9)
+        ax.set_title(class_heading(class_names[k], present[class_names[k]]["rows"]), fontsize=10)
+        ax.set_xlabel(axis_label, fontsize=9)
         ax.tick_params(labelbottom=True)
     for ax in axes.ravel()[len(shown):]:
         ax.axis("off")
@@ -929,11 +974,12 @@ def global_map_figure(cell_map, edges, channel_names, class_names, present, feat
     save(fig, path)
 
 
-def global_figures(section, class_means, edges, cell_map, channel_names, class_names, window_labels, feature_names,
-                   path):
-    """global_channels.png, global_windows_per_class.png and global_map_per_class.png."""
+def global_figures(section, class_means, positions, edges, axis_label, cell_map, channel_names, class_names,
+                   window_labels, feature_names, path):
+    """global_channels.png, global_windows_per_class.png and global_map_per_class.png; positions, edges and
+    axis_label as global_window_figure takes them."""
     global_channel_figure(section, class_names, path("global_channels.png"))
-    global_window_figure(section, class_means, edges, class_names, window_labels, channel_names, feature_names,
-                         path("global_windows_per_class.png"))
-    global_map_figure(cell_map, edges, channel_names, class_names, section["per_class"], feature_names,
+    global_window_figure(section, class_means, positions, edges, axis_label, class_names, window_labels,
+                         channel_names, feature_names, path("global_windows_per_class.png"))
+    global_map_figure(cell_map, edges, axis_label, channel_names, class_names, section["per_class"], feature_names,
                       section["rows"], path("global_map_per_class.png"))

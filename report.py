@@ -13,6 +13,7 @@ import html
 import importlib.metadata
 import os
 import platform
+import re
 import struct
 
 import numpy as np
@@ -56,6 +57,9 @@ figcaption { font-size: .88em; margin-top: .25em; }
          vertical-align: middle; overflow: hidden; } .meter i { display: block; height: 100%; background: #4c5fd5; }
 .note { background: #f6f8fa; border-left: 4px solid #8c959f; padding: .5em 1em; }
 .warn { background: #fff8e5; border-left: 4px solid #d4a72c; padding: .5em 1em; }
+.alarm code { white-space: nowrap; }
+.alarm { background: var(--wrong-bg); border: 2px solid var(--wrong); border-left-width: 8px; border-radius: 8px;
+         padding: .4em 1.2em .6em; margin: 1em 0; } .alarm h2 { border: none; margin: .3em 0; color: var(--wrong); }
 .flag { color: var(--wrong); font-weight: 600; }
 #zoom { position: fixed; inset: 0; background: rgba(20, 24, 28, .85); overflow: auto; z-index: 10; cursor: zoom-out;
         padding: 1em; } #zoom img { background: #fff; margin: auto; display: block; max-width: none; }
@@ -184,9 +188,56 @@ def parse_classification_report(text):
 
 
 def section(key, body, intro=""):
-    title = dict(SECTIONS)[key]
-    number_ = [k for k, _ in SECTIONS].index(key) + 1
-    return f"<section id='{key}'><h2>{number_}. {esc(title)}</h2>{intro}{body}</section>"
+    """One of SECTIONS; write_report numbers the headings of those it shows (`numbered`)."""
+    return f"<section id='{key}'><h2>{esc(dict(SECTIONS)[key])}</h2>{intro}{body}</section>"
+
+
+def numbered(parts):
+    """The parts with the headings of SECTIONS numbered 1, 2, ... in the order shown: a run shows only some of them
+    (no evaluation without labels, no predictions section with them), and the numbers must not skip."""
+    keys = [f"<section id='{key}'><h2>" for key, _ in SECTIONS]
+    shown = [part for part in parts if part.startswith(tuple(keys))]
+    return [part.replace("<h2>", f"<h2>{shown.index(part) + 1}. ", 1) if part in shown else part for part in parts]
+
+
+# -----------------------------------------------------------------------------
+# The top of the page: has the model learned its task?
+def accuracy_stats(check):
+    """The stat boxes beside the test accuracy: its Wilson interval and the majority-class rate."""
+    low, high = check["interval_95"]
+    return (stat(f"{number(low)}&ndash;{number(high)}", "95 % Wilson interval of the accuracy")
+            + (stat(number(check["majority_rate"]), f"always answering the largest training class "
+                                                    f"({check['majority_class']})") if "majority_rate" in check else ""))
+
+
+def accuracy_box(check):
+    """A prominent box when the model has not learned its task (checks.accuracy_check), else a line with the numbers
+    it was judged on."""
+    facts = []
+    if "test_accuracy" in check:
+        facts.append(f"test accuracy {number(check['test_accuracy'])} (95 % Wilson interval "
+                     f"{number(check['interval_95'][0])}&ndash;{number(check['interval_95'][1])}, "
+                     f"{check['test_rows']} rows)" + (f" against {number(check['majority_rate'])} for always answering "
+                                                      f"the largest training class <b>{esc(check['majority_class'])}</b>"
+                                                      if "majority_rate" in check else ""))
+    if check["final_train_accuracy"] is not None:
+        facts.append(f"final training accuracy {number(check['final_train_accuracy'])}"
+                     + (f" (a model that fitted its rows reaches at least {number(check['train_accuracy_needed'])})"
+                        if "train_accuracy_needed" in check else ""))
+    if check["learned"]:
+        return f"<p class='muted'>The model has learned its task, judged on: {'; '.join(facts)}.</p>" if facts else ""
+    return ("<div class='alarm' role='alert'><h2>&#9888; This model has not learned its task</h2><ul>"
+            + "".join(f"<li>{esc(w[0].upper() + w[1:])}.</li>" for w in check["warnings"])
+            + f"</ul><p><b>So {flags_as_code(esc(check['advice']))}.</b></p></div>")
+
+
+def flags_as_code(text):
+    """Command-line flags in text as <code>, kept on one line: a browser may break a line after a hyphen."""
+    return re.sub(r"(--[\w=.]+)", r"<code>\1</code>", text)
+
+
+def skipped_note(reason):
+    return "" if reason is None else f"<p class='note'>Explanations skipped: {esc(reason)}.</p>"
 
 
 # -----------------------------------------------------------------------------
@@ -307,7 +358,7 @@ def class_sentence(name, entry):
             f"<b>{esc(channel)}</b> ({interval_text(entry['channel_importance'][channel])}) and window "
             f"<b>{esc(window)}</b> ({interval_text(entry['window_importance'][window])})")
     if entry["channel_importance"][channel]["informative"] is None:
-        text += " <span class='muted'>(too few rows for an interval)</span>"
+        text += f" <span class='flag'>(n={entry['rows']}: no interval; read these values as one or two rows' own)</span>"
     elif uninformative:
         text += f"; {esc(', '.join(uninformative))} carr{'ies' if len(uninformative) == 1 else 'y'} no measurable information"
     return f"<li>{text}.</li>"
@@ -349,7 +400,13 @@ def global_section(summary, figure):
     return section("global", body, intro)
 
 
-def sample_card(i, explained, figure):
+def no_better_than_random(methods):
+    """The attribution methods whose deletion curve does not beat the random ordering (checks.deletion_against_random)."""
+    return [name for name, m in methods.items() if not m["deletion_auc_minus_random"]["better_than_random"]]
+
+
+def sample_card(i, explained, figure, warnings):
+    """warnings: figure kind ("gradcam", "attribution") -> what its caption must add ("" for nothing)."""
     confidence = explained["confidence"]
     if "true" in explained:
         ok = explained["true"] == explained["predicted"]
@@ -363,10 +420,11 @@ def sample_card(i, explained, figure):
             f"<p>{truth}predicted <b>{esc(explained['predicted'])}</b> "
             f"with probability <b>{confidence:.1%}</b> {meter(confidence)}</p>")
     figures = (figure(f"shap_sample_{i}.png", "SHAP values along each channel")
-               + figure(f"gradcam_sample_{i}.png", "Grad-CAM of the last convolutional block")
+               + figure(f"gradcam_sample_{i}.png", "Grad-CAM of the last convolutional block" + warnings["gradcam"])
                + figure(f"attention_sample_{i}.png", "Self-attention weights per head", wide=True)
                + figure(f"attribution_sample_{i}.png", "Every attribution method for the predicted class, each "
-                                                       "scaled to its largest |value|", wide=True))
+                                                       "scaled to its largest |value|" + warnings["attribution"],
+                        wide=True))
     return f"<article class='card {verdict}' id='sample-{i}'>{head}<div class='figs'>{figures}</div></article>"
 
 
@@ -386,7 +444,11 @@ def samples_section(metrics, config, figure):
              "<b>blue</b> lowers it, white is zero"
              + (f"; {esc(', '.join(unsigned))} {'is' if len(unsigned) == 1 else 'are'} unsigned (white = none, red "
                 "= most)" if unsigned else "") + ". Click a figure to see it at full size.</p>")
-    return section("samples", "".join(sample_card(i, e, figure) for i, e in enumerate(explained)), intro)
+    unfaithful = no_better_than_random(methods)
+    warnings = {"gradcam": f"; {plots.NO_BETTER_THAN_RANDOM}" if metrics["gradcam"]["better_than_random"] is False
+                else "",
+                "attribution": f"; {', '.join(unfaithful)}: {plots.NO_BETTER_THAN_RANDOM}" if unfaithful else ""}
+    return section("samples", "".join(sample_card(i, e, figure, warnings) for i, e in enumerate(explained)), intro)
 
 
 def shap_section(shap, figure):
@@ -439,18 +501,27 @@ def methods_section(attributions, figure):
         better = value < reference if lower_is_better else value > reference
         return ("html", f"{number(value)} {'&#10003;' if better else '<span class=flag>not better than random</span>'}")
 
+    def deletion_verdict(m):
+        """Against the random ordering sample by sample (checks.deletion_against_random), not by the means alone."""
+        low, high = m["deletion_auc_minus_random"]["interval_95"]
+        mark = ("&#10003;" if m["deletion_auc_minus_random"]["better_than_random"]
+                else "<span class=flag>no better than random</span>")
+        return ("html", f"{number(m['deletion_auc'])} <span class='muted'>({number(low, 2)} to {number(high, 2)})"
+                        f"</span> {mark}")
+
     rows = []
     for name, m in methods.items():
         flagged = m.get("insensitive_to_model")
         sanity_cell = ("html", "<span class='muted'>not checked</span>") if flagged is None else (
             ("html", "<span class='flag'>&#9888; insensitive to the model</span>") if flagged else "passes")
-        rows.append([name, verdict(m["deletion_auc"], control["deletion_auc"], True),
+        rows.append([name, deletion_verdict(m),
                      verdict(m["insertion_auc"], control["insertion_auc"], False),
                      number(m.get("sanity_rank_correlation")), number(m.get("sanity_signed_rank_correlation")),
                      sanity_cell, number(m.get("seconds"), 2)])
     rows.append(["random ordering (control)", number(control["deletion_auc"]), number(control["insertion_auc"]),
                  "", "", "", ""])
     flagged = [name for name, m in methods.items() if m.get("insensitive_to_model")]
+    unfaithful = no_better_than_random(methods)
     intro = (f"<p>All methods explain the <b>{esc(attributions['target'])}</b> of the same "
              f"{attributions['num_explained']} samples; the baseline is {esc(attributions['baseline'])}.</p>"
              "<p class='note'><b>Faithfulness.</b> Deletion sets the input's features to the baseline in the order of "
@@ -458,7 +529,10 @@ def methods_section(attributions, figure):
              "fall fast (low area under the curve). Insertion restores them from the baseline (high area is better). "
              "The <b>random control</b> orders the features at random (deletion AUC "
              f"{number(control['deletion_auc'])}, insertion AUC {number(control['insertion_auc'])}): a method that "
-             "does not beat it explains no better than chance.<br><b>Sanity check</b> (Adebayo et al. 2018). The "
+             "does not beat it explains no better than chance. A deletion area is judged against the random "
+             "ordering's on the same samples: in brackets, the 95 % interval of the mean per-sample difference "
+             "(method minus random); it beats random only when the whole interval lies below zero."
+             "<br><b>Sanity check</b> (Adebayo et al. 2018). The "
              "maps are recomputed on a copy of the model with randomized weights. A method is flagged <i>insensitive "
              "to the model</i> when its maps keep both their ranking and their sign there (rank correlations of "
              "|attribution| and of the signed map both "
@@ -468,7 +542,10 @@ def methods_section(attributions, figure):
              + "</p>")
     if flagged:
         intro += f"<p class='warn'>Flagged as insensitive to the model: <b>{esc(', '.join(flagged))}</b>.</p>"
-    body = table(rows, ["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
+    if unfaithful:
+        intro += (f"<p class='warn'>Deletion curve {esc(plots.NO_BETTER_THAN_RANDOM)}: "
+                  f"<b>{esc(', '.join(unfaithful))}</b>.</p>")
+    body = table(rows, ["method", "deletion AUC (lower is better; minus random)", "insertion AUC (higher is better)",
                         "sanity: rank corr. |map|", "sanity: rank corr. signed", "sanity verdict", "seconds"],
                  numeric=(1, 2, 3, 4, 6), css=" class='total'")
     body += "<div class='figs'>" + "".join([
@@ -603,6 +680,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
               + f"{explained_file} <code>{esc(config['TEST_CSV_PATH'])}</code>; written {written}.</p>"
               "<div class='stats'>"
               + (stat(number(metrics["test_accuracy"]), "test accuracy")
+                 + accuracy_stats(metrics["accuracy_check"])
                  + stat(number(metrics["test_macro_f1"]), "test macro F1") if labelled
                  else stat("none", "labels in the file"))
               + stat(f"{int(sum(train_counts)) if train_counts is not None else '?'} / {metrics['predictions']['rows']}",
@@ -613,16 +691,18 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
                      else f"parameters in {metrics['networks']} networks (their mean logits)")
               + stat(metrics.get("best_epoch", "?"), "kept epoch")
               + stat(f"{sum(v for k, v in metrics['timings_s'].items() if k != 'total'):.0f} s", "run time")
-              + "</div></header>")
+              + "</div>" + accuracy_box(metrics["accuracy_check"])
+              + skipped_note(metrics.get("explanations_skipped")) + "</header>")
     if labelled:
         with open(os.path.join(figure_dir, "classification_report.txt"), encoding="utf-8") as f:
             evaluation = evaluation_section(metrics, f.read(), figure)
     else:
         evaluation = predictions_section(metrics["predictions"])
     parts = [data_section(train_counts, test, metrics["predictions"], figure, metrics.get("series")), training_section(metrics, history, figure), evaluation,
-             *([global_section(metrics["global"], figure)] if "global" in metrics else []),
-             samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),
-             attention_section(metrics["attention"])]
+             *([global_section(metrics["global"], figure)] if "global" in metrics else [])]
+    if metrics["explained"]:
+        parts += [samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),
+                  attention_section(metrics["attention"])]
     if attributions:
         parts.append(methods_section(attributions, figure))
         if "misclassified" in attributions:
@@ -633,7 +713,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
         parts.append("<section id='other'><h2>Other figures</h2><div class='figs'>"
                      + "".join(figure(name, name) for name in figure.rest()) + "</div></section>")
     parts += [settings_section(config), versions_section(metrics)]
-    body = "\n".join(parts)
+    body = "\n".join(numbered(parts))
     nav = "<nav><b>Contents</b><ol>" + "".join(f"<li><a href='#{key}'>{esc(title)}</a></li>" for key, title in SECTIONS
                                                if f"<section id='{key}'>" in body) + "</ol></nav>"
     title = (f"test accuracy {number(metrics['test_accuracy'])}" if labelled else "predictions without labels")

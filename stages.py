@@ -351,31 +351,42 @@ def global_outputs(model, scored: Samples, background: torch.Tensor, config, pat
                                                               rows.channel_names, rows.class_names, windows,
                                                               config["SEED"], labels, rows.lengths,
                                                               background_lengths, step)
-    inputs = np.where(np.arange(length) < rows.own_lengths[:, None, None], rows.inputs, np.nan)  # padding: no value
-    class_means = np.stack([np.nanmean(inputs[rows.y_pred == k], axis=0) if (rows.y_pred == k).any()
-                            else np.zeros(inputs.shape[1:]) for k in range(len(rows.class_names))])
+    if rows.lengths is None:  # every row full length: windows and class means at their steps
+        positions = np.arange(length)
+        class_means = np.stack([rows.inputs[rows.y_pred == k].mean(axis=0) if (rows.y_pred == k).any()
+                                else np.zeros(rows.inputs.shape[1:]) for k in range(len(rows.class_names))])
+        edges, axis_label, relative = regions.window_edges(length, windows) - 0.5, plots.step_axis_label(
+            rows.feature_names), {}
+    else:  # each row's windows are shares of its own length: drawn on one relative axis
+        positions, class_means = global_importance.relative_class_means(rows.inputs, rows.lengths, rows.y_pred,
+                                                                        len(rows.class_names))
+        edges = global_importance.relative_window_edges(rows.lengths, windows)
+        axis_label, relative = "share of each row's own length (%)", {"relative_window_edges": edges}
     np.savez(path("global_importance.npz"), **arrays, rows=rows.rows, predicted=rows.y_pred,
              **({"true": rows.y_true} if rows.labelled else {}), class_mean_inputs=class_means,
-             window_edges=regions.window_edges(length, windows), channel_names=np.array(rows.channel_names),
-             class_names=np.array(rows.class_names), window_labels=np.array(labels))
-    plots.global_figures(section, class_means, regions.window_edges(length, windows),
-                         arrays["class_mean_cell_evidence"], rows.channel_names, rows.class_names, labels,
-                         rows.feature_names, path)
+             class_mean_positions=positions, window_edges=regions.window_edges(length, windows), **relative,
+             channel_names=np.array(rows.channel_names), class_names=np.array(rows.class_names),
+             window_labels=np.array(labels))
+    plots.global_figures(section, class_means, positions, edges, axis_label, arrays["class_mean_cell_evidence"],
+                         rows.channel_names, rows.class_names, labels, rows.feature_names, path)
     section["seconds"]["total"] = time.perf_counter() - start
     return section
 
 
 # -----------------------------------------------------------------------------
 # Grad-CAM and attention
-def gradcam_outputs(model, samples: Samples, path) -> dict:
-    """One Grad-CAM figure per explained sample (target: its predicted class)."""
+def gradcam_outputs(model, samples: Samples, path, better_than_random=None) -> dict:
+    """One Grad-CAM figure per explained sample (target: its predicted class), all on one colour scale.
+    better_than_random: the attribution suite's deletion check of Grad-CAM (None: the suite did not run it)."""
     with attributions.GradCAM(model, model.gradcam_layer) as cam:
         maps = cam.attribute(samples.x, lengths=samples.length_tensor).cpu().numpy()
     members = ensemble_size(model)
-    plots.gradcam_figures(maps, samples, path, members)
+    plots.gradcam_figures(maps, samples, path, members, better_than_random)
     layer = "last conv block (conv2)" + (f" of each of the {members} networks, the mean of their maps" if members > 1
                                          else "")
-    return {"layer": layer, "target": "predicted class", "num_explained": len(samples)}
+    return {"layer": layer, "target": "predicted class", "num_explained": len(samples),
+            "colour_scale": "one for all explained samples: 0 to the largest value of any",
+            "better_than_random": better_than_random}
 
 
 def attention_outputs(model, samples: Samples, path) -> dict:
@@ -462,6 +473,8 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
         checked, magnitude = sanity.get(name, {}), np.abs(shares[name])
         summary[name] = {"seconds": seconds.get(name), "deletion_auc": checks.area(curves[name][0], fractions),
                          "insertion_auc": checks.area(curves[name][1], fractions),
+                         "deletion_auc_minus_random": checks.deletion_against_random(curves[name][0], random_curves[0],
+                                                                                     fractions),
                          "sanity_rank_correlation": checked.get("rank_correlation"),
                          "sanity_signed_rank_correlation": checked.get("signed_rank_correlation"),
                          "insensitive_to_model": checked.get("insensitive_to_model"),
@@ -474,7 +487,8 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     random_control = {"deletion_auc": checks.area(random_curves[0], fractions),
                       "insertion_auc": checks.area(random_curves[1], fractions)}
 
-    plots.method_sample_figures(maps, attributions.METHODS, samples, path)
+    plots.method_sample_figures(maps, attributions.METHODS, samples, path,
+                                [name for name, better in better_than_random(summary).items() if not better])
     plots.method_overlay_figure(maps, samples, 0, segments, path("attribution_overlay.png"))
     plots.method_comparison_figure(summary, random_control, checks.SANITY_THRESHOLD, path("attribution_comparison.png"))
     plots.region_figure({name: regions.span_sums(s, windows).mean(axis=0) for name, s in shares.items()},
@@ -505,6 +519,11 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
         "windows": len(windows), "segments": [list(s) for s in segments],
         **({"misclassified": misclassification_outputs(model, scored, config, path)} if scored.labelled else {}),
     }
+
+
+def better_than_random(methods: dict) -> dict:
+    """method -> whether its deletion curve beats the random ordering, for attribution_outputs' "methods"."""
+    return {name: m["deletion_auc_minus_random"]["better_than_random"] for name, m in methods.items()}
 
 
 # -----------------------------------------------------------------------------

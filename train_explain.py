@@ -6,10 +6,11 @@
 
 The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> output
 files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
-evaluation (with labels) -> SHAP -> global importance -> Grad-CAM -> attention -> attribution methods ->
-counterfactuals -> report -> publication -> main(). The stages after training are functions of stages.py,
-one per stage; the model and its checkpoint are in model.py (nothing imports this script). `import train_explain` has no side effects;
-`load_model()` and `predict()` (re-exported from model.py and api.py) reuse a trained model.
+evaluation (with labels) and the accuracy check -> explain() (skipped with NUM_SAMPLES_TO_EXPLAIN=0): SHAP ->
+global importance -> attribution methods -> Grad-CAM -> attention -> counterfactuals -> report -> publication ->
+main(). The stages after training are functions of stages.py, one per stage; the model and its checkpoint are in
+model.py (nothing imports this script). `import train_explain` has no side effects; `load_model()` and `predict()`
+(re-exported from model.py and api.py) reuse a trained model.
 """
 import ast
 import difflib
@@ -33,6 +34,9 @@ RESUME = False  # True: continue the interrupted training of RUN (its resume sta
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
 ENSEMBLE_SIZE = 1  # networks trained side by side from their own initial weights; the model's logits are their mean, and every explanation explains that mean
 CONV_FRONT_END = "plain"  # the conv blocks before the LSTM: "plain" (Conv1d + BatchNorm + ReLU + pool, twice) or "inception" (InceptionTime's multi-scale modules, 1 then 3 with a residual; model.py)
+NORMALIZATION = "per_series"  # "per_series": the network z-scores each row's channels over its own steps (recordings of any amplitude); "per_channel": only the training file's per-channel statistics (docs/input.md#amplitude-and-normalization)
+AMPLITUDE_FEATURES = True  # with per_series: each channel's mean and log std, which the z-score removes, go to the classifier as inputs
+LENGTH_FEATURE = True  # rows of different lengths: log(row length) goes to the classifier as an input (a masked model cannot see it otherwise)
 KERNEL_SIZE = 7  # Conv1d kernel width in time steps (odd)
 LSTM_HIDDEN_SIZE = 64  # hidden units per direction of the bidirectional LSTM
 LSTM_LAYERS = 1  # stacked LSTM layers
@@ -52,7 +56,7 @@ VAL_FRACTION = 0.0  # 0: train on every training row and keep the last epoch; > 
 EARLY_STOPPING_PATIENCE = 30  # with a validation split: stop after this many epochs without a lower validation loss
 # explanations
 NUM_SHAP_BACKGROUND_SAMPLES = 100  # training rows that form the SHAP reference distribution
-NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM and attention
+NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM, attention and the other methods; 0 = score only (predictions, evaluation, report; no explanation stage runs)
 EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted ones without labels), "least_confident", or row numbers "0,17,42"
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
@@ -144,7 +148,7 @@ UPPER_BOUNDS = {"EPOCHS": 100_000, "BATCH_SIZE": 65_536, "ENSEMBLE_SIZE": 64, "C
 def check_config(config: dict) -> None:
     positive = ["EPOCHS", "BATCH_SIZE", "ENSEMBLE_SIZE", "CNN_CHANNELS", "KERNEL_SIZE", "LSTM_HIDDEN_SIZE", "LSTM_LAYERS",
                 "ATTENTION_HEADS", "MIN_POOLED_LENGTH", "MAX_POOLED_LENGTH", "NUM_SHAP_BACKGROUND_SAMPLES",
-                "NUM_SAMPLES_TO_EXPLAIN", "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
+                "SHAP_SEGMENTS_PER_CHANNEL", "LEARNING_RATE",
                 "EARLY_STOPPING_PATIENCE", "ATTRIBUTION_WINDOWS", "IG_STEPS", "OCCLUSION_WINDOW", "KEEP_RUNS",
                 "COUNTERFACTUAL_BUDGET", "SHAP_SUBWINDOWS"]
     for name in positive:
@@ -155,7 +159,8 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"{name} is {config[name]}, more than {most:,}: its memory or time would grow "
                               f"without bound; use at most {most:,}")
     for name in ["WEIGHT_DECAY", "WARMUP_EPOCHS", "LABEL_SMOOTHING", "MIXUP_ALPHA", "MAX_MISCLASSIFIED",
-                 "SHAP_PERMUTATIONS", "GLOBAL_EXPLAIN_ROWS", "THREADS", "DRAWING_PROCESSES", "PROGRESS_SECONDS"]:
+                 "SHAP_PERMUTATIONS", "GLOBAL_EXPLAIN_ROWS", "THREADS", "DRAWING_PROCESSES", "PROGRESS_SECONDS",
+                 "NUM_SAMPLES_TO_EXPLAIN"]:
         if config[name] < 0:
             raise ConfigError(f"{name} is {config[name]}; it must be zero or positive")
     for name in ["DROPOUT", "VAL_FRACTION", "LABEL_SMOOTHING"]:
@@ -171,8 +176,13 @@ def check_config(config: dict) -> None:
     if config["CONV_FRONT_END"] == "inception" and config["CNN_CHANNELS"] % 4:
         raise ConfigError(f"CNN_CHANNELS is {config['CNN_CHANNELS']}; the inception front end splits it over 4 branches, "
                           "so use a multiple of 4")
+    if not config["NUM_SAMPLES_TO_EXPLAIN"] and config["EXPLAIN_ROWS"].strip() not in ("", "least_confident"):
+        raise ConfigError(f"EXPLAIN_ROWS={config['EXPLAIN_ROWS']!r} names rows to explain, but NUM_SAMPLES_TO_EXPLAIN=0 "
+                          "only scores; drop one of the two")
     if config["DEVICE"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"DEVICE is {config['DEVICE']!r}; use 'auto', 'cpu' or 'cuda'")
+    if config["NORMALIZATION"] not in NORMALIZATIONS:
+        raise ConfigError(f"NORMALIZATION is {config['NORMALIZATION']!r}; use one of {', '.join(map(repr, NORMALIZATIONS))}")
     if config["MISSING_VALUES"] not in ("interpolate", "error"):
         raise ConfigError(f"MISSING_VALUES is {config['MISSING_VALUES']!r}; use 'interpolate' or 'error'")
     if config["SHAP_METHOD"] not in ("permutation", "exact", "deep", "all"):
@@ -206,20 +216,22 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import checks  # noqa: E402
 from counterfactuals import CounterfactualError, guide_pool, target_index  # noqa: E402
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
-from api import predict  # noqa: E402,F401  (re-exported for users, beside load_model)
-from model import FRONT_ENDS, CheckpointError, build_model, ensemble_size, checkpoint_dict, load_model, predict_logits  # noqa: E402,F401  (load_model: re-exported for users)
+from api import integer_labels, predict  # noqa: E402,F401  (predict: re-exported for users, beside load_model)
+from model import (FRONT_ENDS, NORMALIZATIONS, CheckpointError, build_model, ensemble_size, checkpoint_dict,  # noqa: E402,F401
+                   input_description, load_model, predict_logits)  # (load_model: re-exported for users)
 from regions import SegmentError, parse_segments  # noqa: E402
 from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from shapley import ShapSettingError  # noqa: E402
 from version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 # the training engine, moved to training.py: every name it had here is re-exported (tests and bench/ use them)
-from training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError, atomic_save,  # noqa: E402,F401
-                      batch_indices, beta, evaluate, mixed_batch, mixup, model_hyperparameters, restore_training_state,
-                      save_torch, save_training_state, score_from_rank0, stacked, train_background, train_epoch,
-                      train_model, warmup_cosine)
+from training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
+                      atomic_save, batch_indices, beta, evaluate, mixed_batch, mixup, model_hyperparameters,
+                      restore_training_state, save_torch, save_training_state, score_from_rank0, stacked, time_left,
+                      train_background, train_epoch, train_model, warmup_cosine)
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
@@ -360,6 +372,57 @@ def counterfactual_guides(checkpoint, background: torch.Tensor, background_lengt
     return background, None, background_lengths
 
 
+def kept_train_accuracy(history, epoch):
+    """The training accuracy of the kept epoch; None without a training history (a reused checkpoint of a run
+    that wrote none)."""
+    return next((row["train_accuracy"] for row in history or [] if row["epoch"] == epoch), None)
+
+
+def explain(model, samples, scored, background, background_lengths, checkpoint, config, path, progress, lap) -> dict:
+    """Every explanation stage for the explained samples, in order, each timed by lap(phase); returns their
+    metrics.json sections. The attribution suite runs before Grad-CAM's figures, which say when its deletion check
+    finds Grad-CAM no better than random."""
+    import plots
+    import stages
+
+    shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path, background_lengths,
+                                                    progress)
+    print(f"SHAP ({shap_summary['method']}): additivity error median "
+          f"{shap_summary['additivity_rel_error_median']:.3g}, max {shap_summary['additivity_rel_error_max']:.3g}")
+    sections = {"shap": shap_summary}
+    lap("shap")
+
+    if config["GLOBAL_EXPLAIN_ROWS"]:
+        sections["global"] = stages.global_outputs(model, scored, background, config, path, background_lengths,
+                                                   progress)
+        print(f"global importance over {sections['global']['rows']} rows: top channel "
+              f"{max(sections['global']['channel_importance'].items(), key=lambda kv: kv[1]['mean'])[0]}")
+        lap("global")
+
+    if chosen_methods(config):
+        sections["attributions"] = stages.attribution_outputs(
+            model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
+            chosen_methods(config), config, path, progress)
+        lap("attributions")
+    faithful = stages.better_than_random(sections.get("attributions", {}).get("methods", {}))
+    unfaithful = [name for name, better in faithful.items() if not better]
+    if unfaithful:
+        print(f"warning: the deletion curves of {', '.join(unfaithful)} are {plots.NO_BETTER_THAN_RANDOM}")
+
+    sections["gradcam"] = stages.gradcam_outputs(model, samples, path, faithful.get("gradcam"))
+    lap("gradcam")
+
+    sections["attention"] = stages.attention_outputs(model, samples, path)
+    lap("attention")
+
+    sections["counterfactuals"], sections["counterfactual_summary"] = stages.counterfactual_outputs(
+        model, samples, shap_values, counterfactual_guides(checkpoint, background, background_lengths), config, path)
+    print(f"counterfactuals: {sum(e['found'] for e in sections['counterfactuals'])} of "
+          f"{len(sections['counterfactuals'])} found")
+    lap("counterfactuals")
+    return sections
+
+
 def choose_resources(config, log) -> tuple[int, int]:
     """Say what the run uses (threads.py); returns (torch threads for the explanations, drawing processes) and
     sets torch's threads for training."""
@@ -423,6 +486,7 @@ def run(config: dict) -> int:
             checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
             model, checkpoint = load_model(checkpoint_path, device)
             log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
+            log(input_description(model))
             normalization = checkpoint["normalization"]
             # the new file is read in parts, so that its size is bounded by the disk, not the memory
             test_x = stages.FileRows(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"], normalization,
@@ -458,6 +522,7 @@ def run(config: dict) -> int:
                 val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
                 hyperparameters = model_hyperparameters(config, train)
                 model = build_model(hyperparameters).to(device)
+                log(input_description(model))
                 if rank == 0:
                     folder.check_free_space(needed_bytes(model))
                 if distributed:
@@ -472,7 +537,8 @@ def run(config: dict) -> int:
                 # what --train=False needs to explain new data without the training file
                 checkpoint.update(background=background.cpu(), background_lengths=torch.from_numpy(background_lengths),
                                   length_range=[int(train.lengths.min()), int(train.lengths.max())],
-                                  train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist())
+                                  train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist(),
+                                  label_type="int" if integer_labels(train.class_names) else "str")
                 checkpoint.update(guide_pool(train_x.cpu().numpy(), train.y, train.lengths, config["SEED"]))  # counterfactual guides
             model.eval()
             if distributed:
@@ -513,59 +579,33 @@ def run(config: dict) -> int:
             report.data_summary((train, test), scored.y_pred, folder.staging)
             lap("evaluate")
 
-            # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
-            with torch.backends.cudnn.flags(enabled=False):
-                samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
-                                                               config["NUM_SAMPLES_TO_EXPLAIN"]))
-                shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path,
-                                                                background_lengths, progress)
-                print(f"SHAP ({shap_summary['method']}): additivity error median "
-                      f"{shap_summary['additivity_rel_error_median']:.3g}, "
-                      f"max {shap_summary['additivity_rel_error_max']:.3g}")
-                lap("shap")
+            accuracy = checks.accuracy_check(scored.class_names, checkpoint.get("train_class_counts"),
+                                             kept_train_accuracy(history, checkpoint["epoch"]), scored.y_true,
+                                             scored.y_pred)
 
-                if config["GLOBAL_EXPLAIN_ROWS"]:
-                    global_summary = stages.global_outputs(model, scored, background, config, path,
-                                                          background_lengths, progress)
-                    print(f"global importance over {global_summary['rows']} rows: top channel "
-                          f"{max(global_summary['channel_importance'].items(), key=lambda kv: kv[1]['mean'])[0]}")
-                    lap("global")
-
-                gradcam_summary = stages.gradcam_outputs(model, samples, path)
-                lap("gradcam")
-
-                attention_summary = stages.attention_outputs(model, samples, path)
-                lap("attention")
-
-                if chosen_methods(config):
-                    attribution_summary = stages.attribution_outputs(
-                        model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
-                        chosen_methods(config), config, path, progress)
-                    lap("attributions")
-
-                counterfactual_entries, counterfactual_summary = stages.counterfactual_outputs(
-                    model, samples, shap_values, counterfactual_guides(checkpoint, background, background_lengths), config, path)
-                print(f"counterfactuals: {sum(e['found'] for e in counterfactual_entries)} of "
-                      f"{len(counterfactual_entries)} found")
-                lap("counterfactuals")
+            samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
+                                                           config["NUM_SAMPLES_TO_EXPLAIN"]))
+            if len(samples):
+                # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
+                with torch.backends.cudnn.flags(enabled=False):
+                    explanations = explain(model, samples, scored, background, background_lengths, checkpoint, config,
+                                           path, progress, lap)
+            else:
+                explanations = {"explanations_skipped": "NUM_SAMPLES_TO_EXPLAIN=0: the file was only scored"}
+                print("explanations skipped (NUM_SAMPLES_TO_EXPLAIN=0): predictions, evaluation and the report only")
 
             metrics = {
-                "version": __version__, **evaluation, "labelled": scored.labelled, "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
+                "version": __version__, **evaluation, "accuracy_check": accuracy, "labelled": scored.labelled,
+                "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
                 "networks": ensemble_size(model),
                 "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
                 "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
-                "shap": shap_summary, "gradcam": gradcam_summary, "attention": attention_summary,
                 "explained_rows": samples.rows.tolist(),
                 "series": {"missing_values": config["MISSING_VALUES"],
                            **{part: counts.summary() for part, counts in series.items()},
                            **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
-                "explained": [samples.describe(i) for i in range(len(samples))],
+                "explained": [samples.describe(i) for i in range(len(samples))], **explanations,
             }
-            if config["GLOBAL_EXPLAIN_ROWS"]:
-                metrics["global"] = global_summary
-            if chosen_methods(config):
-                metrics["attributions"] = attribution_summary
-            metrics.update(counterfactuals=counterfactual_entries, counterfactual_summary=counterfactual_summary)
             drawing.wait(progress)  # the report inlines every figure
             lap("figures")
             report.write_report(folder.staging, metrics, config, history, (train, test), path("report.html"),
@@ -577,6 +617,8 @@ def run(config: dict) -> int:
     log(f"outputs in {config['OUTPUT_DIR']}/ = {os.path.relpath(published, folder.root)}"
         + (f" (replaces {os.path.relpath(replaced, folder.root)} as the latest, which is kept)" if replaced else "")
         + f" ({timings['total']:.1f} s)")
+    for line in checks.accuracy_lines(accuracy):  # last, where a reader looks: has the model learned its task?
+        log(line)
     return 0
 
 

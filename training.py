@@ -22,8 +22,11 @@ RESUME_SAVE_SECONDS = 5.0
 def model_hyperparameters(config: dict, train) -> dict:
     """The checkpoint's hyperparameters: every constant, lower case, and what the training file gives (its
     channels, length and classes)."""
+    # The length input only where the training rows differ in length: a constant would only move the bias.
+    varying = bool((np.asarray(train.lengths) < train.X.shape[2]).any())
     return {**{name.lower(): value for name, value in config.items()}, "input_channels": train.X.shape[1],
-            "sequence_length": train.X.shape[2], "num_classes": len(train.class_names)}
+            "sequence_length": train.X.shape[2], "num_classes": len(train.class_names),
+            "length_feature": config["LENGTH_FEATURE"] and varying}
 
 
 def batch_indices(n: int, batch_size: int, generator=None, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
@@ -56,28 +59,22 @@ def beta(alpha: float) -> torch.distributions.Beta:
     return torch.distributions.Beta(alpha, alpha)
 
 
-def mixup(x, y, alpha: float, lengths=None):
-    """(blended inputs, partner labels, weight w): each sample blended with a partner drawn from its batch,
-    w * x + (1 - w) * x_partner with one w ~ Beta(alpha, alpha) per batch (Zhang et al., 2018). Given the rows'
-    lengths, the blended lengths come fourth: rows of different lengths blend to the longer one (past the shorter
-    row's end its padding, 0 = the training mean, is blended in), so no real step of either row is dropped."""
+def mixup(y, alpha: float) -> tuple[torch.Tensor, float]:
+    """(partner indices, weight w) of a mixup batch (Zhang et al., 2018): each sample blended with a partner drawn
+    from its batch, w * x + (1 - w) * x_partner, one w ~ Beta(alpha, alpha) per batch. The model blends (its `mix`
+    argument), as it reads the rows; the loss weighs the two labels w and 1 - w."""
     weight = float(beta(alpha).sample())
-    partner = torch.randperm(len(y)).to(y.device)
-    blended = weight * x + (1 - weight) * x[partner], y[partner], weight
-    return blended if lengths is None else (*blended, torch.maximum(lengths, lengths[partner]))
+    return torch.randperm(len(y)).to(y.device), weight
 
 
 def mixed_batch(data: CustomDataset, idx, minimum: int, mixup_alpha: float):
-    """(x, y, partner labels, weight w, lengths) of the rows idx, blended by mixup when mixup_alpha > 0 (w = 1 and
-    the partners are the rows' own labels without it)."""
+    """(x, y, partner labels, weight w, lengths, mix) of the rows idx, mix = the model's mixup argument (None, w = 1
+    and the partners the rows' own labels when mixup_alpha is 0)."""
     x, y, lengths = data.batch(idx.to(data.X.device), minimum)
     if not mixup_alpha:
-        return x, y, y, 1.0, lengths
-    if lengths is None:
-        x, partner_y, weight = mixup(x, y, mixup_alpha)
-    else:
-        x, partner_y, weight, lengths = mixup(x, y, mixup_alpha, lengths)
-    return x, y, partner_y, weight, lengths
+        return x, y, y, 1.0, lengths, None
+    partner, weight = mixup(y, mixup_alpha)
+    return x, y, y[partner], weight, lengths, (partner, weight)
 
 
 def stacked(batches):
@@ -86,7 +83,7 @@ def stacked(batches):
     width = max(x.shape[2] for x, *_ in batches)
     x = torch.stack([nn.functional.pad(x, (0, width - x.shape[2])) for x, *_ in batches])
     lengths = torch.stack([torch.full((len(x),), x.shape[2], device=x.device) if lengths is None else lengths
-                           for x, *_, lengths in batches])
+                           for x, *_, lengths, _ in batches])
     return x, None if bool((lengths >= width).all()) else lengths
 
 
@@ -108,12 +105,12 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
     for step in zip(*orders):
         batches = [mixed_batch(data, idx, minimum, mixup_alpha) for idx in step]
         if members == 1:
-            x, *_, lengths = batches[0]
-            logits = [model(x) if lengths is None else model(x, lengths)]
+            x, *_, lengths, mix = batches[0]
+            logits = [model(x, lengths, mix=mix)]
         else:
-            logits = model(*stacked(batches), members=True)  # (members, B, K)
+            logits = model(*stacked(batches), members=True, mixes=[mix for *_, mix in batches])  # (members, B, K)
         loss = sum(weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
-                   for own, (_, y, partner_y, weight, _) in zip(logits, batches))
+                   for own, (_, y, partner_y, weight, *_) in zip(logits, batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -218,13 +215,23 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
             last_save = time.perf_counter()
         if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
             validation = f"val loss {val_loss:.4f} acc {val_acc:.3f}  " if len(val_data) else ""
-            log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  {validation}lr {learning_rate:.2e}")
+            log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  {validation}lr {learning_rate:.2e}  "
+                f"{history[-1]['seconds']:.2f} s, {time_left(history, config['EPOCHS'])}")
     if progress_state["since_best"] >= config["EARLY_STOPPING_PATIENCE"]:
         log(f"early stop after epoch {epoch}: no better validation score for {progress_state['since_best']} epochs")
     best = progress_state["best"]
     log(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.3f} loss {best['val_loss']:.4f}" if len(val_data)
         else f"kept the last epoch, {best['epoch']} (no validation split)")
     return history, best["model_state_dict"], best["epoch"], best["val_accuracy"], best["val_loss"]
+
+
+def time_left(history, epochs: int) -> str:
+    """The time the remaining epochs will take at the mean pace of those run so far, in words ("about 1 min 20 s
+    left"); early stopping may end sooner."""
+    seconds = (epochs - history[-1]["epoch"]) * sum(row["seconds"] for row in history) / len(history)
+    if seconds < 60:
+        return f"about {seconds:.0f} s left"
+    return f"about {seconds // 60:.0f} min {seconds % 60:.0f} s left"
 
 
 # Settings that may change between an interrupted run and its resumption without changing the training.

@@ -4,7 +4,8 @@
     python bench/onnx_speed.py --channels=6 --length=500 --threads=1
 
 Builds the default network (the constants' defaults: CNN_CHANNELS=32, LSTM_HIDDEN_SIZE=64, one LSTM layer,
-4 heads; weights as initialised, since speed does not depend on their values) as a checkpoint, exports it with
+4 heads, NORMALIZATION=per_series with the amplitude inputs; weights as initialised, since speed does not depend
+on their values) as a checkpoint, exports it with
 api.export_onnx (which also checks its logits against PyTorch's), then scores the same raw rows at each batch size
 with both: PyTorch as api.predict does (normalize, then model.predict_logits under inference_mode) and an
 onnxruntime session (normalization inside the graph), each with the same number of threads. The two alternate
@@ -32,7 +33,8 @@ def checkpoint_of_default_model(channels: int, length: int, classes: int, path: 
 
     hyperparameters = {"input_channels": channels, "sequence_length": length, "num_classes": classes,
                        "cnn_channels": 32, "lstm_hidden_size": 64, "lstm_layers": 1, "attention_heads": 4,
-                       "dropout": 0.1, "kernel_size": 7, "min_pooled_length": 16, "max_pooled_length": 128}
+                       "dropout": 0.1, "kernel_size": 7, "min_pooled_length": 16, "max_pooled_length": 128,
+                       "normalization": "per_series", "amplitude_features": True, "length_feature": False}
     torch.manual_seed(0)
     model = build_model(hyperparameters).eval()
     channel_names = [f"ch{c}" for c in range(channels)]

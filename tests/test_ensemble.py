@@ -163,8 +163,8 @@ def test_a_seeded_ensemble_run_repeats_and_reports_its_networks(tmp_path):
 
 
 def test_members_batches_of_different_widths_are_padded_to_the_widest_with_each_rows_length_kept():
-    short = (torch.ones(2, 1, 5), None, None, 1.0, None)  # both rows fill their 5 steps
-    long = (torch.ones(2, 1, 8), None, None, 1.0, torch.tensor([8, 6]))
+    short = (torch.ones(2, 1, 5), None, None, 1.0, None, None)  # both rows fill their 5 steps
+    long = (torch.ones(2, 1, 8), None, None, 1.0, torch.tensor([8, 6]), None)
     x, lengths = train_explain.stacked([short, long])
     assert x.shape == (2, 2, 1, 8) and float(x[0, :, :, 5:].abs().sum()) == 0
     assert lengths.tolist() == [[5, 5], [8, 6]]

@@ -214,3 +214,20 @@ def test_copies_of_one_row_are_sampled_with_permutations_of_their_own():
     values = global_importance.group_values(model, row.repeat(2, 1, 1), background, groups, seed=0)
     assert not np.allclose(values[0], values[1])
     np.testing.assert_allclose(values[0].sum(axis=0), values[1].sum(axis=0), atol=1e-5)  # both add up
+
+
+def test_windows_of_rows_of_two_lengths_stand_at_the_same_shares_of_each_rows_own_length():
+    edges = global_importance.relative_window_edges([20, 200], 10)
+    np.testing.assert_allclose(edges, np.arange(0, 101, 10))
+
+
+def test_class_means_of_rows_of_two_lengths_are_drawn_over_the_whole_relative_axis():
+    short, long = np.zeros((1, 20)), np.zeros((1, 200))
+    short[0, 9:11], long[0, 90:110] = 1.0, 1.0  # each row's bump at the middle of its own length
+    x = np.zeros((2, 1, 200))
+    x[0, :, :20], x[1] = short, long
+    positions, means = global_importance.relative_class_means(x, [20, 200], np.array([0, 0]), 2)
+    assert positions[0] > 0 and positions[-1] < 100 and np.isfinite(means).all()
+    middle = (positions > 47) & (positions < 53)  # both bumps, each at the middle of its own row
+    assert means[0, 0, middle].min() > 0.95 and means[0, 0, ~((positions > 42) & (positions < 58))].max() == 0
+    assert (means[1] == 0).all()  # a class never predicted: zeros, not the mean of nothing

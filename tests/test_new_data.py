@@ -70,6 +70,15 @@ def test_the_unlabelled_report_shows_predictions_and_no_accuracy(unlabelled_run)
     assert "<section id='predictions'>" in page and "The least confident rows" in page
 
 
+@pytest.mark.slow
+def test_an_unlabelled_reports_section_numbers_count_the_sections_shown_without_a_gap(unlabelled_run):
+    from test_report import section_numbers
+
+    numbers, shown = section_numbers((unlabelled_run[0] / "report.html").read_text())
+    assert "evaluation" not in shown and "misclassified" not in shown
+    assert numbers == list(range(1, len(shown) + 1))
+
+
 def test_explain_rows_takes_row_numbers_or_the_least_confident(unlabelled_run, tmp_path):
     copy, new, _ = unlabelled_run
     out = tmp_path / "out"

@@ -94,6 +94,20 @@ def test_report_shows_every_figure_in_pipeline_order(report):
     assert positions == sorted(positions), "sections are not in the order the pipeline runs"
 
 
+def section_numbers(page):
+    """(the numbers of the report's section headings, the SECTIONS it shows) in page order."""
+    import report as report_module
+
+    shown = [key for key in re.findall(r"<section id='(\w+)'>", page) if key in dict(report_module.SECTIONS)]
+    return [int(n) for n in re.findall(r"<h2>(\d+)\. ", page)], shown
+
+
+@pytest.mark.slow
+def test_a_labelled_reports_section_numbers_count_the_sections_shown_without_a_gap(report):
+    numbers, shown = section_numbers(report[1])
+    assert "predictions" not in shown and numbers == list(range(1, len(shown) + 1))
+
+
 @pytest.mark.slow
 def test_report_has_a_card_per_explained_sample(report):
     _, page, metrics = report
@@ -211,3 +225,18 @@ def test_a_figure_drawn_on_a_kept_layout_has_the_pixels_of_one_laid_out_anew(tmp
     x = x * 1000  # other value ticks on the signal lines
     draw(second, "sample 1: row 17, predicted bb (a longer title)", tmp_path / "other.png")
     assert len(plots._layouts) == (2 if kind != "cropped" else 1)  # the grid draws no value ticks
+
+
+def test_every_grad_cam_figure_shares_one_colour_scale_up_to_the_largest_value_of_any_sample(monkeypatch):
+    import numpy as np
+    import torch
+
+    import plots
+    import stages
+
+    scales = []
+    monkeypatch.setattr(plots, "attribution_figure", lambda *args, **kwargs: scales.append(kwargs["bound"]))
+    samples = stages.Samples(torch.zeros(2, 1, 3), np.arange(2), None, np.zeros(2, dtype=int), np.full((2, 2), 0.5),
+                             ["a", "b"], ["c"])
+    plots.gradcam_figures(np.array([[0.0, 1.0, 0.5], [0.0, 0.1, 0.05]]), samples, lambda name: name)
+    assert scales == [1.0, 1.0]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import train_explain
-from model import HybridCNNLSTMAttention
+from model import HybridCNNLSTMAttention, blended
 from data_loader import CustomDataset
 
 
@@ -52,10 +52,10 @@ def test_mixup_blends_each_sample_with_a_partner_from_its_batch_by_one_weight():
     torch.manual_seed(0)
     y = torch.arange(16)
     x = y.float().view(-1, 1, 1).expand(16, 2, 5)  # every value of sample i is i: the blend names its partner
-    blended, partner_y, weight = train_explain.mixup(x, y, alpha=0.4)
-    assert 0 <= weight <= 1 and sorted(partner_y.tolist()) == y.tolist()
-    expected = weight * y + (1 - weight) * partner_y
-    assert torch.allclose(blended, expected.float().view(-1, 1, 1).expand(16, 2, 5))
+    partner, weight = train_explain.mixup(y, alpha=0.4)
+    assert 0 <= weight <= 1 and sorted(y[partner].tolist()) == y.tolist()
+    expected = weight * y + (1 - weight) * y[partner]
+    assert torch.allclose(blended(x, partner, weight), expected.float().view(-1, 1, 1).expand(16, 2, 5))
 
 
 def test_mixup_weights_the_loss_between_both_labels_of_a_blended_batch():
@@ -74,8 +74,8 @@ def test_mixup_weights_the_loss_between_both_labels_of_a_blended_batch():
                                      None, Silent(), mixup_alpha=0.4)
     torch.manual_seed(1)  # the same blend and dropout masks again
     model.train()
-    blended, partner_y, weight = train_explain.mixup(data.X, data.y, 0.4)
-    logits = model(blended)
+    partner, weight = train_explain.mixup(data.y, 0.4)
+    logits = model(blended(data.X, partner, weight))
     expected = (weight * torch.nn.functional.cross_entropy(logits, data.y)
-                + (1 - weight) * torch.nn.functional.cross_entropy(logits, partner_y))
+                + (1 - weight) * torch.nn.functional.cross_entropy(logits, data.y[partner]))
     assert loss == pytest.approx(expected.item(), rel=1e-5)
