@@ -1,8 +1,9 @@
 """Score new data with a trained model from Python, as `--train=False` does from the command line:
 
-    from api import predict                      # also: from train_explain import predict
+    from api import export_onnx, predict         # also: from train_explain import predict
     result = predict("outputs/saved_model_hybrid_explained.pth", "new.csv")   # or a DataFrame, or an array
     result.classes[:3], result.probabilities[:3]
+    export_onnx("outputs/saved_model_hybrid_explained.pth")   # -> outputs/model.onnx (onnx_export.py)
 
 The data are read with the checkpoint's own layout (feature columns in any order, the label column ignored)
 and normalization, never refitted on the new data.
@@ -15,6 +16,7 @@ import pandas as pd
 
 from data_loader import DataError, normalize, read_table, table_from_frame
 from model import load_model, predict_logits
+from onnx_export import export_onnx  # noqa: F401  (re-exported: the model as ONNX for users, needs the export extra)
 
 
 @dataclass

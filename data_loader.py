@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
+import formats
 from model import MAX_COLUMNS, SETTING_RANGES
 from progress import Silent
 
@@ -92,7 +93,13 @@ def read_train_test(train_path, test_path, label_column="label", missing_values=
 
 
 def read_train(path, label_column="label", missing_values="interpolate", progress=Silent):
-    """The training CSV, which defines the layout (channels, steps) and the classes; it must have labels."""
+    """The training CSV, which defines the layout (channels, steps) and the classes; it must have labels. A .ts,
+    .arff, .parquet, .npy or .npz file (formats.py) is read as the CSV it stands for."""
+    if formats.other_format(path):
+        if str(path).lower().endswith(".npy"):
+            raise DataError(f"{path}: an .npy file holds series without labels; to train, save the series and "
+                            "their labels together: np.savez(path.npz, X=series, y=labels)")
+        return train_table_from_frame(_formatted_frame(path, label_column), label_column, str(path), missing_values)
     header = _header(path, label_column)
     channel_names, feature_columns = _channel_layout(path, [name for name in header if name != label_column])
     ((X, labels, lengths, filled),) = _read_rows(path, header, label_column, feature_columns, None,
@@ -116,6 +123,9 @@ def iter_table(path, layout, label_column="label", chunk_rows=None, reference=No
                progress=Silent):
     """read_table's table in parts of at most chunk_rows rows (None: one part), in file order, each checked as
     read_table checks the whole; row_indices count from the top of the file. Memory is bounded by the part."""
+    if formats.other_format(path):  # read whole: these formats are not read in parts
+        yield table_from_frame(_formatted_frame(path, label_column), layout, label_column, str(path), missing_values)
+        return
     header = _header(path, label_column, require_label=False)
     _check_same_columns(path, [name for name in header if name != label_column], layout["feature_columns"],
                         reference or "the training file")
@@ -157,6 +167,29 @@ def table_from_frame(frame, layout, label_column="label", name="the DataFrame", 
             raise DataError(f"{name}: labels that are not classes of the training file in row {int(np.argmax(y < 0))}")
     return _table(X.reshape(len(X), -1), y, list(layout["class_names"]), list(layout["channel_names"]),
                   list(layout["feature_columns"]), lengths, filled)
+
+
+def train_table_from_frame(frame, label_column="label", name="the DataFrame", missing_values="interpolate"):
+    """read_train's table of a DataFrame in the CSV layout: its columns give the layout, its labels the classes."""
+    if label_column not in frame.columns:
+        raise DataError(f"{name}: no column {label_column!r} (columns: {_few([str(c) for c in frame.columns])}); "
+                        f"training needs labels: rename the label column or set --label_column=NAME")
+    features = [str(c) for c in frame.columns if c != label_column]
+    if not features:
+        raise DataError(f"{name}: the only column is the label {label_column!r}; add numeric feature columns")
+    channel_names, feature_columns = _channel_layout(name, features)
+    frame = frame.rename(columns=str)
+    class_names = _class_names(name, frame[label_column].astype(str).str.strip())
+    return table_from_frame(frame, {"class_names": class_names, "channel_names": channel_names,
+                                    "feature_columns": feature_columns}, label_column, name, missing_values)
+
+
+def _formatted_frame(path, label_column):
+    """A .ts, .arff, .parquet, .npy or .npz file as a DataFrame in the CSV layout (formats.py)."""
+    try:
+        return formats.read_frame(path, label_column)
+    except formats.FormatError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _table(X, y, class_names, channel_names, feature_columns, lengths=None, filled=None):

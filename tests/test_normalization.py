@@ -78,7 +78,7 @@ def test_the_length_feature_is_log_length():
 def test_the_length_input_is_given_only_where_the_training_rows_differ_in_length():
     config = train_explain.config_from_args([])
     class Table:  # the fields model_hyperparameters reads
-        X, class_names = np.zeros((4, 1, 30)), ["a", "b"]
+        X, class_names, feature_names = np.zeros((4, 1, 30)), ["a", "b"], None
     Table.lengths = np.full(4, 30)
     assert train_explain.model_hyperparameters(config, Table)["length_feature"] is False
     Table.lengths = np.array([30, 12, 30, 20])
@@ -93,6 +93,14 @@ def test_a_per_series_network_starts_as_the_per_channel_network_of_the_same_seed
     assert all(torch.equal(plain.state_dict()[k], v) for k, v in series.state_dict().items() if k in plain.state_dict())
     assert not series.fact_head.weight.any()
     assert torch.equal(after_plain, after_series)  # the same random numbers left for training
+
+
+def test_a_table_of_named_features_keeps_the_per_channel_statistics():
+    config = train_explain.config_from_args([])
+    class Table:  # height, weight, age: a row's z-score across them would mix their units
+        X, class_names, lengths, feature_names = np.zeros((4, 1, 3)), ["a", "b"], np.full(4, 3), ["h", "w", "a"]
+    assert config["NORMALIZATION"] == "per_series"
+    assert train_explain.model_hyperparameters(config, Table)["normalization"] == "per_channel"
 
 
 def test_a_checkpoint_from_before_the_choice_rebuilds_a_per_channel_network():
