@@ -58,7 +58,8 @@ def rescaled_copy(directory, out, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", help="directories with train_set.csv and test_set.csv")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds 0 .. N-1 per data set (default 2)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per data set (default 2)")
+    parser.add_argument("--first_seed", type=int, default=0, help="the seeds are first_seed .. first_seed + seeds - 1")
     parser.add_argument("--variants", default="per_channel,per_series,per_series+amplitude",
                         help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--copies", default="as_is,rescaled", help="as_is, rescaled or both")
@@ -66,6 +67,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1)")
     args = parser.parse_args()
     variants, copies = args.variants.split(","), args.copies.split(",")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     with tempfile.TemporaryDirectory() as scratch:
         sources = {}
         for directory in args.datasets:
@@ -80,17 +82,17 @@ def main():
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
             futures = {pool.submit(trained_logits, path, seed, [*VARIANTS[v], *shlex.split(args.extra)]):
                        (name, copy, v, seed)
-                       for (name, copy), path in sources.items() for v in variants for seed in range(args.seeds)}
+                       for (name, copy), path in sources.items() for v in variants for seed in seeds}
             for future in concurrent.futures.as_completed(futures):
                 logits, y, seconds = future.result()
                 results[futures[future]] = accuracy(logits, y)
                 print(f"{' '.join(map(str, futures[future]))}: {results[futures[future]]:.4f} ({seconds:.0f} s)",
                       file=sys.stderr, flush=True)
     header = ["data set"] + [f"{v}, {c.replace('_', ' ')}" for v in variants for c in copies]
-    print(f"extra flags: {args.extra or '(none)'}; mean test accuracy over {args.seeds} seed(s)\n")
+    print(f"extra flags: {args.extra or '(none)'}; mean test accuracy over seeds {seeds.start}-{seeds.stop - 1}\n")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for name in dict.fromkeys(name for name, _ in sources):
-        cells = [statistics.mean(results[(name, c, v, s)] for s in range(args.seeds)) for v in variants
+        cells = [statistics.mean(results[(name, c, v, s)] for s in seeds) for v in variants
                  for c in copies]
         print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in cells) + " |")
 
