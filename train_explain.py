@@ -403,7 +403,8 @@ def explain(model, samples, scored, background, background_lengths, checkpoint, 
     faithful = stages.better_than_random(sections.get("attributions", {}).get("methods", {}))
     unfaithful = [name for name, better in faithful.items() if not better]
     if unfaithful:
-        print(f"warning: the deletion curves of {', '.join(unfaithful)} are {plots.NO_BETTER_THAN_RANDOM}")
+        print(f"warning: the deletion curves of {', '.join(unfaithful)} are no better than random on this run: do not "
+              f"read meaning into {'them' if len(unfaithful) > 1 else 'it'}")
 
     sections["gradcam"] = stages.gradcam_outputs(model, samples, path, faithful.get("gradcam"))
     lap("gradcam")
