@@ -3,6 +3,7 @@ import os
 import sys
 
 import train_explain
+import training
 
 
 def failing_epoch(*args, **kwargs):
@@ -10,5 +11,5 @@ def failing_epoch(*args, **kwargs):
 
 
 if os.environ.get("RANK") == "1":
-    train_explain.train_epoch = failing_epoch
+    training.train_epoch = failing_epoch  # train_model (training.py) looks it up there
 sys.exit(train_explain.main(sys.argv[1:]))
