@@ -28,14 +28,11 @@ from counterfactuals import guide_pool
 from formats import padded, series_columns
 from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
                          stratified_split, table_from_frame)
-from model import (FRONT_ENDS, NORMALIZATIONS, build_model, checkpoint_dict, full_lengths, load_model,
-                   model_at_lengths, predict_logits)
+from model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, build_model, checkpoint_dict, full_lengths,
+                   load_model, model_at_lengths, predict_logits)
 from training import atomic_save, model_hyperparameters, train_background, train_model
 
 BACKGROUND_ROWS = 100  # training rows kept as the SHAP background, as the script's NUM_SHAP_BACKGROUND_SAMPLES
-POSITIVE = ("epochs", "batch_size", "ensemble_size", "cnn_channels", "kernel_size", "lstm_hidden_size",
-            "lstm_layers", "attention_heads", "min_pooled_length", "max_pooled_length", "learning_rate",
-            "early_stopping_patience")
 
 
 class HybridClassifier(ClassifierMixin, BaseEstimator):
@@ -91,15 +88,11 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             kinds = (int, float) if isinstance(default, float) else type(default)
             if not isinstance(p[name], kinds) or isinstance(p[name], bool) != isinstance(default, bool):
                 raise ValueError(f"{name}={p[name]!r} is not a {type(default).__name__} like {default!r}")
-        for name in POSITIVE:
-            if p[name] <= 0:
-                raise ValueError(f"{name}={p[name]!r}; it must be positive")
-        for name in ("weight_decay", "warmup_epochs", "mixup_alpha"):
-            if p[name] < 0:
-                raise ValueError(f"{name}={p[name]!r}; it must be zero or positive")
-        for name in ("dropout", "val_fraction", "label_smoothing"):
-            if not 0 <= p[name] < 1:
-                raise ValueError(f"{name}={p[name]!r}; it must lie in [0, 1)")
+        # model.SETTING_RANGES: the one table the script's flags and the checkpoint loader are checked against
+        for name, value in p.items():
+            why = SETTING_RANGES[name].problem(value) if name in SETTING_RANGES else None
+            if why:
+                raise ValueError(f"{name} {why}")
         if p["kernel_size"] % 2 == 0:
             raise ValueError(f"kernel_size={p['kernel_size']}; use an odd width so the series keeps its length")
         if (2 * p["lstm_hidden_size"]) % p["attention_heads"]:
