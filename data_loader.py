@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-import formats
-from model import MAX_COLUMNS, SETTING_RANGES
-from progress import Silent
+from hybrid_explain import formats
+from hybrid_explain.model import MAX_COLUMNS, SETTING_RANGES
+from hybrid_explain.pipeline.progress import Silent
 
 SINGLE_CHANNEL_NAME = "value"
 

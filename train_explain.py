@@ -8,7 +8,7 @@ The file reads in the order the pipeline runs: constants -> overrides -> trainin
 files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
 evaluation (with labels) and the accuracy check -> explain() (skipped with NUM_SAMPLES_TO_EXPLAIN=0): SHAP ->
 global importance -> attribution methods -> Grad-CAM -> attention -> counterfactuals -> report -> publication ->
-main(). The stages after training are functions of stages.py, one per stage; the model and its checkpoint are in
+main(). The stages after training are functions of hybrid_explain/pipeline/stages.py, one per stage; the model and its checkpoint are in
 model.py (nothing imports this script). `import train_explain` has no side effects; `load_model()` and `predict()`
 (re-exported from model.py and api.py) reuse a trained model.
 """
@@ -33,7 +33,7 @@ RESUME = False  # True: continue the interrupted training of RUN (its resume sta
 # model
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
 ENSEMBLE_SIZE = 1  # networks trained side by side from their own initial weights; the model's logits are their mean, and every explanation explains that mean
-CONV_FRONT_END = "plain"  # the conv blocks before the LSTM: "plain" (Conv1d + BatchNorm + ReLU + pool, twice) or "inception" (InceptionTime's multi-scale modules, 1 then 3 with a residual; model.py)
+CONV_FRONT_END = "plain"  # the conv blocks before the LSTM: "plain" (Conv1d + BatchNorm + ReLU + pool, twice) or "inception" (InceptionTime's multi-scale modules, 1 then 3 with a residual; hybrid_explain/model.py)
 NORMALIZATION = "per_series"  # "per_series": the network z-scores each row's channels over its own steps (recordings of any amplitude; a table of named features keeps per_channel); "per_channel": only the training file's per-channel statistics (docs/input.md#amplitude-and-normalization)
 AMPLITUDE_FEATURES = True  # with per_series: each channel's mean and log std, which the z-score removes, go to the classifier as inputs
 LENGTH_FEATURE = True  # rows of different lengths: log(row length) goes to the classifier as an input (a masked model cannot see it otherwise)
@@ -72,7 +72,7 @@ MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gra
 COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
 COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"
 # resources
-THREADS = 0  # torch threads: 0 = automatic (threads.py: 1 for training, one per core for explanations), N = N threads
+THREADS = 0  # torch threads: 0 = automatic (hybrid_explain/pipeline/threads.py: 1 for training, one per core for explanations), N = N threads
 DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
 PROGRESS_SECONDS = 3.0  # without a terminal: a progress line at least this often in a long phase (0: every step)
 
@@ -168,7 +168,7 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     print(constant_help())
     sys.exit(0)
 if __name__ == "__main__" and "--version" in sys.argv[1:]:
-    from version import __version__
+    from hybrid_explain.version import __version__
 
     print(f"train_explain {__version__}")
     sys.exit(0)
@@ -190,20 +190,20 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import checks  # noqa: E402
-from counterfactuals import CounterfactualError, guide_pool, target_index  # noqa: E402
+from hybrid_explain.metrics import checks  # noqa: E402
+from hybrid_explain.explainers.counterfactuals import CounterfactualError, guide_pool, target_index  # noqa: E402
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
 from api import integer_labels, predict  # noqa: E402,F401  (predict: re-exported for users, beside load_model)
-from model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, CheckpointError, build_model,  # noqa: E402,F401
+from hybrid_explain.model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, CheckpointError, build_model,  # noqa: E402,F401
                    checkpoint_dict, ensemble_size, hyperparameter_problem, input_description, load_model,
                    predict_logits)  # (load_model: re-exported for users)
-from regions import SegmentError, parse_segments  # noqa: E402
-from run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
-from shapley import ShapSettingError  # noqa: E402
-from version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
+from hybrid_explain.explainers.regions import SegmentError, parse_segments  # noqa: E402
+from hybrid_explain.pipeline.run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
+from hybrid_explain.explainers.shapley import ShapSettingError  # noqa: E402
+from hybrid_explain.version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 # the training engine, moved to training.py: every name it had here is re-exported (tests and bench/ use them)
-from training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
+from hybrid_explain.training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
                       atomic_save, batch_indices, beta, evaluate, mixed_batch, mixup, model_hyperparameters,
                       restore_training_state, save_torch, save_training_state, score_from_rank0, stacked, time_left,
                       train_background, train_epoch, train_model, warmup_cosine)
@@ -298,7 +298,7 @@ MAX_SHAP_VALUES = 250_000_000
 def check_settings_fit_data(config, table, num_rows):
     """Settings that depend on the data's shape, checked before any work: a typo fails now, not after training.
     num_rows: the rows of the file explained (None: not known yet, EXPLAIN_ROWS is checked when it is)."""
-    import stages
+    from hybrid_explain.pipeline import stages
 
     values = config["NUM_SAMPLES_TO_EXPLAIN"] * len(table.class_names) * table.X.shape[1] * table.X.shape[2]
     if values > MAX_SHAP_VALUES:
@@ -316,7 +316,7 @@ def check_settings_fit_data(config, table, num_rows):
 
 def chosen_methods(config) -> list[str]:
     """ATTRIBUTION_METHODS as a list of attributions.METHODS names, checked."""
-    from attributions import METHODS
+    from hybrid_explain.explainers.attributions import METHODS
 
     text = config["ATTRIBUTION_METHODS"].strip()
     names = [name for name, m in METHODS.items() if m.in_all] if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
@@ -378,8 +378,8 @@ def explain(model, samples, scored, background, background_lengths, checkpoint, 
     """Every explanation stage for the explained samples, in order, each timed by lap(phase); returns their
     metrics.json sections. The attribution suite runs before Grad-CAM's figures, which say when its deletion check
     finds Grad-CAM no better than random."""
-    import plots
-    import stages
+    from hybrid_explain.figures import plots
+    from hybrid_explain.pipeline import stages
 
     shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path, background_lengths,
                                                     progress)
@@ -423,7 +423,7 @@ def explain(model, samples, scored, background, background_lengths, checkpoint, 
 def choose_resources(config, log) -> tuple[int, int]:
     """Say what the run uses (threads.py); returns (torch threads for the explanations, drawing processes) and
     sets torch's threads for training."""
-    import threads
+    from hybrid_explain.pipeline import threads
 
     training, explaining, source = threads.torch_threads(config["THREADS"], torch.get_num_threads())
     torch.set_num_threads(training)
@@ -437,10 +437,10 @@ def choose_resources(config, log) -> tuple[int, int]:
 
 
 def run(config: dict) -> int:
-    import drawing
-    import report
-    import stages
-    from progress import Progress
+    from hybrid_explain.figures import drawing
+    from hybrid_explain.pipeline import report
+    from hybrid_explain.pipeline import stages
+    from hybrid_explain.pipeline.progress import Progress
 
     timings = {}
     started = clock = time.perf_counter()
@@ -555,7 +555,7 @@ def run(config: dict) -> int:
                 if history:
                     write_history(history, path("train_results_hybrid_explained.csv"))
             if history:
-                import plots
+                from hybrid_explain.figures import plots
 
                 plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 

@@ -30,14 +30,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-import attributions  # noqa: E402
-import localization  # noqa: E402
-import shapley  # noqa: E402
-import stages  # noqa: E402
+from hybrid_explain.explainers import attributions  # noqa: E402
+from hybrid_explain.metrics import localization  # noqa: E402
+from hybrid_explain.explainers import shapley  # noqa: E402
+from hybrid_explain.pipeline import stages  # noqa: E402
 import train_explain  # noqa: E402
 from data_loader import normalize, read_table  # noqa: E402
 from ground_truth_sets import SETS  # noqa: E402
-from model import load_model, predict_logits  # noqa: E402
+from hybrid_explain.model import load_model, predict_logits  # noqa: E402
 
 # AUPRC of Queen et al. 2023 (TimeX, NeurIPS), Table 2, as quoted by issue 24 (their AUP and AUR were not
 # checked here, so they are left out); their model is a transformer.

@@ -23,7 +23,7 @@ from accuracy import REFERENCES, ROOT, SHARED, dataset_name, markdown_table, run
 
 sys.path.insert(0, ROOT)
 from data_loader import normalize, read_train_test  # noqa: E402
-from model import load_model, predict_logits  # noqa: E402
+from hybrid_explain.model import load_model, predict_logits  # noqa: E402
 from train_explain import LABEL_COLUMN  # noqa: E402
 
 

@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import global_importance  # noqa: E402
-import shapley  # noqa: E402
-import stages  # noqa: E402
+from hybrid_explain.explainers import global_importance  # noqa: E402
+from hybrid_explain.explainers import shapley  # noqa: E402
+from hybrid_explain.pipeline import stages  # noqa: E402
 from data_loader import normalize, read_table  # noqa: E402
-from model import load_model  # noqa: E402
+from hybrid_explain.model import load_model  # noqa: E402
 
 
 class Counted(torch.nn.Module):

@@ -27,8 +27,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import shapley  # noqa: E402
-from model import HybridCNNLSTMAttention  # noqa: E402
+from hybrid_explain.explainers import shapley  # noqa: E402
+from hybrid_explain.model import HybridCNNLSTMAttention  # noqa: E402
 
 
 def load_series(path, mean=None, std=None):

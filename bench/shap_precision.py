@@ -26,9 +26,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import shapley  # noqa: E402
+from hybrid_explain.explainers import shapley  # noqa: E402
 import train_explain  # noqa: E402
-from model import load_model  # noqa: E402
+from hybrid_explain.model import load_model  # noqa: E402
 
 
 def flat_estimator(windows, scale=1, split=1):

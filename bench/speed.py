@@ -79,7 +79,7 @@ def training_loop_overhead(train_csv, epochs=20):
 
     import train_explain
     from data_loader import CustomDataset, fit_normalization, normalize, read_train_test
-    from model import build_model
+    from hybrid_explain.model import build_model
 
     torch.set_num_threads(1)  # as the project trains (threads.py)
     train, _ = read_train_test(train_csv, train_csv)

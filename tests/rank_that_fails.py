@@ -3,7 +3,7 @@ import os
 import sys
 
 import train_explain
-import training
+from hybrid_explain import training
 
 
 def failing_epoch(*args, **kwargs):

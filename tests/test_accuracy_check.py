@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import checks
+from hybrid_explain.metrics import checks
 import train_explain
 from api import class_values, predict
 from conftest import run_args, write_series_csvs

@@ -6,8 +6,8 @@ import pytest
 aeon = pytest.importorskip("aeon")
 from aeon.testing.estimator_checking import parametrize_with_checks  # noqa: E402
 
-from aeon_classifier import HybridAeonClassifier  # noqa: E402
-from estimator import HybridClassifier  # noqa: E402
+from hybrid_explain.interop.aeon_classifier import HybridAeonClassifier  # noqa: E402
+from hybrid_explain.interop.estimator import HybridClassifier  # noqa: E402
 
 TINY = {"epochs": 2, "cnn_channels": 4, "lstm_hidden_size": 4, "attention_heads": 2}
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-import attributions
-import checks
-import regions
-import shapley
-import stages
-from model import HybridCNNLSTMAttention, predict_logits
+from hybrid_explain.explainers import attributions
+from hybrid_explain.metrics import checks
+from hybrid_explain.explainers import regions
+from hybrid_explain.explainers import shapley
+from hybrid_explain.pipeline import stages
+from hybrid_explain.model import HybridCNNLSTMAttention, predict_logits
 
 CHANNELS, LENGTH = 3, 40
 PLANTED_CHANNEL, WINDOW = 1, (15, 25)  # the class is the sign of a bump on channel 1 inside steps 15..24

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import counterfactuals
+from hybrid_explain.explainers import counterfactuals
 import train_explain
 from conftest import run_args, write_series_csvs
 

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-import attributions
+from hybrid_explain.explainers import attributions
 import train_explain
 from conftest import run_args, write_series_csvs
 from data_loader import CustomDataset
-from lrp import lrp_attribute, lrp_conservation
-from model import Ensemble, HybridCNNLSTMAttention, build_model, load_model, parameter_count
+from hybrid_explain.explainers.lrp import lrp_attribute, lrp_conservation
+from hybrid_explain.model import Ensemble, HybridCNNLSTMAttention, build_model, load_model, parameter_count
 from test_variable_length import LENGTHS, assert_padding_gives_the_logits_of_each_series_alone, batch, small_checkpoint
 
 ARGUMENTS = {"input_channels": 2, "sequence_length": 24, "num_classes": 3, "cnn_channels": 8, "lstm_hidden_size": 8,

@@ -9,8 +9,8 @@ import torch
 from sklearn.base import clone
 
 from conftest import write_series_csvs
-from estimator import HybridClassifier
-from model import load_model
+from hybrid_explain.interop.estimator import HybridClassifier
+from hybrid_explain.model import load_model
 
 TINY = dict(epochs=2, cnn_channels=8, lstm_hidden_size=8, attention_heads=2)
 
@@ -168,9 +168,9 @@ def test_without_aeon_the_aeon_classifier_is_a_one_line_error_naming_the_extra(m
 
     monkeypatch.setitem(sys.modules, "aeon", None)
     monkeypatch.setitem(sys.modules, "aeon.classification", None)
-    monkeypatch.delitem(sys.modules, "aeon_classifier", raising=False)
+    monkeypatch.delitem(sys.modules, "hybrid_explain.interop.aeon_classifier", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'train-explain\[aeon\]'") as error:
-        importlib.import_module("aeon_classifier")
+        importlib.import_module("hybrid_explain.interop.aeon_classifier")
     assert "\n" not in str(error.value)
 
 

@@ -8,7 +8,7 @@ then fall short of check_classifiers_train's accuracy bar (0.83)."""
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from estimator import HybridClassifier
+from hybrid_explain.interop.estimator import HybridClassifier
 
 CHECKED = HybridClassifier(epochs=3, cnn_channels=4, lstm_hidden_size=4, attention_heads=2,
                            normalization="per_channel")

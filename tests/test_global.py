@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import global_importance
+from hybrid_explain.explainers import global_importance
 from test_shapley import brute_force_shapley, tiny_model
 
 LENGTH, WINDOWS = 40, 5  # windows of 8 steps: t0-7, t8-15, t16-23, t24-31, t32-39
@@ -172,7 +172,7 @@ def test_a_run_writes_the_global_section_npz_and_report(trained_run):
 
 
 def test_the_report_names_each_class_top_channel_and_window_and_says_the_noise_channel_carries_no_information(planted):
-    import report
+    from hybrid_explain.pipeline import report
 
     section = planted[3]
     page = report.global_section(section, lambda *args, **kwargs: "")

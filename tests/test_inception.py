@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import attributions
+from hybrid_explain.explainers import attributions
 import train_explain
 from conftest import run_args, write_series_csvs
-from lrp import lrp_attribute, lrp_conservation, lrp_forward
-from model import HybridCNNLSTMAttention, InceptionBlock, load_model, parameter_count, predict_logits
+from hybrid_explain.explainers.lrp import lrp_attribute, lrp_conservation, lrp_forward
+from hybrid_explain.model import HybridCNNLSTMAttention, InceptionBlock, load_model, parameter_count, predict_logits
 from test_variable_length import LENGTHS, assert_padding_gives_the_logits_of_each_series_alone, batch, small_checkpoint
 
 

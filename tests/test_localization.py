@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import localization
+from hybrid_explain.metrics import localization
 
 
 def box_masks(n=40, channels=3, length=20, steps=5, seed=0):

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from lrp import _attention, _Biases, lrp_attribute, lrp_conservation, lrp_forward, lstm_direction
-from model import HybridCNNLSTMAttention
+from hybrid_explain.explainers.lrp import _attention, _Biases, lrp_attribute, lrp_conservation, lrp_forward, lstm_direction
+from hybrid_explain.model import HybridCNNLSTMAttention
 
 # Epsilon-rule stabilisers keep about epsilon * (sum of |gradient| over stabilised units) of the logit:
 # measured ~1e-5 at epsilon=1e-6 for these models, float32 rounding ~1e-6. 1e-4 leaves a 10x margin.

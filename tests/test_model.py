@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from attributions import AttentionRecorder, GradCAM
-from model import HybridCNNLSTMAttention, pooling_sizes
+from hybrid_explain.explainers.attributions import AttentionRecorder, GradCAM
+from hybrid_explain.model import HybridCNNLSTMAttention, pooling_sizes
 from train_explain import batch_indices, warmup_cosine
 
 

@@ -153,7 +153,7 @@ def test_the_readme_snippet_runs_as_written(trained_run, tmp_path, monkeypatch):
 
 
 def test_a_file_read_in_parts_gets_the_same_predictions_and_explanations(unlabelled_run, tmp_path, monkeypatch):
-    import stages
+    from hybrid_explain.pipeline import stages
 
     copy, new, _ = unlabelled_run
     out = tmp_path / "out"

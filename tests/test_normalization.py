@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import train_explain
-from lrp import lrp_conservation
-from model import CheckpointError, HybridCNNLSTMAttention, build_model, check_checkpoint, series_statistics
+from hybrid_explain.explainers.lrp import lrp_conservation
+from hybrid_explain.model import CheckpointError, HybridCNNLSTMAttention, build_model, check_checkpoint, series_statistics
 
 torch.manual_seed(0)
 

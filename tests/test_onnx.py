@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from estimator import HybridClassifier
-from onnx_export import TOLERANCE, ExportError, export_onnx, main
+from hybrid_explain.interop.estimator import HybridClassifier
+from hybrid_explain.interop.onnx_export import TOLERANCE, ExportError, export_onnx, main
 
 TINY = {"epochs": 1, "cnn_channels": 8, "lstm_hidden_size": 8, "attention_heads": 2}
 

@@ -17,7 +17,7 @@ import torch
 
 import train_explain
 from conftest import ROOT, write_series_csvs
-from run_folder import MARKER, OutputFolder
+from hybrid_explain.pipeline.run_folder import MARKER, OutputFolder
 from conftest import run_args as full_run_args
 
 CHECKPOINT = "saved_model_hybrid_explained.pth"
@@ -231,7 +231,7 @@ def test_a_kill_at_any_point_leaves_the_latest_complete_run_whole(data, publishe
 @pytest.mark.parametrize("step", ["rename", "links", "switch"])
 def test_a_crash_during_publication_leaves_the_latest_complete_run_whole(tmp_path, monkeypatch, step):
     """Killed between the steps of publish(): before the rename, while the links are made, before the switch."""
-    import run_folder
+    from hybrid_explain.pipeline import run_folder
 
     out = tmp_path / "out"
     with OutputFolder(str(out), keep_runs=5, log=lambda message: None) as folder:
@@ -261,7 +261,7 @@ def test_a_crash_during_publication_leaves_the_latest_complete_run_whole(tmp_pat
 def test_without_symlinks_latest_is_a_pointer_file_and_the_top_level_files_are_copies(tmp_path, monkeypatch):
     import errno
 
-    import run_folder
+    from hybrid_explain.pipeline import run_folder
 
     def no_symlinks(*args):
         raise OSError(errno.EPERM, "symlinks not supported here")

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import shapley  # noqa: E402
+from hybrid_explain.explainers import shapley  # noqa: E402
 from test_shapley import tiny_model  # noqa: E402
 
 CHANNELS, LENGTH = 2, 6

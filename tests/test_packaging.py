@@ -25,7 +25,7 @@ def test_the_runtime_requirements_are_requirements_txt_without_the_test_tools():
 
 
 def test_version_prints_the_one_version_before_torch_is_imported():
-    from version import __version__
+    from hybrid_explain.version import __version__
 
     assert re.fullmatch(r"\d+\.\d+\.\d+", __version__)
     result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "train_explain.py"), "--version"],
@@ -36,8 +36,8 @@ def test_version_prints_the_one_version_before_torch_is_imported():
 
 @pytest.mark.slow
 def test_metrics_and_the_checkpoint_carry_the_version_and_an_older_checkpoint_still_loads(trained_run, tmp_path):
-    from model import load_model
-    from version import __version__
+    from hybrid_explain.model import load_model
+    from hybrid_explain.version import __version__
 
     out, _, _ = trained_run
     assert json.loads((out / "metrics.json").read_text())["version"] == __version__
@@ -55,6 +55,6 @@ def test_the_docs_requirements_are_the_docs_extra():
 
 
 def test_the_citation_names_the_one_version():
-    from version import __version__
+    from hybrid_explain.version import __version__
 
     assert re.search(rf"^version: {re.escape(__version__)}$", (ROOT / "CITATION.cff").read_text(), re.M)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import drawing
+from hybrid_explain.figures import drawing
 from conftest import ROOT, run_args, write_series_csvs
 
 PROGRESS_LINE = re.compile(r"^(SHAP|attribution suite): \d+/\d+ (samples|steps) \(\d+ s\)$")
@@ -48,7 +48,7 @@ def test_the_log_says_the_threads_wait_policy_and_drawing_processes(logged_run):
 
 
 def test_threads_follow_the_constant_then_the_environment(monkeypatch):
-    import threads
+    from hybrid_explain.pipeline import threads
 
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
         monkeypatch.delenv(name, raising=False)
@@ -61,8 +61,8 @@ def test_threads_follow_the_constant_then_the_environment(monkeypatch):
 
 
 def test_a_figure_that_fails_in_a_drawing_process_fails_the_wait(tmp_path):
-    import drawing
-    import plots
+    from hybrid_explain.figures import drawing
+    from hybrid_explain.figures import plots
 
     with drawing.workers(2):
         plots.confusion_matrix_figure(np.eye(2, dtype=int), ["a", "b"], str(tmp_path / "cm.png"))

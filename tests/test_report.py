@@ -96,7 +96,7 @@ def test_report_shows_every_figure_in_pipeline_order(report):
 
 def section_numbers(page):
     """(the numbers of the report's section headings, the SECTIONS it shows) in page order."""
-    import report as report_module
+    from hybrid_explain.pipeline import report as report_module
 
     shown = [key for key in re.findall(r"<section id='(\w+)'>", page) if key in dict(report_module.SECTIONS)]
     return [int(n) for n in re.findall(r"<h2>(\d+)\. ", page)], shown
@@ -172,7 +172,7 @@ def test_figures_stay_legible_with_12_channels_and_1500_steps(tmp_path):
     import numpy as np
     from PIL import Image
 
-    import plots
+    from hybrid_explain.figures import plots
 
     rng = np.random.default_rng(0)
     signal = rng.normal(size=1500)
@@ -200,7 +200,7 @@ def test_a_figure_drawn_on_a_kept_layout_has_the_pixels_of_one_laid_out_anew(tmp
     import numpy as np
     from PIL import Image
 
-    import plots
+    from hybrid_explain.figures import plots
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 60))
@@ -231,8 +231,8 @@ def test_every_grad_cam_figure_shares_one_colour_scale_up_to_the_largest_value_o
     import numpy as np
     import torch
 
-    import plots
-    import stages
+    from hybrid_explain.figures import plots
+    from hybrid_explain.pipeline import stages
 
     scales = []
     monkeypatch.setattr(plots, "attribution_figure", lambda *args, **kwargs: scales.append(kwargs["bound"]))

@@ -16,8 +16,8 @@ import data_loader
 import train_explain
 from conftest import ROOT, write_series_csvs
 from conftest import run_args as full_run_args
-from model import SETTING_RANGES, load_model
-from run_folder import MARKER
+from hybrid_explain.model import SETTING_RANGES, load_model
+from hybrid_explain.pipeline.run_folder import MARKER
 
 QUICK = ["--epochs=1", "--num_samples_to_explain=1", "--global_explain_rows=0", "--attribution_methods="]
 
@@ -143,7 +143,7 @@ def test_a_runs_folder_that_is_a_link_is_one_error_line_and_nothing_is_written_t
 
 def test_pruning_removes_only_run_folders_the_program_made(tmp_path):
     """An earlier version's run (no marker) and a link named like a run outlive any number of newer runs."""
-    from run_folder import OutputFolder
+    from hybrid_explain.pipeline.run_folder import OutputFolder
 
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     (out / "runs" / "20200101-000000-1").mkdir(parents=True)
@@ -275,7 +275,7 @@ def test_the_confusion_matrix_of_the_largest_number_of_classes_stays_a_bounded_i
     import numpy as np
     from PIL import Image
 
-    import plots
+    from hybrid_explain.figures import plots
 
     classes = SETTING_RANGES["num_classes"].high
     plots.confusion_matrix_figure(np.eye(classes, dtype=int), [f"c{k}" for k in range(classes)],

@@ -11,8 +11,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import shapley  # noqa: E402
-from model import HybridCNNLSTMAttention  # noqa: E402
+from hybrid_explain.explainers import shapley  # noqa: E402
+from hybrid_explain.model import HybridCNNLSTMAttention  # noqa: E402
 
 CHANNELS, LENGTH, CLASSES = 2, 6, 3  # 12 features
 

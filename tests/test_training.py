@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import train_explain
-from model import HybridCNNLSTMAttention, blended
+from hybrid_explain.model import HybridCNNLSTMAttention, blended
 from data_loader import CustomDataset
 
 

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-import attributions
-import stages
+from hybrid_explain.explainers import attributions
+from hybrid_explain.pipeline import stages
 from api import predict
 import train_explain
 from conftest import run_args
 from data_loader import DataError, fit_normalization, iter_table, normalize, read_table, read_train
-from model import HybridCNNLSTMAttention, check_checkpoint, checkpoint_dict, predict_logits
-from shapley import held_background, interventional_shap
+from hybrid_explain.model import HybridCNNLSTMAttention, check_checkpoint, checkpoint_dict, predict_logits
+from hybrid_explain.explainers.shapley import held_background, interventional_shap
 
 HEADER = "label,a_t0,a_t1,a_t2,a_t3,b_t0,b_t1,b_t2,b_t3\n"
 

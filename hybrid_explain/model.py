@@ -1,6 +1,6 @@
 """The classifier, its checkpoint and batched prediction. Stands alone: imports torch only.
 
-    from model import load_model, predict_logits
+    from hybrid_explain.model import load_model, predict_logits
     net, checkpoint = load_model("outputs/saved_model_hybrid_explained.pth")
     logits = predict_logits(net, x)       # x (N, C, L), normalized with checkpoint["normalization"]
 """
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from version import __version__
+from hybrid_explain.version import __version__
 
 
 def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from model import full_lengths, predict_logits
+from hybrid_explain.model import full_lengths, predict_logits
 
 POSITIONS_PER_SIZE = 3  # starts tried per channel choice and stretch width, the largest attribution mass first
 COARSE_WIDTHS = 12  # widths of the first pass per channel choice: a geometric grid from 1 step to the whole series

@@ -1,7 +1,7 @@
 """HybridClassifier: the script's network and training engine behind scikit-learn's estimator contract, taking
 input in aeon's conventions.
 
-    from estimator import HybridClassifier
+    from hybrid_explain.interop.estimator import HybridClassifier
     clf = HybridClassifier(epochs=50).fit(X_train, y_train)      # X (n_cases, n_channels, n_timepoints)
     clf.predict(X_test), clf.predict_proba(X_test), clf.score(X_test, y_test)
     clf.explain(X_test[:3], methods=("shap", "integrated_gradients"))
@@ -24,13 +24,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from api import class_values
-from counterfactuals import guide_pool
-from formats import padded, series_columns
+from hybrid_explain.explainers.counterfactuals import guide_pool
+from hybrid_explain.formats import padded, series_columns
 from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
                          stratified_split, table_from_frame)
-from model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, build_model, checkpoint_dict, full_lengths,
+from hybrid_explain.model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, build_model, checkpoint_dict, full_lengths,
                    load_model, model_at_lengths, predict_logits)
-from training import atomic_save, model_hyperparameters, train_background, train_model
+from hybrid_explain.training import atomic_save, model_hyperparameters, train_background, train_model
 
 BACKGROUND_ROWS = 100  # training rows kept as the SHAP background, as the script's NUM_SHAP_BACKGROUND_SAMPLES
 
@@ -282,9 +282,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         "shap_base_values" (N, K): row i's values add up to logits[i] - shap_base_values[i];
         any other name of attributions.METHODS ("integrated_gradients", "saliency", "occlusion", "gradcam",
         "lrp_epsilon", ...): its map (N, C, L) of the target class."""
-        import attributions
-        import shapley
-        import stages
+        from hybrid_explain.explainers import attributions
+        from hybrid_explain.explainers import shapley
+        from hybrid_explain.pipeline import stages
 
         check_is_fitted(self)
         methods = [methods] if isinstance(methods, str) else list(methods)

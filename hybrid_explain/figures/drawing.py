@@ -18,7 +18,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 
-from progress import Silent
+from hybrid_explain.pipeline.progress import Silent
 
 _pool = None  # the ProcessPoolExecutor of the active workers() block, None outside it and in a worker
 _pending = []  # futures of the queued figures

@@ -23,16 +23,16 @@ from typing import Optional
 import numpy as np
 import torch
 
-import attributions
-import checks
-import counterfactuals
+from hybrid_explain.explainers import attributions
+from hybrid_explain.metrics import checks
+from hybrid_explain.explainers import counterfactuals
 import data_loader
-import global_importance
-import plots
-import regions
-import shapley
-from model import ensemble_size, full_lengths, model_at_lengths, predict_logits, row_lengths
-from progress import Silent
+from hybrid_explain.explainers import global_importance
+from hybrid_explain.figures import plots
+from hybrid_explain.explainers import regions
+from hybrid_explain.explainers import shapley
+from hybrid_explain.model import ensemble_size, full_lengths, model_at_lengths, predict_logits, row_lengths
+from hybrid_explain.pipeline.progress import Silent
 
 
 @dataclass

@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import Ensemble, InceptionBlock, edge_padded, series_statistics, zeroed_after
+from hybrid_explain.model import Ensemble, InceptionBlock, edge_padded, series_statistics, zeroed_after
 
 RULES = ("epsilon", "sign")
 

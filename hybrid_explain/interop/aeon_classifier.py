@@ -1,7 +1,7 @@
 """HybridClassifier as an aeon classifier (needs aeon: pip install 'train-explain[aeon]'), for aeon's benchmarks and
 estimator checks, which take aeon's BaseClassifier only:
 
-    from aeon_classifier import HybridAeonClassifier
+    from hybrid_explain.interop.aeon_classifier import HybridAeonClassifier
     clf = HybridAeonClassifier(epochs=50).fit(X_train, y_train)   # numpy3D, or a list of unequal-length series
 
 aeon checks and converts the input (BaseClassifier.fit/predict), then hands it to a HybridClassifier with the same
@@ -15,7 +15,7 @@ except ImportError:  # a one-line error naming the extra, only for users of this
     raise ImportError("HybridAeonClassifier needs aeon: pip install 'train-explain[aeon]' "
                       "(or pip install 'aeon>=1.0,<2')") from None
 
-from estimator import HybridClassifier
+from hybrid_explain.interop.estimator import HybridClassifier
 
 
 class HybridAeonClassifier(BaseClassifier):

@@ -41,7 +41,7 @@ import math
 import numpy as np
 import torch
 
-from regions import window_of_step
+from hybrid_explain.explainers.regions import window_of_step
 
 class ShapSettingError(ValueError):
     """SHAP settings that cannot work on this data (e.g. exact enumeration of too many players); one line."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from data_loader import CustomDataset
-from model import CheckpointError, ensemble_size, predict_logits
+from hybrid_explain.model import CheckpointError, ensemble_size, predict_logits
 
 RESUME_SAVE_SECONDS = 5.0
 

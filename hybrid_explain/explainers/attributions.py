@@ -37,9 +37,9 @@ import torch
 import torch.nn as nn
 from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
 
-from lrp import lrp_attribute
-from model import predict_logits
-from regions import window_spans
+from hybrid_explain.explainers.lrp import lrp_attribute
+from hybrid_explain.model import predict_logits
+from hybrid_explain.explainers.regions import window_spans
 
 BATCH_ROWS = 512  # model rows per forward pass inside the methods
 SAMPLES_PER_CALL = 64  # explained samples handed to a method at once

@@ -32,9 +32,9 @@ import time
 import numpy as np
 import torch
 
-import regions
-import shapley
-from model import full_lengths, model_at_lengths
+from hybrid_explain.explainers import regions
+from hybrid_explain.explainers import shapley
+from hybrid_explain.model import full_lengths, model_at_lengths
 
 BACKGROUND_ROWS = 8  # rows of the SHAP background used as the reference here (a seeded subset; cost and error in docs/explanations/global.md)
 EXACT_MAX_PLAYERS = 4  # exact enumeration up to 2^4 coalitions per background row; permutation sampling above

@@ -15,8 +15,8 @@ from matplotlib import patheffects  # noqa: E402
 from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-import drawing  # noqa: E402
-from regions import span_label, span_sums, window_edges, window_spans  # noqa: E402
+from hybrid_explain.figures import drawing  # noqa: E402
+from hybrid_explain.explainers.regions import span_label, span_sums, window_edges, window_spans  # noqa: E402
 
 DPI = 120  # about one image pixel per CSS pixel in report.html at these figure widths
 SIGNED_CMAP = "RdBu_r"  # red = pushes towards the class, blue = away; colour-blind safe, white at zero
@@ -899,7 +899,7 @@ def global_channel_figure(section, class_names, path):
 
 def no_interval_note(rows) -> str:
     """" (n=1: no interval)" for a class explained by too few rows for an interval (global_importance), else ""."""
-    from global_importance import MIN_INTERVAL_ROWS
+    from hybrid_explain.explainers.global_importance import MIN_INTERVAL_ROWS
 
     return f" (n={rows}: no interval)" if rows < MIN_INTERVAL_ROWS else ""
 

@@ -18,7 +18,7 @@ import struct
 
 import numpy as np
 
-import plots
+from hybrid_explain.figures import plots
 
 CSS = """
 :root { --ok: #1a7f37; --ok-bg: #f0f9f2; --wrong: #c2185b; --wrong-bg: #fdf0f5; --line: #d8dde3; --muted: #57606a; }

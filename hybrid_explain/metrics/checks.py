@@ -9,8 +9,8 @@ import math
 import numpy as np
 import torch
 
-from attributions import compute_maps
-from model import predict_logits
+from hybrid_explain.explainers.attributions import compute_maps
+from hybrid_explain.model import predict_logits
 
 # A model that fitted its training rows is far above always answering the largest class: training accuracy below
 # halfway from that rate to 1 means it has not (the recordings: 0.25-0.33 against a needed 0.58 before the
