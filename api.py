@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from data_loader import DataError, normalize, read_table, table_from_frame
-from hybrid_explain.model import load_model, predict_logits
+from hybrid_explain.model import predict_logits
+from hybrid_explain.checkpoint import load_model
 from hybrid_explain.interop.onnx_export import export_onnx  # noqa: F401  (re-exported: the model as ONNX for users, needs the export extra)
 
 

@@ -20,7 +20,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from hybrid_explain import formats
-from hybrid_explain.model import MAX_COLUMNS, SETTING_RANGES
+from hybrid_explain.config import MAX_COLUMNS, SETTING_RANGES
 from hybrid_explain.pipeline.progress import Silent
 
 SINGLE_CHANNEL_NAME = "value"
@@ -40,7 +40,7 @@ _NAMES_SHOWN = 5
 # Bounds of what a file may hold, each checked before the work that grows with it (the columns before the rows
 # are read, the values before they are parsed, the labels and classes before training): beyond them a run would
 # fill the memory or never end, and each is far beyond a useful data set. Channels, steps and classes are
-# model.SETTING_RANGES' (the checkpoint loader's), the columns model.MAX_COLUMNS.
+# config.SETTING_RANGES' (the checkpoint loader's), the columns config.MAX_COLUMNS.
 MAX_NAME_CHARS = 1_000  # a column name or a class label: shown in every figure and table that names it
 MAX_CELL_CHARS = csv.field_size_limit()  # 131,072 characters in any one cell (the csv module's own limit)
 MAX_VALUES = 1_000_000_000  # rows x feature columns of a file read whole (4 GB as float32)

@@ -4,17 +4,20 @@
     python train_explain.py --epochs=5 --output_dir=runs/a
     python train_explain.py --help               # every constant, its default and its meaning
 
-The file reads in the order the pipeline runs: constants -> overrides -> training and resume -> output
-files -> run(): data -> the locked, versioned output folder (run_folder.py) -> training -> predictions ->
-evaluation (with labels) and the accuracy check -> explain() (skipped with NUM_SAMPLES_TO_EXPLAIN=0): SHAP ->
-global importance -> attribution methods -> Grad-CAM -> attention -> counterfactuals -> report -> publication ->
-main(). The stages after training are functions of hybrid_explain/pipeline/stages.py, one per stage; the model and its checkpoint are in
-model.py (nothing imports this script). `import train_explain` has no side effects; `load_model()` and `predict()`
-(re-exported from model.py and api.py) reuse a trained model.
+The file reads in the order the pipeline runs: constants -> overrides (checked once into a
+hybrid_explain.config.Config) -> device and torchrun -> data -> output files -> run(): data -> the locked,
+versioned output folder (pipeline/run_folder.py) -> training (or the checkpoint reused) -> scoring -> the stages
+(pipeline/stages.py: predictions, evaluation, then unless NUM_SAMPLES_TO_EXPLAIN=0 SHAP, global importance, the
+attribution suite, Grad-CAM, attention, counterfactuals) -> the accuracy check -> report -> publication -> main().
+The library is the hybrid_explain package (nothing in it imports this script). `import train_explain` has no side
+effects; `load_model()` and `predict()` (re-exported from hybrid_explain/checkpoint.py and api.py) reuse a
+trained model.
 """
 import ast
 import difflib
 import sys
+
+from hybrid_explain.config import Config, ConfigError  # light: no torch, so --help stays fast
 
 # -----------------------------------------------------------------------------
 # Constants: edit here, or override any of them as --lower_case_name=VALUE
@@ -81,10 +84,6 @@ CONSTANT_NAMES = [name for name in list(globals()) if name.isupper() and name !=
 
 # -----------------------------------------------------------------------------
 # Overrides from the command line (nanoGPT's configurator, checked against each default's type)
-class ConfigError(ValueError):
-    """A flag or constant that makes no sense; the message is one line."""
-
-
 def constant_help() -> str:
     source = open(__file__, encoding="utf-8").read().splitlines()
     lines = ["usage: python train_explain.py [--name=VALUE ...]   (installed: train-explain [--name=VALUE ...])",
@@ -111,9 +110,9 @@ def parse_value(name: str, text: str, default):
     return value
 
 
-def config_from_args(argv: list[str]) -> dict:
-    """Defaults with the command line's overrides applied; keys are the UPPER_CASE names."""
-    config = {name: globals()[name] for name in CONSTANT_NAMES}
+def constants_from_args(argv: list[str]) -> dict:
+    """The constants block with the command line's overrides applied; keys are the UPPER_CASE names."""
+    constants = {name: globals()[name] for name in CONSTANT_NAMES}
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -125,42 +124,17 @@ def config_from_args(argv: list[str]) -> dict:
                 raise ConfigError(f"--{key} needs a value, e.g. --{key}=VALUE")
             text = args.pop(0)
         name = key.upper().replace("-", "_")
-        if name not in config:
-            nearest = difflib.get_close_matches(name, list(config), n=1)
+        if name not in constants:
+            nearest = difflib.get_close_matches(name, list(constants), n=1)
             hint = f"did you mean --{nearest[0].lower()}? " if nearest else ""
             raise ConfigError(f"unknown flag --{key}; {hint}run python train_explain.py --help for the constants")
-        config[name] = parse_value(name, text, config[name])
-    check_config(config)
-    return config
+        constants[name] = parse_value(name, text, constants[name])
+    return constants
 
 
-def check_config(config: dict) -> None:
-    # Every numeric setting against model.SETTING_RANGES, the table the checkpoint loader reads too.
-    for name, valid in SETTING_RANGES.items():
-        why = valid.problem(config[name.upper()]) if name.upper() in config else None
-        if why:
-            raise ConfigError(f"{name.upper()} {why}")
-    if config["KERNEL_SIZE"] % 2 == 0:
-        raise ConfigError(f"KERNEL_SIZE is {config['KERNEL_SIZE']}; use an odd width so the series keeps its length")
-    if (2 * config["LSTM_HIDDEN_SIZE"]) % config["ATTENTION_HEADS"]:
-        raise ConfigError(f"ATTENTION_HEADS={config['ATTENTION_HEADS']} does not divide the attention width "
-                          f"2 * LSTM_HIDDEN_SIZE = {2 * config['LSTM_HIDDEN_SIZE']}; pick a divisor")
-    if config["CONV_FRONT_END"] not in FRONT_ENDS:
-        raise ConfigError(f"CONV_FRONT_END is {config['CONV_FRONT_END']!r}; use one of {', '.join(map(repr, FRONT_ENDS))}")
-    if config["CONV_FRONT_END"] == "inception" and config["CNN_CHANNELS"] % 4:
-        raise ConfigError(f"CNN_CHANNELS is {config['CNN_CHANNELS']}; the inception front end splits it over 4 branches, "
-                          "so use a multiple of 4")
-    if not config["NUM_SAMPLES_TO_EXPLAIN"] and config["EXPLAIN_ROWS"].strip() not in ("", "least_confident"):
-        raise ConfigError(f"EXPLAIN_ROWS={config['EXPLAIN_ROWS']!r} names rows to explain, but NUM_SAMPLES_TO_EXPLAIN=0 "
-                          "only scores; drop one of the two")
-    if config["DEVICE"] not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"DEVICE is {config['DEVICE']!r}; use 'auto', 'cpu' or 'cuda'")
-    if config["NORMALIZATION"] not in NORMALIZATIONS:
-        raise ConfigError(f"NORMALIZATION is {config['NORMALIZATION']!r}; use one of {', '.join(map(repr, NORMALIZATIONS))}")
-    if config["MISSING_VALUES"] not in ("interpolate", "error"):
-        raise ConfigError(f"MISSING_VALUES is {config['MISSING_VALUES']!r}; use 'interpolate' or 'error'")
-    if config["SHAP_METHOD"] not in ("permutation", "exact", "deep", "all"):
-        raise ConfigError(f"SHAP_METHOD is {config['SHAP_METHOD']!r}; use 'permutation', 'exact', 'deep' or 'all'")
+def config_from_args(argv: list[str]):
+    """The run's settings (hybrid_explain.config.Config): the constants with the overrides, checked once."""
+    return Config.from_constants(constants_from_args(argv))
 
 
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
@@ -180,6 +154,7 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import contextlib  # noqa: E402  (below the --help fast path on purpose)
+import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -190,23 +165,26 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hybrid_explain.metrics import checks  # noqa: E402
-from hybrid_explain.explainers.counterfactuals import CounterfactualError, guide_pool, target_index  # noqa: E402
+from api import integer_labels, predict  # noqa: E402,F401  (predict: re-exported for users, beside load_model)
 from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalization, normalize,  # noqa: E402
                          read_train, read_train_test, stratified_split)
-from api import integer_labels, predict  # noqa: E402,F401  (predict: re-exported for users, beside load_model)
-from hybrid_explain.model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, CheckpointError, build_model,  # noqa: E402,F401
-                   checkpoint_dict, ensemble_size, hyperparameter_problem, input_description, load_model,
-                   predict_logits)  # (load_model: re-exported for users)
+from hybrid_explain.checkpoint import (CheckpointError, hyperparameter_problem, load_model,  # noqa: E402,F401
+                                       save_checkpoint, training_checkpoint)  # (load_model: re-exported for users)
+from hybrid_explain.explainers.counterfactuals import CounterfactualError, target_index  # noqa: E402
 from hybrid_explain.explainers.regions import SegmentError, parse_segments  # noqa: E402
-from hybrid_explain.pipeline.run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from hybrid_explain.explainers.shapley import ShapSettingError  # noqa: E402
+from hybrid_explain.metrics import checks  # noqa: E402
+from hybrid_explain.model import build_model, ensemble_size, input_description, predict_logits  # noqa: E402,F401
+from hybrid_explain.pipeline.metrics import METRICS_SCHEMA_VERSION  # noqa: E402
+from hybrid_explain.pipeline.run_folder import (PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder,  # noqa: E402
+                                                describe_error)
 from hybrid_explain.version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
-# the training engine, moved to training.py: every name it had here is re-exported (tests and bench/ use them)
-from hybrid_explain.training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
-                      atomic_save, batch_indices, beta, evaluate, mixed_batch, mixup, model_hyperparameters,
-                      restore_training_state, save_torch, save_training_state, score_from_rank0, stacked, time_left,
-                      train_background, train_epoch, train_model, warmup_cosine)
+# the training engine (hybrid_explain/training.py): its names are re-exported (tests and bench/ use them)
+from hybrid_explain.training import (RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
+                                     atomic_save, batch_indices, beta, evaluate, mixed_batch, mixup,
+                                     model_hyperparameters, restore_training_state, save_torch, save_training_state,
+                                     score_from_rank0, stacked, time_left, train_background, train_epoch, train_model,
+                                     warmup_cosine)
 
 CHECKPOINT_NAME = "saved_model_hybrid_explained.pth"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
@@ -236,14 +214,32 @@ def start_distributed(device_name: str):
     return dist
 
 
-def check_model_fits(config: dict, train) -> None:
+def check_model_fits(config: Config, train) -> None:
     """The checkpoint loader's rule (model.hyperparameter_problem) on the model these settings build for this
     data, before training: a checkpoint that training writes always loads."""
-    problem = hyperparameter_problem(model_hyperparameters(config, train))
+    problem = hyperparameter_problem(model_hyperparameters(config.model, train))
     if problem:
         field, why = problem
-        raise ConfigError(f"the model these settings build for {config['TRAIN_CSV_PATH']} cannot be saved: "
+        raise ConfigError(f"the model these settings build for {config.data.train_csv_path} cannot be saved: "
                           f"{field or 'its hyperparameters'} {why}; choose a smaller model or fewer columns")
+
+
+def read_training_data(config: Config, progress):
+    """(training table, test table), both files read and checked, with every setting that depends on the data's
+    shape, before any work: bad input fails now, not after training."""
+    train, test = read_train_test(config.data.train_csv_path, config.data.test_csv_path, config.data.label_column,
+                                  config.data.missing_values, progress)
+    check_settings_fit_data(config, test, len(test.X))
+    check_model_fits(config, train)
+    return train, test
+
+
+def data_line(inputs, device, world_size: int) -> str:
+    train, test = inputs.train, inputs.test
+    return (f"data: {f'{len(train.y)} training and ' if train else ''}{len(test.X) if train else 'new'} "
+            f"{'test' if test.labelled else 'unlabelled'} samples, {test.X.shape[1]} channels x {test.X.shape[2]} "
+            f"{'steps' if test.feature_names is None else 'features'}, {len(test.class_names)} classes, device "
+            f"{device}, {world_size} process(es)")
 
 
 # -----------------------------------------------------------------------------
@@ -300,16 +296,16 @@ def check_settings_fit_data(config, table, num_rows):
     num_rows: the rows of the file explained (None: not known yet, EXPLAIN_ROWS is checked when it is)."""
     from hybrid_explain.pipeline import stages
 
-    values = config["NUM_SAMPLES_TO_EXPLAIN"] * len(table.class_names) * table.X.shape[1] * table.X.shape[2]
+    values = config.explain.num_samples_to_explain * len(table.class_names) * table.X.shape[1] * table.X.shape[2]
     if values > MAX_SHAP_VALUES:
-        raise ConfigError(f"NUM_SAMPLES_TO_EXPLAIN={config['NUM_SAMPLES_TO_EXPLAIN']} samples x "
+        raise ConfigError(f"NUM_SAMPLES_TO_EXPLAIN={config.explain.num_samples_to_explain} samples x "
                           f"{len(table.class_names):,} classes x {table.X.shape[1] * table.X.shape[2]:,} cells is "
                           f"more than {MAX_SHAP_VALUES:,} SHAP values; explain fewer samples")
 
-    parse_segments(config["ATTRIBUTION_SEGMENTS"], table.X.shape[2])
-    target_index(config["COUNTERFACTUAL_TARGET"], table.class_names)
+    parse_segments(config.explain.attribution_segments, table.X.shape[2])
+    target_index(config.explain.counterfactual_target, table.class_names)
     chosen_methods(config)
-    stages.check_exact_shap_is_feasible(config, table.X.shape[1], table.X.shape[2], table.feature_names)
+    stages.check_exact_shap_is_feasible(config.explain, table.X.shape[1], table.X.shape[2], table.feature_names)
     if num_rows is not None:
         explain_rows(config, num_rows)
 
@@ -318,7 +314,7 @@ def chosen_methods(config) -> list[str]:
     """ATTRIBUTION_METHODS as a list of attributions.METHODS names, checked."""
     from hybrid_explain.explainers.attributions import METHODS
 
-    text = config["ATTRIBUTION_METHODS"].strip()
+    text = config.explain.attribution_methods.strip()
     names = [name for name, m in METHODS.items() if m.in_all] if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in METHODS]
     if unknown:
@@ -329,7 +325,7 @@ def chosen_methods(config) -> list[str]:
 
 def explain_rows(config, num_rows: int):
     """EXPLAIN_ROWS as stages.rows_to_explain takes it: "" or "least_confident", or a list of row indices."""
-    text = config["EXPLAIN_ROWS"].strip()
+    text = config.explain.explain_rows.strip()
     if text in ("", "least_confident"):
         return text
     try:
@@ -339,7 +335,7 @@ def explain_rows(config, num_rows: int):
     outside = [r for r in rows if not 0 <= r < num_rows]
     if outside or not rows or len(set(rows)) != len(rows):
         raise ConfigError(f"EXPLAIN_ROWS={text!r} names rows {outside or 'twice'}, but "
-                          f"{config['TEST_CSV_PATH']} has rows 0..{num_rows - 1}; give each row once, counted from 0")
+                          f"{config.data.test_csv_path} has rows 0..{num_rows - 1}; give each row once, counted from 0")
     return rows
 
 
@@ -348,24 +344,25 @@ def checkpoint_background(checkpoint, config, path, log) -> tuple[np.ndarray, np
     a checkpoint of an earlier version carries none, and the training file gives it, as it did then (rows without
     recorded lengths are full length)."""
     if "background" in checkpoint:
-        background = checkpoint["background"].numpy()[:config["NUM_SHAP_BACKGROUND_SAMPLES"]]
+        background = checkpoint["background"].numpy()[:config.explain.num_shap_background_samples]
         lengths = checkpoint.get("background_lengths")
         return background, (np.full(len(background), background.shape[2], dtype=np.int64) if lengths is None
                             else lengths.numpy()[:len(background)])
-    log(f"{path} carries no SHAP background (an earlier version wrote it): reading {config['TRAIN_CSV_PATH']}")
-    train = read_train(config["TRAIN_CSV_PATH"], config["LABEL_COLUMN"], config["MISSING_VALUES"])
+    log(f"{path} carries no SHAP background (an earlier version wrote it): reading {config.data.train_csv_path}")
+    train = read_train(config.data.train_csv_path, config.data.label_column, config.data.missing_values)
     check_checkpoint_matches(checkpoint, train, path)
-    return train_background(normalize(train.X, checkpoint["normalization"], train.lengths), config, train.lengths)
+    return train_background(normalize(train.X, checkpoint["normalization"], train.lengths), train.lengths,
+                            config.explain.num_shap_background_samples, config.explain.seed)
 
 
-def counterfactual_guides(checkpoint, background: torch.Tensor, background_lengths: np.ndarray):
+def counterfactual_guides(checkpoint, inputs) -> tuple:
     """(rows, labels, lengths) the counterfactuals take their guides from: the checkpoint's guide pool, or for a
     checkpoint of an earlier version its SHAP background with no labels (the model's classes stand in for them)."""
     if "guides" in checkpoint:
         lengths = checkpoint.get("guide_lengths")  # absent before rows could differ in length: all full length
         return (checkpoint["guides"], checkpoint["guide_labels"].cpu().numpy(),
                 None if lengths is None else lengths.numpy())
-    return background, None, background_lengths
+    return torch.from_numpy(inputs.background), None, inputs.background_lengths
 
 
 def kept_train_accuracy(history, epoch):
@@ -374,61 +371,15 @@ def kept_train_accuracy(history, epoch):
     return next((row["train_accuracy"] for row in history or [] if row["epoch"] == epoch), None)
 
 
-def explain(model, samples, scored, background, background_lengths, checkpoint, config, path, progress, lap) -> dict:
-    """Every explanation stage for the explained samples, in order, each timed by lap(phase); returns their
-    metrics.json sections. The attribution suite runs before Grad-CAM's figures, which say when its deletion check
-    finds Grad-CAM no better than random."""
-    from hybrid_explain.figures import plots
-    from hybrid_explain.pipeline import stages
-
-    shap_summary, shap_values = stages.shap_outputs(model, samples, background, config, path, background_lengths,
-                                                    progress)
-    print(f"SHAP ({shap_summary['method']}): additivity error median "
-          f"{shap_summary['additivity_rel_error_median']:.3g}, max {shap_summary['additivity_rel_error_max']:.3g}")
-    sections = {"shap": shap_summary}
-    lap("shap")
-
-    if config["GLOBAL_EXPLAIN_ROWS"]:
-        sections["global"] = stages.global_outputs(model, scored, background, config, path, background_lengths,
-                                                   progress)
-        print(f"global importance over {sections['global']['rows']} rows: top channel "
-              f"{max(sections['global']['channel_importance'].items(), key=lambda kv: kv[1]['mean'])[0]}")
-        lap("global")
-
-    if chosen_methods(config):
-        sections["attributions"] = stages.attribution_outputs(
-            model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
-            chosen_methods(config), config, path, progress)
-        lap("attributions")
-    faithful = stages.better_than_random(sections.get("attributions", {}).get("methods", {}))
-    unfaithful = [name for name, better in faithful.items() if not better]
-    if unfaithful:
-        print(f"warning: the deletion curves of {', '.join(unfaithful)} are no better than random on this run: do not "
-              f"read meaning into {'them' if len(unfaithful) > 1 else 'it'}")
-
-    sections["gradcam"] = stages.gradcam_outputs(model, samples, path, faithful.get("gradcam"))
-    lap("gradcam")
-
-    sections["attention"] = stages.attention_outputs(model, samples, path)
-    lap("attention")
-
-    sections["counterfactuals"], sections["counterfactual_summary"] = stages.counterfactual_outputs(
-        model, samples, shap_values, counterfactual_guides(checkpoint, background, background_lengths), config, path)
-    print(f"counterfactuals: {sum(e['found'] for e in sections['counterfactuals'])} of "
-          f"{len(sections['counterfactuals'])} found")
-    lap("counterfactuals")
-    return sections
-
-
-def choose_resources(config, log) -> tuple[int, int]:
+def choose_resources(config: Config, log) -> tuple[int, int]:
     """Say what the run uses (threads.py); returns (torch threads for the explanations, drawing processes) and
     sets torch's threads for training."""
     from hybrid_explain.pipeline import threads
 
-    training, explaining, source = threads.torch_threads(config["THREADS"], torch.get_num_threads())
+    training, explaining, source = threads.torch_threads(config.resources.threads, torch.get_num_threads())
     torch.set_num_threads(training)
     cores = threads.available_cores()
-    processes = threads.drawing_processes(config["DRAWING_PROCESSES"], cores)
+    processes = threads.drawing_processes(config.resources.drawing_processes, cores)
     log(f"resources: torch threads {training} for training, {explaining} for explanations ({source}; --threads=N "
         f"or OMP_NUM_THREADS=N to change), OpenMP wait policy {os.environ.get('OMP_WAIT_POLICY', 'default')}, "
         + (f"figures drawn in {processes} processes" if processes > 1 else "figures drawn in this process")
@@ -436,185 +387,211 @@ def choose_resources(config, log) -> tuple[int, int]:
     return explaining, processes
 
 
-def run(config: dict) -> int:
-    from hybrid_explain.figures import drawing
-    from hybrid_explain.pipeline import report
+class Laps:
+    """Seconds per phase of a run (metrics.json's timings_s): lap(phase) adds the time since the last lap."""
+
+    def __init__(self):
+        self.started = self.clock = time.perf_counter()
+        self.seconds = {}
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.clock
+        self.clock = now
+
+    def total(self) -> float:
+        self.seconds["total"] = time.perf_counter() - self.started
+        return self.seconds["total"]
+
+
+@dataclasses.dataclass
+class Inputs:
+    """The data a run explains: the training table (None with --train=False), the test table (its first part when
+    the file is read in parts), the test rows as the model is fed them (a tensor, or stages.FileRows), the
+    normalization, the SHAP background, the files' series counts, and with --train=False the checkpoint reused and
+    its run folder and its model."""
+    train: object
+    test: object
+    test_x: object
+    normalization: dict
+    background: np.ndarray
+    background_lengths: np.ndarray
+    series: dict
+    checkpoint: dict = None
+    model: torch.nn.Module = None
+    source: str = None
+
+
+def read_inputs(config: Config, train, test, folder, device, log) -> Inputs:
+    """The run's Inputs: from the files read for training, or from the checkpoint of RUN (--train=False), which
+    alone gives the layout, the normalization and the SHAP background."""
     from hybrid_explain.pipeline import stages
+
+    if train is not None:
+        normalization = fit_normalization(train.X, train.filled)
+        background = train_background(normalize(train.X, normalization, train.lengths), train.lengths,
+                                      config.explain.num_shap_background_samples, config.explain.seed)
+        series = {"train": SeriesCounts(train.channel_names).add(train), "test": SeriesCounts(test.channel_names).add(test)}
+        log(series["train"].message(config.data.train_csv_path))
+        log(series["test"].message(config.data.test_csv_path))
+        test_x = torch.from_numpy(normalize(test.X, normalization, test.lengths)).to(device)
+        return Inputs(train, test, test_x, normalization, *background, series)
+    source = folder.run_dir(config.outputs.run)
+    checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
+    model, checkpoint = load_model(checkpoint_path, device)
+    log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
+    log(input_description(model))
+    # the new file is read in parts, so that its size is bounded by the disk, not the memory
+    test_x = stages.FileRows(config.data.test_csv_path, checkpoint, config.data.label_column,
+                             checkpoint["normalization"], device, reference=checkpoint_path,
+                             missing_values=config.data.missing_values)
+    test = next(iter(test_x.parts()))  # its first part: checked now, and shown in the report
+    check_settings_fit_data(config, test, num_rows=None)
+    background = checkpoint_background(checkpoint, config, checkpoint_path, log)
+    series = {"test": SeriesCounts(checkpoint["channel_names"])}  # counted as stages.score reads the parts
+    return Inputs(None, test, test_x, checkpoint["normalization"], *background, series, checkpoint, model, source)
+
+
+def trained_network(config: Config, inputs: Inputs, device, distributed, resume_path, folder, log):
+    """(model in eval mode, checkpoint, history): a network trained on the training table (every torchrun process
+    trains its share; `folder`, rank 0's, checks first that its files fit on the disk), or with --train=False the
+    checkpoint reused, with its training's curves when it has them."""
+    if inputs.train is None:
+        return inputs.model, inputs.checkpoint, read_history(inputs.source)
+    train = inputs.train
+    train_x = torch.from_numpy(normalize(train.X, inputs.normalization, train.lengths)).to(device)
+    fit_idx, val_idx = stratified_split(train.y, config.training.val_fraction, config.training.seed, train.class_names)
+    fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx], train.lengths[fit_idx]).to(device)
+    val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
+    hyperparameters = model_hyperparameters(config.model, train)
+    model = build_model(hyperparameters).to(device)
+    log(input_description(model))
+    if folder is not None:
+        folder.check_free_space(needed_bytes(model))
+    if distributed:
+        torch.manual_seed(config.training.seed + distributed.get_rank())  # same initial weights, other dropout masks
+    history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config.training, resume_path,
+                                                           distributed, log, resume=config.outputs.resume)
+    model.load_state_dict(state)
+    checkpoint = training_checkpoint(model, hyperparameters, train, inputs.normalization, (epoch, val_acc, val_loss),
+                                     train_x.cpu().numpy(), (inputs.background, inputs.background_lengths),
+                                     "int" if integer_labels(train.class_names) else "str", config.training.seed)
+    return model.eval(), checkpoint, history
+
+
+def write_training_outputs(checkpoint, history, inputs: Inputs, path) -> None:
+    """The checkpoint and the training curves in this run's folder; with --train=False the checkpoint explained
+    (linked, not copied, where the filesystem allows) and that training's curves."""
+    from hybrid_explain.figures import plots
+
+    if inputs.source is None:
+        save_checkpoint(checkpoint, path(CHECKPOINT_NAME))
+    else:
+        link_or_copy(os.path.join(inputs.source, CHECKPOINT_NAME), path(CHECKPOINT_NAME))
+    if history:
+        write_history(history, path("train_results_hybrid_explained.csv"))
+        plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
+
+
+def scored_run_context(config: Config, model, checkpoint, inputs: Inputs, device, progress, log):
+    """The stages' RunContext: every row of the test (or new) file scored, and the rows chosen to explain."""
+    from hybrid_explain.pipeline import stages
+
+    scored = stages.score(model, [inputs.test] if inputs.train else inputs.test_x.parts(), inputs.test_x,
+                          inputs.normalization, None if inputs.train else inputs.series["test"], progress)
+    if inputs.train is None:
+        log(inputs.series["test"].message(config.data.test_csv_path))
+    samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
+                                                   config.explain.num_samples_to_explain))
+    background = torch.from_numpy(inputs.background).to(device)
+    return stages.RunContext(model, config.explain, scored, samples, background, inputs.background_lengths,
+                             counterfactual_guides(checkpoint, inputs), progress)
+
+
+def run_metrics(config: Config, model, checkpoint, scored, samples, inputs: Inputs, sections: dict, accuracy: dict,
+                device, world_size: int, run_id: str, timings: dict) -> dict:
+    """metrics.json: the stages' sections with the run's facts (schema in hybrid_explain/pipeline/metrics.py)."""
+    return {
+        "schema_version": METRICS_SCHEMA_VERSION, "version": __version__, **sections, "accuracy_check": accuracy,
+        "labelled": scored.labelled, "num_parameters": sum(p.numel() for p in model.parameters()),
+        "networks": ensemble_size(model), "best_epoch": checkpoint["epoch"],
+        "val_accuracy": checkpoint["val_accuracy"], "device": str(device), "world_size": world_size, "run": run_id,
+        "timings_s": timings, "explained_rows": samples.rows.tolist(),
+        "series": {"missing_values": config.data.missing_values,
+                   **{part: counts.summary() for part, counts in inputs.series.items()},
+                   **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
+        "explained": [samples.describe(i) for i in range(len(samples))],
+        **({} if len(samples) else {"explanations_skipped": "NUM_SAMPLES_TO_EXPLAIN=0: the file was only scored"}),
+    }
+
+
+def run(config: Config) -> int:
+    from hybrid_explain.figures import drawing
+    from hybrid_explain.pipeline import report, stages
     from hybrid_explain.pipeline.progress import Progress
 
-    timings = {}
-    started = clock = time.perf_counter()
-
-    def lap(phase):
-        nonlocal clock
-        now = time.perf_counter()
-        timings[phase] = now - clock
-        clock = now
-
-    distributed = start_distributed(config["DEVICE"])
-    rank = distributed.get_rank() if distributed else 0
-    world_size = distributed.get_world_size() if distributed else 1
+    lap = Laps()
+    distributed = start_distributed(config.resources.device)
+    rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
     log = print if rank == 0 else (lambda *args: None)
-    overridden = {k: v for k, v in config.items() if v != globals()[k]}
+    overridden = {k: v for k, v in config.constants().items() if v != globals()[k]}
     log(f"overrides: {overridden}" if overridden else "no overrides: default constants")
     explaining_threads, drawing_processes = choose_resources(config, log)
     # a line at least every PROGRESS_SECONDS in each long phase when the output is not a terminal
-    progress = functools.partial(Progress, log=log, every_seconds=config["PROGRESS_SECONDS"])
-    device = resolve_device(config["DEVICE"])
-    torch.manual_seed(config["SEED"])
+    progress = functools.partial(Progress, log=log, every_seconds=config.resources.progress_seconds)
+    device = resolve_device(config.resources.device)
+    torch.manual_seed(config.training.seed)
+    train, test = read_training_data(config, progress) if config.outputs.train else (None, None)
 
-    # data: training reads both files now, so that bad input fails before any work
-    if config["TRAIN"]:
-        train, test = read_train_test(config["TRAIN_CSV_PATH"], config["TEST_CSV_PATH"], config["LABEL_COLUMN"],
-                                      config["MISSING_VALUES"], progress)
-        check_settings_fit_data(config, test, len(test.X))
-        check_model_fits(config, train)
-
-    # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read
-    folder = OutputFolder(config["OUTPUT_DIR"], config["KEEP_RUNS"], log)
-    # the drawing processes start before the lock is taken, so that none of them holds it
+    # the output folder, locked for the whole run: rank 0 writes it, other torchrun processes only read; the
+    # drawing processes start before the lock is taken, so that none of them holds it
+    folder = OutputFolder(config.outputs.output_dir, config.outputs.keep_runs, log)
     with drawing.workers(drawing_processes if rank == 0 else 1), folder if rank == 0 else contextlib.nullcontext():
-        resumed = folder.resumable(config["RUN"]) if config["TRAIN"] and config["RESUME"] else None
-        if config["TRAIN"]:
-            normalization = fit_normalization(train.X, train.filled)
-            background, background_lengths = train_background(normalize(train.X, normalization, train.lengths),
-                                                              config, train.lengths)
-        else:  # the checkpoint alone gives the layout, the normalization and the SHAP background
-            source = folder.run_dir(config["RUN"])
-            checkpoint_path = os.path.join(source, CHECKPOINT_NAME)
-            model, checkpoint = load_model(checkpoint_path, device)
-            log(f"explaining the checkpoint of {os.path.relpath(source, folder.root)}")
-            log(input_description(model))
-            normalization = checkpoint["normalization"]
-            # the new file is read in parts, so that its size is bounded by the disk, not the memory
-            test_x = stages.FileRows(config["TEST_CSV_PATH"], checkpoint, config["LABEL_COLUMN"], normalization,
-                                     device, reference=checkpoint_path, missing_values=config["MISSING_VALUES"])
-            train, test = None, next(iter(test_x.parts()))  # its first part: checked now, and shown in the report
-            check_settings_fit_data(config, test, num_rows=None)
-            background, background_lengths = checkpoint_background(checkpoint, config, checkpoint_path, log)
-            series = {"test": SeriesCounts(checkpoint["channel_names"])}  # counted as stages.score reads the parts
-        if config["TRAIN"]:
-            test_x = torch.from_numpy(normalize(test.X, normalization, test.lengths)).to(device)
-            series = {"train": SeriesCounts(train.channel_names).add(train),
-                      "test": SeriesCounts(test.channel_names).add(test)}
-            log(series["train"].message(config["TRAIN_CSV_PATH"]))
-            log(series["test"].message(config["TEST_CSV_PATH"]))
-        background = torch.from_numpy(background).to(device)
-        log(f"data: {f'{len(train.y)} training and ' if train else ''}{len(test.X) if train else 'new'} "
-            f"{'test' if test.labelled else 'unlabelled'} samples, {test.X.shape[1]} channels x {test.X.shape[2]} "
-            f"{'steps' if test.feature_names is None else 'features'}, {len(test.class_names)} classes, device "
-            f"{device}, {world_size} process(es)")
+        resumed = folder.resumable(config.outputs.run) if config.outputs.train and config.outputs.resume else None
+        inputs = read_inputs(config, train, test, folder, device, log)
+        log(data_line(inputs, device, world_size))
         lap("load")
-
         with folder.staged_run(resumed) if rank == 0 else contextlib.nullcontext(), drawing.finished():
             path = folder.path if rank == 0 else None
             if rank == 0:
                 log(f"this run writes {RUNS}/{folder.run_id}{PARTIAL}/ until it is complete")
-
-            # training: every process under torchrun; everything after it on rank 0 alone
-            history = None
-            if config["TRAIN"]:
-                train_x = torch.from_numpy(normalize(train.X, normalization, train.lengths)).to(device)
-                fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
-                fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx], train.lengths[fit_idx]).to(device)
-                val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
-                hyperparameters = model_hyperparameters(config, train)
-                model = build_model(hyperparameters).to(device)
-                log(input_description(model))
-                if rank == 0:
-                    folder.check_free_space(needed_bytes(model))
-                if distributed:
-                    torch.manual_seed(config["SEED"] + rank)  # same initial weights, different dropout masks
-                resume_path = path(RESUME_NAME) if path else (
-                    folder.partial_path(resumed, RESUME_NAME) if resumed else None)
-                history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config,
-                                                                       resume_path, distributed, log)
-                model.load_state_dict(state)
-                checkpoint = checkpoint_dict(model, hyperparameters, train.class_names, train.channel_names,
-                                             train.feature_columns, normalization, epoch, val_acc, val_loss)
-                # what --train=False needs to explain new data without the training file
-                checkpoint.update(background=background.cpu(), background_lengths=torch.from_numpy(background_lengths),
-                                  length_range=[int(train.lengths.min()), int(train.lengths.max())],
-                                  train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist(),
-                                  label_type="int" if integer_labels(train.class_names) else "str")
-                checkpoint.update(guide_pool(train_x.cpu().numpy(), train.y, train.lengths, config["SEED"]))  # counterfactual guides
-            model.eval()
-            if distributed:
+            resume_path = path(RESUME_NAME) if path else folder.partial_path(resumed, RESUME_NAME) if resumed else None
+            model, checkpoint, history = trained_network(config, inputs, device, distributed, resume_path,
+                                                         folder if rank == 0 else None, log)
+            if distributed:  # everything after training runs on rank 0 alone
                 distributed.barrier()
                 distributed.destroy_process_group()
                 if rank:
                     return 0
             lap("train")
-
-            if history is not None:
-                save_torch(checkpoint, path(CHECKPOINT_NAME))
-                write_history(history, path("train_results_hybrid_explained.csv"))
-            else:  # --train=False: this run's folder holds the checkpoint it explains and that training's curves
-                link_or_copy(os.path.join(source, CHECKPOINT_NAME), path(CHECKPOINT_NAME))
-                history = read_history(source)
-                if history:
-                    write_history(history, path("train_results_hybrid_explained.csv"))
-            if history:
-                from hybrid_explain.figures import plots
-
-                plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
+            write_training_outputs(checkpoint, history, inputs, path)
 
             torch.set_num_threads(explaining_threads)  # batches of up to 1,024 rows from here on
-
-            # predictions and, with labels, evaluation
-            scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization,
-                                  None if config["TRAIN"] else series["test"], progress)
-            if not config["TRAIN"]:
-                log(series["test"].message(config["TEST_CSV_PATH"]))
-            predictions = stages.predictions_outputs(scored, path)
-            if scored.labelled:
-                evaluation = stages.evaluation_outputs(scored, path)
-                print(f"test accuracy {evaluation['test_accuracy']:.4f}, macro F1 {evaluation['test_macro_f1']:.4f}")
-            else:
-                evaluation = {"test_accuracy": None, "test_macro_f1": None}
-                print(f"{config['TEST_CSV_PATH']} has no {config['LABEL_COLUMN']!r} column: wrote predictions.csv "
-                      "and the explanations; accuracy, confusion matrix and misclassified rows need labels")
-            report.data_summary((train, test), scored.y_pred, folder.staging)
-            lap("evaluate")
-
+            context = scored_run_context(config, model, checkpoint, inputs, device, progress, log)
+            scored, samples = context.scored, context.samples
+            report.data_summary((inputs.train, inputs.test), scored.y_pred, folder.staging)
+            steps = [stages.PredictionsStage(), stages.EvaluationStage()]
+            steps += stages.explanation_stages(chosen_methods(config)) if len(samples) else []
+            if not len(samples):
+                log("explanations skipped (NUM_SAMPLES_TO_EXPLAIN=0): predictions, evaluation and the report only")
+            with torch.backends.cudnn.flags(enabled=False):  # cuDNN's LSTM has no backward pass in eval mode
+                sections = stages.run_stages(steps, context, path, print, lap)
             accuracy = checks.accuracy_check(scored.class_names, checkpoint.get("train_class_counts"),
                                              kept_train_accuracy(history, checkpoint["epoch"]), scored.y_true,
                                              scored.y_pred)
-
-            samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
-                                                           config["NUM_SAMPLES_TO_EXPLAIN"]))
-            if len(samples):
-                # explanations run with cuDNN off: its LSTM has no backward pass in eval mode
-                with torch.backends.cudnn.flags(enabled=False):
-                    explanations = explain(model, samples, scored, background, background_lengths, checkpoint, config,
-                                           path, progress, lap)
-            else:
-                explanations = {"explanations_skipped": "NUM_SAMPLES_TO_EXPLAIN=0: the file was only scored"}
-                print("explanations skipped (NUM_SAMPLES_TO_EXPLAIN=0): predictions, evaluation and the report only")
-
-            metrics = {
-                "version": __version__, **evaluation, "accuracy_check": accuracy, "labelled": scored.labelled,
-                "predictions": predictions, "num_parameters": sum(p.numel() for p in model.parameters()),
-                "networks": ensemble_size(model),
-                "best_epoch": checkpoint["epoch"], "val_accuracy": checkpoint["val_accuracy"],
-                "device": str(device), "world_size": world_size, "run": folder.run_id, "timings_s": timings,
-                "explained_rows": samples.rows.tolist(),
-                "series": {"missing_values": config["MISSING_VALUES"],
-                           **{part: counts.summary() for part, counts in series.items()},
-                           **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
-                "explained": [samples.describe(i) for i in range(len(samples))], **explanations,
-            }
+            metrics = run_metrics(config, model, checkpoint, scored, samples, inputs, sections, accuracy, device,
+                                  world_size, folder.run_id, lap.seconds)
             drawing.wait(progress)  # the report inlines every figure
             lap("figures")
-            report.write_report(folder.staging, metrics, config, history, (train, test), path("report.html"),
-                                checkpoint.get("train_class_counts"), scored.y_pred)
+            report.write_report(folder.staging, metrics, config.constants(), history, (inputs.train, inputs.test),
+                                path("report.html"), checkpoint.get("train_class_counts"), scored.y_pred)
             lap("report")
-            timings["total"] = time.perf_counter() - started
+            lap.total()
             save_json(metrics, path("metrics.json"))
             published, replaced = folder.publish()
-    log(f"outputs in {config['OUTPUT_DIR']}/ = {os.path.relpath(published, folder.root)}"
+    log(f"outputs in {config.outputs.output_dir}/ = {os.path.relpath(published, folder.root)}"
         + (f" (replaces {os.path.relpath(replaced, folder.root)} as the latest, which is kept)" if replaced else "")
-        + f" ({timings['total']:.1f} s)")
+        + f" ({lap.seconds['total']:.1f} s)")
     for line in checks.accuracy_lines(accuracy):  # last, where a reader looks: has the model learned its task?
         log(line)
     return 0

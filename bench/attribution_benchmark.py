@@ -37,9 +37,10 @@ from hybrid_explain.pipeline import stages  # noqa: E402
 import train_explain  # noqa: E402
 from data_loader import normalize, read_table  # noqa: E402
 from ground_truth_sets import SETS  # noqa: E402
-from hybrid_explain.model import load_model, predict_logits  # noqa: E402
+from hybrid_explain.model import predict_logits
 
 # AUPRC of Queen et al. 2023 (TimeX, NeurIPS), Table 2, as quoted by issue 24 (their AUP and AUR were not
+from hybrid_explain.checkpoint import load_model
 # checked here, so they are left out); their model is a transformer.
 PUBLISHED = {
     "SeqComb-UV": {"integrated gradients": 0.576, "TimeX": 0.712},
@@ -75,7 +76,7 @@ def train_through_pipeline(folder, train, test, args) -> str:
 
 def method_maps(model, x, target, background, methods, args) -> tuple[dict, dict]:
     """name -> (N, C, L) maps and name -> seconds per sample."""
-    config = {name: getattr(train_explain, name) for name in train_explain.CONSTANT_NAMES}
+    config = {name.lower(): getattr(train_explain, name) for name in train_explain.CONSTANT_NAMES}
     functions = attributions.method_functions(config, methods)
     for name in ("saliency_tsr", "integrated_gradients_tsr"):
         if name in functions:
@@ -84,11 +85,11 @@ def method_maps(model, x, target, background, methods, args) -> tuple[dict, dict
         maps, seconds = attributions.compute_maps(functions, model, x, target)
     if "shap" in methods:
         for windows, split in args.shap_players:
-            default = (windows, split) == (config["SHAP_SEGMENTS_PER_CHANNEL"], config["SHAP_SUBWINDOWS"])
+            default = (windows, split) == (config["shap_segments_per_channel"], config["shap_subwindows"])
             name = "shap" if default else f"shap_{windows}_windows" + (f"_split_{split}" if split > 1 else "")
             groups = shapley.player_groups(x.shape[1], x.shape[2], windows)
             start = time.perf_counter()
-            values = shapley.interventional_shap(model, x, background, groups, seed=config["SEED"], split=split)
+            values = shapley.interventional_shap(model, x, background, groups, seed=config["seed"], split=split)
             seconds[name] = time.perf_counter() - start
             maps[name] = values[np.arange(len(x)), :, :, target.cpu().numpy()]
     return maps, {name: s / len(x) for name, s in seconds.items()}

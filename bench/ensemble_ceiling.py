@@ -23,7 +23,8 @@ from accuracy import REFERENCES, ROOT, SHARED, dataset_name, markdown_table, run
 
 sys.path.insert(0, ROOT)
 from data_loader import normalize, read_train_test  # noqa: E402
-from hybrid_explain.model import load_model, predict_logits  # noqa: E402
+from hybrid_explain.model import predict_logits  # noqa: E402
+from hybrid_explain.checkpoint import load_model
 from train_explain import LABEL_COLUMN  # noqa: E402
 
 

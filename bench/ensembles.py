@@ -40,12 +40,12 @@ def trained_logits(directory, seed, extra):
     normalization = te.fit_normalization(train.X, train.filled)
     train_x = torch.from_numpy(te.normalize(train.X, normalization, train.lengths))
     torch.manual_seed(seed)
-    model = te.build_model(te.model_hyperparameters(config, train))
+    model = te.build_model(te.model_hyperparameters(config.model, train))
     fit = te.CustomDataset(train_x, train.y, train.lengths)
     none = te.CustomDataset(train_x[:0], train.y[:0])
     started = time.perf_counter()
     resume = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench_ensembles_{os.getpid()}.pt")
-    state = te.train_model(model, fit, none, config, resume, log=lambda message: None)[1]
+    state = te.train_model(model, fit, none, config.training, resume, log=lambda message: None)[1]
     seconds = time.perf_counter() - started
     os.remove(resume)
     model.load_state_dict(state)

@@ -23,7 +23,7 @@ from hybrid_explain.explainers import global_importance  # noqa: E402
 from hybrid_explain.explainers import shapley  # noqa: E402
 from hybrid_explain.pipeline import stages  # noqa: E402
 from data_loader import normalize, read_table  # noqa: E402
-from hybrid_explain.model import load_model  # noqa: E402
+from hybrid_explain.checkpoint import load_model  # noqa: E402
 
 
 class Counted(torch.nn.Module):

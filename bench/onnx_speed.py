@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 def checkpoint_of_default_model(channels: int, length: int, classes: int, path: Path) -> None:
     import torch
 
-    from hybrid_explain.model import build_model, checkpoint_dict
+    from hybrid_explain.model import build_model
+
+    from hybrid_explain.checkpoint import checkpoint_dict
 
     hyperparameters = {"input_channels": channels, "sequence_length": length, "num_classes": classes,
                        "cnn_channels": 32, "lstm_hidden_size": 64, "lstm_layers": 1, "attention_heads": 4,
@@ -61,7 +63,8 @@ def main() -> None:
 
     from api import export_onnx
     from data_loader import normalize
-    from hybrid_explain.model import load_model, predict_logits
+    from hybrid_explain.model import predict_logits
+    from hybrid_explain.checkpoint import load_model
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:

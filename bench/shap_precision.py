@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 
 from hybrid_explain.explainers import shapley  # noqa: E402
 import train_explain  # noqa: E402
-from hybrid_explain.model import load_model  # noqa: E402
+from hybrid_explain.checkpoint import load_model  # noqa: E402
 
 
 def flat_estimator(windows, scale=1, split=1):

@@ -85,7 +85,7 @@ def training_loop_overhead(train_csv, epochs=20):
     train, _ = read_train_test(train_csv, train_csv)
     data = CustomDataset(normalize(train.X, fit_normalization(train.X)), train.y)
     config = train_explain.config_from_args([])
-    hp = train_explain.model_hyperparameters(config, train)
+    hp = train_explain.model_hyperparameters(config.model, train)
 
     def setup():
         torch.manual_seed(0)
@@ -99,11 +99,11 @@ def training_loop_overhead(train_csv, epochs=20):
             pass
 
     def pipeline_loop(model, optimizer, scheduler, criterion, generator):
-        train_explain.train_epoch(model, data, optimizer, scheduler, criterion, config["BATCH_SIZE"], generator, Silent())
+        train_explain.train_epoch(model, data, optimizer, scheduler, criterion, config.training.batch_size, generator, Silent())
 
     def bare_loop(model, optimizer, scheduler, criterion, generator):
         model.train()
-        for idx in train_explain.batch_indices(len(data), config["BATCH_SIZE"], generator):
+        for idx in train_explain.batch_indices(len(data), config.training.batch_size, generator):
             x, y = data[idx]
             loss = criterion(model(x), y)
             optimizer.zero_grad(set_to_none=True)

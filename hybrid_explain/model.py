@@ -1,18 +1,18 @@
-"""The classifier, its checkpoint and batched prediction. Stands alone: imports torch only.
+"""The classifier and batched prediction: `HybridCNNLSTMAttention`, `Ensemble`, `build_model` from the model's
+arguments, and the helpers for rows of different lengths. Stands alone: imports torch and the settings' names.
 
-    from hybrid_explain.model import load_model, predict_logits
+    from hybrid_explain.checkpoint import load_model
+    from hybrid_explain.model import predict_logits
     net, checkpoint = load_model("outputs/saved_model_hybrid_explained.pth")
     logits = predict_logits(net, x)       # x (N, C, L), normalized with checkpoint["normalization"]
 """
-import hashlib
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from hybrid_explain.version import __version__
+from hybrid_explain.config import FRONT_ENDS, NORMALIZATIONS
 
 
 def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:
@@ -28,7 +28,6 @@ def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, b
     return sizes
 
 
-FRONT_ENDS = ("plain", "inception")
 INCEPTION_KERNELS = (9, 19, 39)  # InceptionTime's 10/20/40, odd so that a series keeps its length
 INCEPTION_DEPTH = 3  # inception modules of the second block, bridged by one residual shortcut (InceptionTime's unit)
 
@@ -127,7 +126,6 @@ class InceptionBlock(nn.Module):
         return self.pool(h)
 
 
-NORMALIZATIONS = ("per_channel", "per_series")
 # A constant series is centred, not blown up from float rounding: its std counts as at least this share of its mean
 # (1e-5, above float32's rounding of the mean) or 1e-8 in absolute terms. A row 10,000 times quieter than the file's
 # loudest still has a std far above both, so its shape is read in full.
@@ -366,7 +364,9 @@ def build_model(hyperparameters: dict) -> nn.Module:
     arguments = {name: hyperparameters[name] for name in MODEL_ARGS}
     arguments.update({name: hyperparameters.get(name, old) for name, old in LATER_MODEL_ARGS.items()})
     size = hyperparameters.get("ensemble_size", 1)
-    return HybridCNNLSTMAttention(**arguments) if size == 1 else Ensemble(size, **arguments)
+    model = HybridCNNLSTMAttention(**arguments) if size == 1 else Ensemble(size, **arguments)
+    model.arguments = {**arguments, "ensemble_size": size}  # what rebuilds it (nanoGPT's model_args)
+    return model
 
 
 def row_lengths(lengths, width: int, device=None):
@@ -417,254 +417,3 @@ def predict_logits(model: nn.Module, X, batch_size: int = 512, lengths=None) -> 
     minimum = math.prod(getattr(model, "pool_factors", (1,)))
     return torch.cat([model(*trimmed(part, part_lengths, minimum))
                       for part, part_lengths in zip(X.split(batch_size), lengths.split(batch_size))])
-
-
-# -----------------------------------------------------------------------------
-# Checkpoint: the weights with everything needed to rebuild and feed the model
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message is one line."""
-
-
-def weights_digest(state_dict: dict) -> str:
-    """sha256 of the weights: each tensor's name, dtype, shape and bytes, in name order. Stored in the checkpoint
-    and checked on load, so that bytes damaged inside a tensor (which still unpickles) are found."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
-def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_columns, normalization, epoch,
-                    val_accuracy, val_loss) -> dict:
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return {
-        "version": __version__,  # of train_explain that wrote it; a checkpoint without it is older than 0.9.0
-        "model_state_dict": state,
-        "weights_sha256": weights_digest(state),
-        "hyperparameters": hyperparameters,
-        "class_names": list(class_names),
-        "channel_names": list(channel_names),
-        "feature_columns": list(feature_columns),
-        "normalization": normalization,
-        "epoch": epoch,
-        # None, not NaN, without a validation split: metrics.json stays strict JSON
-        "val_accuracy": None if math.isnan(val_accuracy) else val_accuracy,
-        "val_loss": None if math.isnan(val_loss) else val_loss,
-        "selected_on": ("last epoch of the schedule (no validation split, VAL_FRACTION=0)" if math.isnan(val_loss)
-                        else "lowest validation loss (cross-entropy without label smoothing)"),
-    }
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a setting may take: [low, high], an end open where a setting may only approach it. Integer ends
-    make an integer setting; float ends, a number."""
-    low: float
-    high: float
-    low_open: bool = False
-    high_open: bool = False
-
-    def __str__(self):
-        return f"{'(' if self.low_open else '['}{self.low:,}, {self.high:,}{')' if self.high_open else ']'}"
-
-    def problem(self, value):
-        """Why value is not in the range (a phrase), or None."""
-        integer = type(self.low) is int and type(self.high) is int
-        if type(value) not in ((int,) if integer else (int, float)) or not (
-                (self.low < value if self.low_open else self.low <= value)
-                and (value < self.high if self.high_open else value <= self.high)):
-            return f"is {value!r}, expected {'an integer' if integer else 'a number'} in {self}"
-        return None
-
-
-# One range for every numeric setting (a constant of train_explain.py, lower case as in a checkpoint's
-# hyperparameters) and every dimension the data give the model. The command line (train_explain.check_config),
-# the data reader (data_loader) and the checkpoint loader (check_checkpoint) all read it, so that training never
-# writes a checkpoint the loader refuses. The ends of settings whose memory or time grows with them are far
-# beyond any useful value, but below a run that would fill the memory or never end; a damaged or hostile file
-# that unpickles (weights_only=True refuses code, not nonsense) is refused before any memory is asked for.
-SETTING_RANGES = {
-    # what the data give: channels, steps, classes (the columns, channels x steps, are MAX_COLUMNS at most)
-    "input_channels": Range(1, 100_000), "sequence_length": Range(1, 1_000_000), "num_classes": Range(1, 1_000),
-    # the model
-    "cnn_channels": Range(1, 4096), "ensemble_size": Range(1, 64), "kernel_size": Range(1, 1001),
-    "lstm_hidden_size": Range(1, 4096), "lstm_layers": Range(1, 16), "attention_heads": Range(1, 256),
-    "dropout": Range(0.0, 1.0, high_open=True), "min_pooled_length": Range(1, 1_000_000),
-    "max_pooled_length": Range(1, 1_000_000),
-    # training (numpy, torch and scikit-learn all take a seed in [0, 2**32 - 1])
-    "seed": Range(0, 2**32 - 1), "epochs": Range(1, 100_000), "batch_size": Range(1, 65_536),
-    "learning_rate": Range(0.0, math.inf, low_open=True, high_open=True),
-    "weight_decay": Range(0.0, math.inf, high_open=True), "warmup_epochs": Range(0, 100_000),
-    "label_smoothing": Range(0.0, 1.0, high_open=True), "mixup_alpha": Range(0.0, math.inf, high_open=True),
-    "val_fraction": Range(0.0, 1.0, high_open=True), "early_stopping_patience": Range(1, 100_000),
-    # explanations
-    "num_shap_background_samples": Range(1, 5_000), "num_samples_to_explain": Range(0, 500),
-    "shap_segments_per_channel": Range(1, 1000), "shap_permutations": Range(0, 10_000),
-    "shap_subwindows": Range(1, 1000), "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
-    "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
-    "counterfactual_budget": Range(1, 1_000_000),
-    # resources and the output folder
-    "keep_runs": Range(1, 1000), "threads": Range(0, 1024), "drawing_processes": Range(0, 64),
-    "progress_seconds": Range(0.0, math.inf, high_open=True),
-}
-MAX_COLUMNS = 1_000_000  # feature columns (channels x steps): the checkpoint stores each one's name
-MAX_PARAMETERS = 200_000_000
-
-
-def inception_parameters(in_channels: int, out_channels: int, depth: int, residual: bool) -> int:
-    """Parameters of InceptionBlock(in_channels, out_channels, depth, residual=residual)."""
-    b, total = out_channels // 4, 0
-    for layer in range(depth):
-        c = in_channels if layer == 0 else out_channels
-        width = b if c > 1 else c
-        total += (c * b if c > 1 else 0) + width * b * sum(INCEPTION_KERNELS) + c * b + 2 * 4 * b
-    return total + (in_channels * out_channels + 2 * out_channels if residual else 0)
-
-
-def parameter_count(hp: dict) -> int:
-    """Parameters build_model(hp) would allocate, computed without allocating them."""
-    c, k, h = hp["cnn_channels"], hp["kernel_size"], hp["lstm_hidden_size"]
-    if hp.get("conv_front_end", "plain") == "inception":
-        conv = (inception_parameters(hp["input_channels"], c, 1, False)
-                + inception_parameters(c, 2 * c, INCEPTION_DEPTH, True))
-    else:
-        conv = hp["input_channels"] * c * k + c + 2 * c + 2 * c * c * k + 2 * c + 4 * c
-    lstm = sum(2 * 4 * h * ((2 * c if layer == 0 else 2 * h) + h + 2) for layer in range(hp["lstm_layers"]))
-    attention = 4 * (2 * h) ** 2 + 4 * 2 * h
-    facts = (2 * hp["input_channels"] * bool(hp.get("amplitude_features") and hp.get("normalization") == "per_series")
-             + bool(hp.get("length_feature")))
-    return hp.get("ensemble_size", 1) * (conv + lstm + attention + (2 * c + 2 * h + facts + 1) * hp["num_classes"])
-
-
-def hyperparameter_problem(hp: dict):
-    """(field, why) of the first model hyperparameter that is out of SETTING_RANGES or does not fit another, or
-    None. The one rule for a model: train_explain applies it before training, check_checkpoint to a file."""
-    for name in MODEL_ARGS + ["ensemble_size"]:
-        # ensemble_size is absent in a checkpoint written before ensembles: one network
-        why = SETTING_RANGES[name].problem(hp.get(name, 1) if name == "ensemble_size" else hp.get(name))
-        if why:
-            return name, why
-    if (2 * hp["lstm_hidden_size"]) % hp["attention_heads"]:
-        return "attention_heads", f"({hp['attention_heads']}) does not divide 2 * lstm_hidden_size"
-    front_end = hp.get("conv_front_end", "plain")  # absent in a checkpoint written before there was a choice
-    if front_end not in FRONT_ENDS:
-        return "conv_front_end", f"is {front_end!r}, expected one of {FRONT_ENDS}"
-    if front_end == "inception" and hp["cnn_channels"] % 4:
-        return "cnn_channels", "is not a multiple of 4, as the inception front end needs"
-    normalization = hp.get("normalization", "per_channel")  # absent before there was a choice: per channel
-    if normalization not in NORMALIZATIONS:
-        return "normalization", f"is {normalization!r}, expected one of {NORMALIZATIONS}"
-    for flag in ("amplitude_features", "length_feature"):  # absent before they existed: off
-        if type(hp.get(flag, False)) is not bool:
-            return flag, f"is {hp.get(flag)!r}, expected true or false"
-    if hp["input_channels"] * hp["sequence_length"] > MAX_COLUMNS:
-        return "sequence_length", f"times input_channels is more than {MAX_COLUMNS:,} columns"
-    if parameter_count(hp) > MAX_PARAMETERS:
-        return None, f"describe a model of {parameter_count(hp):,} parameters, more than {MAX_PARAMETERS:,}"
-    return None
-
-
-def is_number_list(values, size: int) -> bool:
-    return isinstance(values, list) and len(values) == size and all(
-        type(v) in (int, float) and math.isfinite(v) for v in values)
-
-
-def is_float_rows(tensor, hp: dict) -> bool:
-    """A finite float32 (rows, input_channels, sequence_length) tensor, as the model reads rows."""
-    return (torch.is_tensor(tensor) and tensor.dtype == torch.float32 and tensor.dim() == 3
-            and tuple(tensor.shape[1:]) == (hp["input_channels"], hp["sequence_length"])
-            and bool(torch.isfinite(tensor).all()))
-
-
-def check_checkpoint(checkpoint, path):
-    """Every field load_model reads, with its type and a sane range; CheckpointError names the first bad one."""
-    def bad(field, why):
-        return CheckpointError(f"{path}: field {field} {why}; the file is damaged or not from this program, "
-                               "train again")
-
-    missing = [k for k in ("model_state_dict", "hyperparameters", "class_names", "channel_names", "normalization")
-               if not isinstance(checkpoint, dict) or k not in checkpoint]
-    if missing:
-        raise CheckpointError(f"{path}: not a checkpoint of this program (lacks {', '.join(missing)}); train again")
-    hp = checkpoint["hyperparameters"]
-    if not isinstance(hp, dict):
-        raise bad("hyperparameters", "is not a dict")
-    problem = hyperparameter_problem(hp)
-    if problem:
-        field, why = problem
-        raise bad("hyperparameters" + (f".{field}" if field else ""), why)
-    for field, size in (("class_names", hp["num_classes"]), ("channel_names", hp["input_channels"])):
-        names = checkpoint[field]
-        if not isinstance(names, list) or len(names) != size or not all(isinstance(n, str) for n in names):
-            raise bad(field, f"is not a list of {size} names")
-    normalization = checkpoint["normalization"]
-    if not isinstance(normalization, dict) or not all(is_number_list(normalization.get(key), hp["input_channels"])
-                                                      for key in ("mean", "std")) \
-            or not all(s > 0 for s in normalization["std"]):
-        raise bad("normalization", f"is not a mean and a positive std (finite numbers) of {hp['input_channels']} "
-                                   "channels")
-    state = checkpoint["model_state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
-        raise bad("model_state_dict", "is not a dict of tensors")
-    digest = checkpoint.get("weights_sha256")  # absent in a checkpoint written before it was stored
-    if digest is not None and digest != weights_digest(state):
-        raise bad("model_state_dict", "does not match the checksum stored with it (weights_sha256)")
-    if type(checkpoint.get("epoch")) is not int or checkpoint["epoch"] < 1:
-        raise bad("epoch", f"is {checkpoint.get('epoch')!r}, expected the kept epoch, an integer from 1")
-    accuracy = checkpoint.get("val_accuracy", math.nan)  # None without a validation split
-    if accuracy is not None and (type(accuracy) not in (int, float) or not 0 <= accuracy <= 1):
-        raise bad("val_accuracy", "is not None or a number in [0, 1]")
-    columns = checkpoint.get("feature_columns")
-    if not isinstance(columns, list) or len(columns) != hp["input_channels"] * hp["sequence_length"] \
-            or not all(isinstance(c, str) for c in columns):
-        raise bad("feature_columns", f"is not a list of {hp['input_channels']} x {hp['sequence_length']} column names")
-    counts = checkpoint.get("train_class_counts")  # optional: absent in a checkpoint of an earlier version
-    if counts is not None and (not isinstance(counts, list) or len(counts) != hp["num_classes"]
-                               or not all(type(n) is int and n >= 0 for n in counts)):
-        raise bad("train_class_counts", f"is not a count of training rows for each of {hp['num_classes']} classes")
-    background = checkpoint.get("background")
-    if background is not None and not is_float_rows(background, hp):
-        raise bad("background", "is not a finite float32 (B, channels, length) tensor")
-    guides, labels = checkpoint.get("guides"), checkpoint.get("guide_labels")
-    if guides is not None and not is_float_rows(guides, hp):
-        raise bad("guides", "is not a finite float32 (G, channels, length) tensor")
-    if guides is not None and (not torch.is_tensor(labels) or labels.shape != (len(guides),) or labels.is_floating_point()
-                               or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < hp["num_classes"])):
-        raise bad("guide_labels", f"is not one class index below {hp['num_classes']} per guide")
-    guide_lengths = checkpoint.get("guide_lengths")  # optional: absent, every guide is full length
-    if guide_lengths is not None and (guides is None or not torch.is_tensor(guide_lengths)
-                                      or guide_lengths.shape != (len(guides),) or guide_lengths.dtype != torch.long
-                                      or not bool(((guide_lengths >= 1) & (guide_lengths <= hp["sequence_length"])).all())):
-        raise bad("guide_lengths", f"is not one length in [1, {hp['sequence_length']}] per guide")
-    # Both fields are optional: a checkpoint written before rows could differ in length has every row full length.
-    lengths = checkpoint.get("background_lengths")
-    if lengths is not None and (background is None or not torch.is_tensor(lengths) or lengths.shape != (len(background),)
-                                or lengths.dtype != torch.long or not bool(((lengths >= 1) &
-                                                                             (lengths <= hp["sequence_length"])).all())):
-        raise bad("background_lengths", f"is not one length in [1, {hp['sequence_length']}] per background row")
-    length_range = checkpoint.get("length_range")
-    if length_range is not None and (not isinstance(length_range, list) or len(length_range) != 2
-                                     or not all(type(n) is int for n in length_range)
-                                     or not 1 <= length_range[0] <= length_range[1] <= hp["sequence_length"]):
-        raise bad("length_range", f"is not [shortest, longest] training length within [1, {hp['sequence_length']}]")
-
-
-def load_model(path, device="cpu"):
-    """Rebuild the model from the checkpoint alone. Returns (model in eval mode, checkpoint dict)."""
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no checkpoint there; train first (TRAIN=True) or point OUTPUT_DIR at a run") from None
-    except Exception as exc:  # torch raises many types for a damaged file; each means the same here
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
-                              "it is damaged or truncated, train again") from None
-    check_checkpoint(checkpoint, path)
-    model = build_model(checkpoint["hyperparameters"])
-    try:
-        model.load_state_dict(checkpoint["model_state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model its hyperparameters describe "
-                              f"({str(exc).splitlines()[0]}); train again") from None
-    return model.to(device).eval(), checkpoint

@@ -1,9 +1,11 @@
 """The training engine the script and the estimator share: the checkpoint's hyperparameters, the epoch loop
 (AdamW, warm-up + cosine schedule, label smoothing, mixup, ensembles, torchrun), early stopping and the resume state.
-Moved here from train_explain.py unchanged, so that a library module can train without importing the script
-(nothing imports the script); train_explain re-exports these names.
+A library module, so that the estimator trains without importing the script (nothing imports the script);
+train_explain re-exports these names.
 """
+import dataclasses
 import functools
+import hashlib
 import math
 import os
 import sys
@@ -14,23 +16,25 @@ import torch
 import torch.nn as nn
 
 from data_loader import CustomDataset
-from hybrid_explain.model import CheckpointError, ensemble_size, predict_logits
+from hybrid_explain.checkpoint import CheckpointError, atomic_save, save_torch  # noqa: F401  (re-exported)
+from hybrid_explain.config import ModelConfig, TrainingConfig
+from hybrid_explain.model import ensemble_size, predict_logits
 
 RESUME_SAVE_SECONDS = 5.0
 
 
-def model_hyperparameters(config: dict, train) -> dict:
-    """The checkpoint's hyperparameters: every constant, lower case, and what the training file gives (its
-    channels, length and classes)."""
+def model_hyperparameters(config: ModelConfig, train) -> dict:
+    """The checkpoint's hyperparameters: the model's own arguments (its settings, and what the training file gives:
+    its channels, length and classes), all that build_model reads; run settings stay out of it."""
     # The length input only where the training rows differ in length: a constant would only move the bias.
     varying = bool((np.asarray(train.lengths) < train.X.shape[2]).any())
     # A table's columns are features in their own units, not steps of one series: a row's z-score across them would
     # mix height with age, so a table keeps the per-channel statistics.
     table = getattr(train, "feature_names", None) is not None
-    return {**{name.lower(): value for name, value in config.items()}, "input_channels": train.X.shape[1],
+    return {**dataclasses.asdict(config), "input_channels": train.X.shape[1],
             "sequence_length": train.X.shape[2], "num_classes": len(train.class_names),
-            "length_feature": config["LENGTH_FEATURE"] and varying,
-            "normalization": "per_channel" if table else config["NORMALIZATION"]}
+            "length_feature": config.length_feature and varying,
+            "normalization": "per_channel" if table else config.normalization}
 
 
 def batch_indices(n: int, batch_size: int, generator=None, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
@@ -146,13 +150,14 @@ def score_from_rank0(model, data, distributed=None) -> tuple[float, float]:
     return tuple(score.tolist())
 
 
-def train_model(model, train_data, val_data, config, resume_path, distributed=None, log=print):
+def train_model(model, train_data, val_data, config: TrainingConfig, resume_path, distributed=None, log=print,
+                resume: bool = False):
     """Train with AdamW, a warm-up + cosine schedule, label smoothing and mixup; return (history rows, kept
     state dict, its epoch, validation accuracy and loss). With no validation split (the default) the last
     epoch is kept; with one, the epoch with the lowest validation loss, and early stopping ends training.
     The whole training state goes to resume_path after the first epoch and then every few seconds, so
     --resume=True continues an interrupted run and ends with the same weights as an uninterrupted one.
-    resume_path None: no resume state is written (HybridClassifier.fit).
+    resume_path None: no resume state is written (HybridClassifier.fit); resume: continue from the state there.
     Under torchrun (`distributed` = torch.distributed) the model trains data-parallel on this
     process's shard; rank 0 alone validates, saves and logs, and shares its validation score so
     every process stops at the same epoch."""
@@ -164,35 +169,36 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
     if rank:
         log = lambda message: None  # noqa: E731  (one voice: rank 0's)
 
-    generator = torch.Generator().manual_seed(config["SEED"])
-    steps_per_epoch = len(batch_indices(len(train_data), config["BATCH_SIZE"], None, rank, world_size))
+    generator = torch.Generator().manual_seed(config.seed)
+    steps_per_epoch = len(batch_indices(len(train_data), config.batch_size, None, rank, world_size))
     # fused: one kernel for all parameters, a third of the per-parameter loop's time per step (measured in docs/measurements/speed.md)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["LEARNING_RATE"], weight_decay=config["WEIGHT_DECAY"],
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                   fused=True)
-    total_steps = config["EPOCHS"] * steps_per_epoch
+    total_steps = config.epochs * steps_per_epoch
     # A short run still reaches the peak rate: warm-up takes at most a fifth of it.
-    warmup_steps = min(config["WARMUP_EPOCHS"] * steps_per_epoch, total_steps // 5)
+    warmup_steps = min(config.warmup_epochs * steps_per_epoch, total_steps // 5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
-    criterion = nn.CrossEntropyLoss(label_smoothing=config["LABEL_SMOOTHING"])
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     progress_state = {"epoch": 0, "history": [], "best": None, "best_key": None, "since_best": 0}
-    if config["RESUME"]:
-        progress_state = restore_training_state(resume_path, config, model, optimizer, scheduler, generator)
+    trained_on = training_inputs(config, model, train_data)
+    if resume:
+        progress_state = restore_training_state(resume_path, trained_on, model, optimizer, scheduler, generator)
         log(f"resumed after epoch {progress_state['epoch']} from {resume_path}")
     history = progress_state["history"]
     epoch = progress_state["epoch"]
     last_save = time.perf_counter()
-    while epoch < config["EPOCHS"] and progress_state["since_best"] < config["EARLY_STOPPING_PATIENCE"]:
+    while epoch < config.epochs and progress_state["since_best"] < config.early_stopping_patience:
         epoch += 1
         start = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
-        with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config['EPOCHS']}",
+        with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config.epochs}",
                   unit="sample", leave=False, disable=True if rank else None, file=sys.stderr) as progress:
-            batch_loss = train_epoch(network, train_data, optimizer, scheduler, criterion, config["BATCH_SIZE"],
-                                     generator, progress, distributed, config["MIXUP_ALPHA"])
+            batch_loss = train_epoch(network, train_data, optimizer, scheduler, criterion, config.batch_size,
+                                     generator, progress, distributed, config.mixup_alpha)
             if not math.isfinite(batch_loss):
                 raise TrainingError(f"the training loss became {batch_loss} in epoch {epoch}; the learning rate "
-                                    f"{config['LEARNING_RATE']} is likely too high (try --learning_rate="
-                                    f"{config['LEARNING_RATE'] / 10:g}) or the data hold extreme values")
+                                    f"{config.learning_rate} is likely too high (try --learning_rate="
+                                    f"{config.learning_rate / 10:g}) or the data hold extreme values")
             # The curves measure the model as it stands after the epoch, in eval mode and without smoothing,
             # the same way on both parts: the batches' own loss is blended by mixup and shifted by dropout.
             train_loss, train_acc = score_from_rank0(model, train_data, distributed)
@@ -215,13 +221,13 @@ def train_model(model, train_data, val_data, config, resume_path, distributed=No
         # Saved after the first epoch, then at most every RESUME_SAVE_SECONDS: a save costs about as
         # much as a small data set's epoch, and a resumed run repeats at most those seconds of work.
         if rank == 0 and resume_path and (epoch == 1 or time.perf_counter() - last_save >= RESUME_SAVE_SECONDS):
-            save_training_state(resume_path, progress_state, config, model, optimizer, scheduler, generator)
+            save_training_state(resume_path, progress_state, trained_on, model, optimizer, scheduler, generator)
             last_save = time.perf_counter()
-        if epoch == 1 or epoch % 10 == 0 or epoch == config["EPOCHS"]:
+        if epoch == 1 or epoch % 10 == 0 or epoch == config.epochs:
             validation = f"val loss {val_loss:.4f} acc {val_acc:.3f}  " if len(val_data) else ""
             log(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  {validation}lr {learning_rate:.2e}  "
-                f"{history[-1]['seconds']:.2f} s, {time_left(history, config['EPOCHS'])}")
-    if progress_state["since_best"] >= config["EARLY_STOPPING_PATIENCE"]:
+                f"{history[-1]['seconds']:.2f} s, {time_left(history, config.epochs)}")
+    if progress_state["since_best"] >= config.early_stopping_patience:
         log(f"early stop after epoch {epoch}: no better validation score for {progress_state['since_best']} epochs")
     best = progress_state["best"]
     log(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.3f} loss {best['val_loss']:.4f}" if len(val_data)
@@ -238,34 +244,41 @@ def time_left(history, epochs: int) -> str:
     return f"about {seconds // 60:.0f} min {seconds % 60:.0f} s left"
 
 
-# Settings that may change between an interrupted run and its resumption without changing the training.
-RESUMABLE_CHANGES = {"RESUME", "OUTPUT_DIR", "RUN", "KEEP_RUNS", "NUM_SHAP_BACKGROUND_SAMPLES", "NUM_SAMPLES_TO_EXPLAIN",
-                     "SHAP_METHOD", "SHAP_SEGMENTS_PER_CHANNEL", "SHAP_PERMUTATIONS", "DEVICE",
-                     "COUNTERFACTUAL_TARGET", "COUNTERFACTUAL_BUDGET", "GLOBAL_EXPLAIN_ROWS", "DRAWING_PROCESSES",
-                     "PROGRESS_SECONDS", "SHAP_SUBWINDOWS"}
-RESUME_FIELDS = ("config", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "epoch",
-                 "history", "best", "best_key", "since_best")
+RESUME_FIELDS = ("trained_on", "model_state_dict", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng",
+                 "epoch", "history", "best", "best_key", "since_best")
 
 
-def save_training_state(path, progress_state, config, model, optimizer, scheduler, generator):
-    state = {**progress_state, "config": config, "model_state_dict": model.state_dict(),
+def training_inputs(config: TrainingConfig, model, train_data) -> dict:
+    """What decides the trained weights, as the resume state records it: the training settings, the model's own
+    arguments and a digest of the rows it trains on. A resumed run must match all three; any other setting (an
+    explanation's, the output folder's) may change."""
+    rows = hashlib.sha256()
+    for tensor in (train_data.X, train_data.y, train_data.lengths):  # lengths None: every row full length
+        if tensor is not None:
+            rows.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"training": dataclasses.asdict(config), "model": dict(getattr(model, "arguments", {})),
+            "rows_sha256": rows.hexdigest()}
+
+
+def save_training_state(path, progress_state, trained_on, model, optimizer, scheduler, generator):
+    state = {**progress_state, "trained_on": trained_on, "model_state_dict": model.state_dict(),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     atomic_save(state, path)
 
 
-def restore_training_state(path, config, model, optimizer, scheduler, generator) -> dict:
+def restore_training_state(path, trained_on, model, optimizer, scheduler, generator) -> dict:
     """Load the resume state into the training objects; every field is checked, and a bad one is named."""
     try:
         state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     except Exception as exc:  # a damaged file fails in torch's unpickler with many exception types
         raise CheckpointError(f"{path} is damaged ({type(exc).__name__}); train without --resume") from None
     missing = [k for k in RESUME_FIELDS if not isinstance(state, dict) or k not in state]
-    if missing or not isinstance(state["config"], dict):
-        raise CheckpointError(f"{path} is not a resume state of this program (lacks {', '.join(missing) or 'config'}); "
-                              "train without --resume")
-    changed = sorted(k for k in config if k not in RESUMABLE_CHANGES and state["config"].get(k) != config[k])
+    if missing or not isinstance(state["trained_on"], dict):
+        raise CheckpointError(f"{path} is not a resume state of this program (lacks "
+                              f"{', '.join(missing) or 'trained_on'}); train without --resume")
+    changed = changed_inputs(state["trained_on"], trained_on)
     if changed:
         raise CheckpointError(f"{path} was saved with other settings ({', '.join(changed)} differ); "
                               "resume with the same constants, or train without --resume")
@@ -286,33 +299,20 @@ def restore_training_state(path, config, model, optimizer, scheduler, generator)
     return {k: state[k] for k in ("epoch", "history", "best", "best_key", "since_best")}
 
 
-def save_torch(obj, path):
-    """torch.save, with its failed writes (a RuntimeError from its zip writer) raised as the OSError they are."""
-    try:
-        torch.save(obj, path)
-    except RuntimeError as exc:  # our own dicts of tensors always serialize: a RuntimeError here is the file
-        raise OSError(None, f"torch.save could not write the file ({str(exc).splitlines()[0][:100]})", path) from None
-
-
-def atomic_save(obj, path):
-    """torch.save under a temporary name, then rename: a reader never sees half a file."""
-    partial = f"{path}.partial"
-    try:
-        save_torch(obj, partial)
-    except OSError:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
-    os.replace(partial, path)
+def changed_inputs(saved: dict, now: dict) -> list[str]:
+    """The settings (UPPER_CASE, as the flags name them) and parts that differ between two training_inputs()."""
+    changed = [name.upper() for group in ("training", "model") for name in sorted(set(saved.get(group, {}))
+                                                                                  | set(now[group]))
+               if saved.get(group, {}).get(name) != now[group].get(name)]
+    return changed + (["the training rows"] if saved.get("rows_sha256") != now["rows_sha256"] else [])
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss is no longer finite); the message is one line."""
 
 
-def train_background(train_x: np.ndarray, config, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, their lengths) of the training set that form the SHAP reference distribution: a seeded sample, in
-    file order."""
-    rows = np.random.default_rng(config["SEED"]).choice(len(train_x), min(config["NUM_SHAP_BACKGROUND_SAMPLES"],
-                                                                          len(train_x)), replace=False)
-    return train_x[np.sort(rows)], lengths[np.sort(rows)]
+def train_background(train_x: np.ndarray, lengths: np.ndarray, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, their lengths) of the training set that form the SHAP reference distribution: a seeded sample of
+    `rows` of them (NUM_SHAP_BACKGROUND_SAMPLES), in file order."""
+    chosen = np.sort(np.random.default_rng(seed).choice(len(train_x), min(rows, len(train_x)), replace=False))
+    return train_x[chosen], lengths[chosen]

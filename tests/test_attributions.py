@@ -1,5 +1,7 @@
 """The attribution suite against ground truth: completeness, a planted pattern, the randomization sanity
 check, faithfulness, and the pipeline entry point's files."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from hybrid_explain.explainers import regions
 from hybrid_explain.explainers import shapley
 from hybrid_explain.pipeline import stages
 from hybrid_explain.model import HybridCNNLSTMAttention, predict_logits
+import train_explain
 
 CHANNELS, LENGTH = 3, 40
 PLANTED_CHANNEL, WINDOW = 1, (15, 25)  # the class is the sign of a bump on channel 1 inside steps 15..24
@@ -70,7 +73,7 @@ def planted():
 def planted_maps(planted):
     """method -> (8, C, L) maps of the explained samples for their predicted classes, SHAP included."""
     x, target = planted["x"], planted["target"]
-    maps, _ = attributions.compute_maps(attributions.method_functions({"IG_STEPS": 64, "OCCLUSION_WINDOW": 5}),
+    maps, _ = attributions.compute_maps(attributions.method_functions({"ig_steps": 64, "occlusion_window": 5}),
                                         planted["model"], x, target)
     groups = shapley.player_groups(CHANNELS, LENGTH, SHAP_SEGMENTS)
     shap_values = shapley.interventional_shap(planted["model"], x, planted["background"], groups,
@@ -122,7 +125,7 @@ def edge_detector(model, x, target):
 def sanity(planted):
     """The randomization check on the planted model for an edge detector, gradient x input and IG."""
     methods = {"edge_detector": edge_detector, "input_x_gradient": attributions.input_x_gradient,
-               "integrated_gradients": attributions.method_functions({"IG_STEPS": 64, "OCCLUSION_WINDOW": 5})["integrated_gradients"]}
+               "integrated_gradients": attributions.method_functions({"ig_steps": 64, "occlusion_window": 5})["integrated_gradients"]}
     maps, _ = attributions.compute_maps(methods, planted["model"], planted["x"], planted["target"])
     return checks.sanity_check(methods, planted["model"], planted["x"], planted["target"], maps, seed=0)
 
@@ -179,14 +182,16 @@ def test_attribution_outputs_writes_one_map_per_method_the_figures_and_the_metri
     shap_values[np.arange(n), :, :, planted["target"][:n].numpy()] = planted_maps["shap"][:n]
     test_y = planted["test_y"].copy()
     test_y[:2] = 1 - planted["test_pred"][:2]  # two rows the model now gets wrong
-    config = {"ATTRIBUTION_WINDOWS": 4, "ATTRIBUTION_SEGMENTS": "before:0-15,bump:15-25,after:25-40",
-              "IG_STEPS": 32, "OCCLUSION_WINDOW": 5, "MAX_MISCLASSIFIED": 2, "SEED": 0}
+    config = dataclasses.replace(train_explain.config_from_args([]).explain, attribution_windows=4,
+                                 attribution_segments="before:0-15,bump:15-25,after:25-40", ig_steps=32,
+                                 occlusion_window=5, max_misclassified=2, seed=0)
     scored = stages.Samples(planted["test_X"], np.arange(len(test_y)) + 2, test_y, planted["test_pred"],
                             planted["test_prob"], ["minus", "plus"], ["a", "b", "c"])
     samples = scored.subset(planted["rows"][:n])
     samples.y_true = planted["test_y"][planted["rows"][:n]]
-    result = stages.attribution_outputs(planted["model"], samples, scored, {"values": shap_values, "seconds": 0.5},
-                                        METHODS, config, lambda name: str(tmp_path / name))
+    run = stages.RunContext(planted["model"], config, scored, samples, background=None,
+                            results={"shap": stages.Result({"shap": {"seconds": 0.5}}, {"values": shap_values})})
+    result = stages.AttributionStage(METHODS)(run, lambda name: str(tmp_path / name)).metrics["attributions"]
 
     with np.load(tmp_path / "attributions.npz") as saved:
         assert sorted(saved.files) == sorted(METHODS)

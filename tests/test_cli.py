@@ -29,8 +29,9 @@ def test_help_lists_every_constant_with_its_default():
 def test_overrides_take_both_flag_forms_and_keep_the_default_type():
     config = train_explain.config_from_args(["--epochs=7", "--learning_rate", "1", "--output_dir=runs/x",
                                              "--train=False"])
-    assert config["EPOCHS"] == 7 and config["LEARNING_RATE"] == 1.0 and isinstance(config["LEARNING_RATE"], float)
-    assert config["OUTPUT_DIR"] == "runs/x" and config["TRAIN"] is False
+    assert config.training.epochs == 7 and config.training.learning_rate == 1.0
+    assert isinstance(config.training.learning_rate, float)
+    assert config.outputs.output_dir == "runs/x" and config.outputs.train is False
 
 
 @pytest.mark.slow

@@ -10,7 +10,8 @@ import train_explain
 from conftest import run_args, write_series_csvs
 from data_loader import CustomDataset
 from hybrid_explain.explainers.lrp import lrp_attribute, lrp_conservation
-from hybrid_explain.model import Ensemble, HybridCNNLSTMAttention, build_model, load_model, parameter_count
+from hybrid_explain.model import Ensemble, HybridCNNLSTMAttention, build_model
+from hybrid_explain.checkpoint import load_model, parameter_count
 from test_variable_length import LENGTHS, assert_padding_gives_the_logits_of_each_series_alone, batch, small_checkpoint
 
 ARGUMENTS = {"input_channels": 2, "sequence_length": 24, "num_classes": 3, "cnn_channels": 8, "lstm_hidden_size": 8,
@@ -182,7 +183,7 @@ def test_an_ensemble_trains_on_rows_of_different_lengths():
 
 
 def test_an_interrupted_ensemble_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
-    config = {**train_explain.config_from_args(["--epochs=3", "--ensemble_size=2", "--batch_size=2"]), "SEED": 0}
+    config = train_explain.config_from_args(["--epochs=3", "--ensemble_size=2", "--batch_size=2", "--seed=0"]).training
     data = CustomDataset(batch(), torch.tensor([0, 1, 2, 1]), LENGTHS)
     none = CustomDataset(batch()[:0], torch.tensor([], dtype=torch.long))
 
@@ -192,7 +193,7 @@ def test_an_interrupted_ensemble_resumes_to_the_weights_of_an_uninterrupted_run(
 
     with pytest.raises(KeyboardInterrupt):
         train_explain.train_model(ensemble(2), data, none, config, tmp_path / "state.pt", log=stop_after_epoch_1)
-    resumed = train_explain.train_model(ensemble(2), data, none, {**config, "RESUME": True}, tmp_path / "state.pt",
+    resumed = train_explain.train_model(ensemble(2), data, none, config, tmp_path / "state.pt", resume=True,
                                         log=lambda message: None)[1]
     straight = train_explain.train_model(ensemble(2), data, none, config, tmp_path / "other.pt", log=lambda m: None)[1]
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)

@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from conftest import write_series_csvs
 from hybrid_explain.interop.estimator import HybridClassifier
-from hybrid_explain.model import load_model
+from hybrid_explain.checkpoint import load_model
 
 TINY = dict(epochs=2, cnn_channels=8, lstm_hidden_size=8, attention_heads=2)
 
@@ -202,4 +202,6 @@ def test_numpy_parameters_from_a_grid_still_save_a_loadable_checkpoint(tmp_path)
     clf = HybridClassifier(**{**TINY, "epochs": np.int64(1), "dropout": np.float64(0.2)}).fit(X, y)
     clf.save(tmp_path / "model.pth")
     assert HybridClassifier.load(tmp_path / "model.pth").epochs == 1
-    assert type(load_model(tmp_path / "model.pth")[1]["hyperparameters"]["epochs"]) is int
+    checkpoint = load_model(tmp_path / "model.pth")[1]  # weights_only=True: Python numbers, not numpy's
+    assert type(checkpoint["estimator"]["params"]["epochs"]) is int
+    assert type(checkpoint["hyperparameters"]["dropout"]) is float

@@ -11,7 +11,8 @@ from hybrid_explain.explainers import attributions
 import train_explain
 from conftest import run_args, write_series_csvs
 from hybrid_explain.explainers.lrp import lrp_attribute, lrp_conservation, lrp_forward
-from hybrid_explain.model import HybridCNNLSTMAttention, InceptionBlock, load_model, parameter_count, predict_logits
+from hybrid_explain.model import HybridCNNLSTMAttention, InceptionBlock, predict_logits
+from hybrid_explain.checkpoint import load_model, parameter_count
 from test_variable_length import LENGTHS, assert_padding_gives_the_logits_of_each_series_alone, batch, small_checkpoint
 
 
@@ -163,7 +164,7 @@ def test_seeded_training_of_the_inception_front_end_repeats_exactly(tmp_path):
     for name in ("a", "b"):
         torch.manual_seed(0)
         model = inception_model(seed=0)
-        history, state, *_ = train_explain.train_model(model, data, empty, config, tmp_path / name, log=lambda m: None)
+        history, state, *_ = train_explain.train_model(model, data, empty, config.training, tmp_path / name, log=lambda m: None)
         states.append(state)
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert not all(torch.equal(states[0][k], inception_model(seed=0).state_dict()[k]) for k in states[0])

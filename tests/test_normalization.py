@@ -6,7 +6,8 @@ import torch
 
 import train_explain
 from hybrid_explain.explainers.lrp import lrp_conservation
-from hybrid_explain.model import CheckpointError, HybridCNNLSTMAttention, build_model, check_checkpoint, series_statistics
+from hybrid_explain.model import HybridCNNLSTMAttention, build_model, series_statistics
+from hybrid_explain.checkpoint import CheckpointError, check_checkpoint
 
 torch.manual_seed(0)
 
@@ -80,9 +81,9 @@ def test_the_length_input_is_given_only_where_the_training_rows_differ_in_length
     class Table:  # the fields model_hyperparameters reads
         X, class_names, feature_names = np.zeros((4, 1, 30)), ["a", "b"], None
     Table.lengths = np.full(4, 30)
-    assert train_explain.model_hyperparameters(config, Table)["length_feature"] is False
+    assert train_explain.model_hyperparameters(config.model, Table)["length_feature"] is False
     Table.lengths = np.array([30, 12, 30, 20])
-    assert train_explain.model_hyperparameters(config, Table)["length_feature"] is True
+    assert train_explain.model_hyperparameters(config.model, Table)["length_feature"] is True
 
 
 def test_a_per_series_network_starts_as_the_per_channel_network_of_the_same_seed():
@@ -99,8 +100,8 @@ def test_a_table_of_named_features_keeps_the_per_channel_statistics():
     config = train_explain.config_from_args([])
     class Table:  # height, weight, age: a row's z-score across them would mix their units
         X, class_names, lengths, feature_names = np.zeros((4, 1, 3)), ["a", "b"], np.full(4, 3), ["h", "w", "a"]
-    assert config["NORMALIZATION"] == "per_series"
-    assert train_explain.model_hyperparameters(config, Table)["normalization"] == "per_channel"
+    assert config.model.normalization == "per_series"
+    assert train_explain.model_hyperparameters(config.model, Table)["normalization"] == "per_channel"
 
 
 def test_a_checkpoint_from_before_the_choice_rebuilds_a_per_channel_network():

@@ -36,7 +36,7 @@ def test_version_prints_the_one_version_before_torch_is_imported():
 
 @pytest.mark.slow
 def test_metrics_and_the_checkpoint_carry_the_version_and_an_older_checkpoint_still_loads(trained_run, tmp_path):
-    from hybrid_explain.model import load_model
+    from hybrid_explain.checkpoint import load_model
     from hybrid_explain.version import __version__
 
     out, _, _ = trained_run

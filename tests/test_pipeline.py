@@ -46,6 +46,17 @@ def test_metrics_hold_accuracy_timings_and_the_measured_shap_additivity(trained_
     assert abs(metrics["shap"]["additivity_rel_error_median"] - np.median(recomputed)) < 1e-4
 
 
+def test_metrics_follow_their_versioned_schema_and_the_checkpoint_its_format(trained_run):
+    from hybrid_explain.checkpoint import FORMAT_VERSION
+    from hybrid_explain.pipeline.metrics import METRICS_SCHEMA_VERSION, schema_problems
+
+    out = trained_run[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["schema_version"] == METRICS_SCHEMA_VERSION and schema_problems(metrics) == []
+    checkpoint = torch.load(out / "saved_model_hybrid_explained.pth", weights_only=True)
+    assert checkpoint["format_version"] == FORMAT_VERSION
+
+
 def test_without_a_validation_split_metrics_are_strict_json_and_the_checkpoint_names_the_last_epoch(trained_run):
     out = trained_run[0]
 

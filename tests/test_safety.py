@@ -16,7 +16,8 @@ import data_loader
 import train_explain
 from conftest import ROOT, write_series_csvs
 from conftest import run_args as full_run_args
-from hybrid_explain.model import SETTING_RANGES, load_model
+from hybrid_explain.checkpoint import load_model
+from hybrid_explain.config import SETTING_RANGES
 from hybrid_explain.pipeline.run_folder import MARKER
 
 QUICK = ["--epochs=1", "--num_samples_to_explain=1", "--global_explain_rows=0", "--attribution_methods="]

@@ -34,10 +34,10 @@ def test_no_library_module_imports_the_script(path):
 
 
 def test_the_script_still_re_exports_load_model_for_users():
-    from hybrid_explain import model
+    from hybrid_explain import checkpoint
     import train_explain
 
-    assert train_explain.load_model is model.load_model
+    assert train_explain.load_model is checkpoint.load_model
 
 
 @pytest.mark.slow

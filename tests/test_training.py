@@ -20,7 +20,7 @@ def train(tmp_path, **overrides):
     config = train_explain.config_from_args([f"--{k}={v}" for k, v in overrides.items()])
     torch.manual_seed(0)
     model = HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
-    result = train_explain.train_model(model, noisy_task(seed=0), noisy_task(n=20, seed=1), config,
+    result = train_explain.train_model(model, noisy_task(seed=0), noisy_task(n=20, seed=1), config.training,
                                        str(tmp_path / "resume.pth"), log=lambda message: None)
     return model, result
 
@@ -43,7 +43,7 @@ def test_no_validation_split_keeps_the_last_epoch(tmp_path):
     config = train_explain.config_from_args(["--epochs=4"])
     model = HybridCNNLSTMAttention(2, 12, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=2)
     empty = CustomDataset(torch.zeros(0, 2, 12), torch.zeros(0, dtype=torch.long))
-    history, _, epoch, _, _ = train_explain.train_model(model, noisy_task(), empty, config, str(tmp_path / "r.pth"),
+    history, _, epoch, _, _ = train_explain.train_model(model, noisy_task(), empty, config.training, str(tmp_path / "r.pth"),
                                                         log=lambda message: None)
     assert epoch == len(history) == 4 and np.isnan(history[-1]["val_accuracy"])
 

@@ -14,7 +14,8 @@ from api import predict
 import train_explain
 from conftest import run_args
 from data_loader import DataError, fit_normalization, iter_table, normalize, read_table, read_train
-from hybrid_explain.model import HybridCNNLSTMAttention, check_checkpoint, checkpoint_dict, predict_logits
+from hybrid_explain.model import HybridCNNLSTMAttention, predict_logits
+from hybrid_explain.checkpoint import check_checkpoint, checkpoint_dict
 from hybrid_explain.explainers.shapley import held_background, interventional_shap
 
 HEADER = "label,a_t0,a_t1,a_t2,a_t3,b_t0,b_t1,b_t2,b_t3\n"
@@ -183,7 +184,7 @@ def test_api_predict_reads_an_array_to_the_given_lengths():
 def test_every_method_gives_exactly_zero_after_each_row_end():
     model, x = small_model(), batch(padding=0.0)
     target = torch.tensor([0, 1, 2, 0])
-    methods = attributions.method_functions({"IG_STEPS": 8, "OCCLUSION_WINDOW": 5}, names=list(attributions.METHODS))
+    methods = attributions.method_functions({"ig_steps": 8, "occlusion_window": 5}, names=list(attributions.METHODS))
     assert {"saliency_tsr", "integrated_gradients_tsr", "lrp_epsilon"} <= set(methods)
     maps, _ = attributions.compute_maps(methods, model, x, target, LENGTHS)
     for name, m in maps.items():

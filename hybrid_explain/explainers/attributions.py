@@ -286,7 +286,7 @@ def temporal_saliency_rescaling(model, x, target, method, windows=TSR_MAX_WINDOW
 class Method:
     """One attribution method. attribute: None for a map the pipeline hands in (SHAP). signed: its maps say
     for or against the class (diverging colours) rather than only how much (sequential colours).
-    settings: constant name -> keyword argument of attribute."""
+    settings: setting name (lower case) -> keyword argument of attribute."""
     name: str
     attribute: Optional[Callable]
     signed: bool
@@ -298,23 +298,24 @@ class Method:
 METHODS = {m.name: m for m in [
     Method("saliency", saliency, False, "saliency |gradient|"),
     Method("input_x_gradient", input_x_gradient, True, "input x gradient"),
-    Method("integrated_gradients", integrated_gradients, True, "integrated gradients", {"IG_STEPS": "steps"}),
+    Method("integrated_gradients", integrated_gradients, True, "integrated gradients", {"ig_steps": "steps"}),
     Method("gradcam", gradcam, False, "Grad-CAM (last conv block)"),
-    Method("occlusion", occlusion, True, "occlusion", {"OCCLUSION_WINDOW": "window"}),
+    Method("occlusion", occlusion, True, "occlusion", {"occlusion_window": "window"}),
     Method("lrp_epsilon", functools.partial(lrp_attribute, rule="epsilon"), True, "LRP-epsilon"),
     Method("lrp_sign", functools.partial(lrp_attribute, rule="sign"), True, "LRP-SIGN"),
     Method("shap", None, True, "SHAP (interventional)"),
     Method("saliency_tsr", functools.partial(temporal_saliency_rescaling, method=saliency), False,
            "saliency + temporal saliency rescaling", in_all=False),
     Method("integrated_gradients_tsr", functools.partial(temporal_saliency_rescaling, method=integrated_gradients),
-           False, "integrated gradients + temporal saliency rescaling", {"IG_STEPS": "steps"}, in_all=False),
+           False, "integrated gradients + temporal saliency rescaling", {"ig_steps": "steps"}, in_all=False),
 ]}
 
 
-def method_functions(config: dict, names=None) -> dict:
-    """name -> attribute(model, x, target) with the method's settings taken from config, for the methods named
-    (None: those in "all") computed here (SHAP comes from the pipeline)."""
-    return {m.name: functools.partial(m.attribute, **{kw: config[name] for name, kw in m.settings.items()})
+def method_functions(settings: dict, names=None) -> dict:
+    """name -> attribute(model, x, target) with the method's settings taken from `settings` (lower-case setting
+    names, e.g. dataclasses.asdict(config.explain)), for the methods named (None: those in "all") computed here
+    (SHAP comes from the pipeline)."""
+    return {m.name: functools.partial(m.attribute, **{kw: settings[name] for name, kw in m.settings.items()})
             for m in METHODS.values()
             if m.attribute is not None and (m.in_all if names is None else m.name in names)}
 

@@ -14,7 +14,6 @@ label column holds the classes). The constructor's arguments are the script's co
 its training, lower case, with the same defaults (tests/test_estimator.py compares them); fit() trains with the
 script's engine (training.train_model) and keeps the checkpoint the script would write.
 """
-import inspect
 
 import numpy as np
 import pandas as pd
@@ -24,13 +23,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from api import class_values
-from hybrid_explain.explainers.counterfactuals import guide_pool
 from hybrid_explain.formats import padded, series_columns
 from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
                          stratified_split, table_from_frame)
-from hybrid_explain.model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, build_model, checkpoint_dict, full_lengths,
-                   load_model, model_at_lengths, predict_logits)
-from hybrid_explain.training import atomic_save, model_hyperparameters, train_background, train_model
+from hybrid_explain.model import build_model, full_lengths, model_at_lengths, predict_logits
+from hybrid_explain.checkpoint import load_model, save_checkpoint, training_checkpoint
+from hybrid_explain.config import ConfigError, ModelConfig, TrainingConfig, setting_problem
+from hybrid_explain.training import model_hyperparameters, train_background, train_model
 
 BACKGROUND_ROWS = 100  # training rows kept as the SHAP background, as the script's NUM_SHAP_BACKGROUND_SAMPLES
 
@@ -78,40 +77,19 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------------------
     # Settings
-    def _config(self) -> dict:
-        """The parameters as the script's config (UPPER_CASE keys), checked as its constants are."""
+    def _settings(self) -> tuple[ModelConfig, TrainingConfig]:
+        """The parameters as the script's model and training settings, checked by the same records (config.py)."""
         # numpy scalars (a grid from np.arange) as Python numbers: the checkpoint loads with weights_only=True
-        config = {name.upper(): value.item() if isinstance(value, np.generic) else value
+        params = {name.upper(): value.item() if isinstance(value, np.generic) else value
                   for name, value in self.get_params().items()}
-        p = {name.lower(): value for name, value in config.items()}
-        for name, default in self._defaults().items():  # the type of the default, as the script's flags
-            kinds = (int, float) if isinstance(default, float) else type(default)
-            if not isinstance(p[name], kinds) or isinstance(p[name], bool) != isinstance(default, bool):
-                raise ValueError(f"{name}={p[name]!r} is not a {type(default).__name__} like {default!r}")
-        # model.SETTING_RANGES: the one table the script's flags and the checkpoint loader are checked against
-        for name, value in p.items():
-            why = SETTING_RANGES[name].problem(value) if name in SETTING_RANGES else None
-            if why:
-                raise ValueError(f"{name} {why}")
-        if p["kernel_size"] % 2 == 0:
-            raise ValueError(f"kernel_size={p['kernel_size']}; use an odd width so the series keeps its length")
-        if (2 * p["lstm_hidden_size"]) % p["attention_heads"]:
-            raise ValueError(f"attention_heads={p['attention_heads']} does not divide 2 * lstm_hidden_size = "
-                             f"{2 * p['lstm_hidden_size']}; pick a divisor")
-        choices = {"conv_front_end": FRONT_ENDS, "normalization": NORMALIZATIONS,
-                   "device": ("auto", "cpu", "cuda"),
-                   "missing_values": ("interpolate", "error")}
-        for name, allowed in choices.items():
-            if p[name] not in allowed:
-                raise ValueError(f"{name}={p[name]!r}; use one of {', '.join(map(repr, allowed))}")
-        if p["conv_front_end"] == "inception" and p["cnn_channels"] % 4:
-            raise ValueError(f"cnn_channels={p['cnn_channels']}; the inception front end needs a multiple of 4")
-        config["RESUME"] = False  # train_model reads it; the estimator never resumes
-        return config
-
-    @classmethod
-    def _defaults(cls) -> dict:
-        return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
+        try:
+            for name in ("DEVICE", "MISSING_VALUES"):
+                why = setting_problem(name.lower(), params[name])
+                if why:
+                    raise ConfigError(why, name.lower())
+            return ModelConfig.from_constants(params), TrainingConfig.from_constants(params)
+        except ConfigError as error:  # scikit-learn's convention: a ValueError that names the parameter
+            raise ValueError(f"{error.setting} {error.why}" if error.setting else str(error)) from None
 
     def _device(self) -> torch.device:
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -178,7 +156,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     # Training
     def fit(self, X, y=None):
         """Train a new network on X (any of the module's input forms) and y (n_cases,) labels."""
-        config = self._config()
+        model_settings, training_settings = self._settings()
         if isinstance(X, pd.DataFrame):
             features = [str(c) for c in X.columns if c != self.label_column]
             channel_names, feature_columns = _channel_layout("the DataFrame", features)
@@ -206,8 +184,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
         normalization = fit_normalization(values, filled)
         train_x = normalize(values, normalization, lengths)
-        table = _Layout(values, lengths, class_names)
-        hyperparameters = model_hyperparameters(config, table)
+        hyperparameters = model_hyperparameters(model_settings, _Layout(values, lengths, class_names))
         device = self._device()
         fit_idx, val_idx = stratified_split(y_index, self.val_fraction, self.seed, class_names)
         x = torch.from_numpy(train_x)
@@ -217,22 +194,16 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             model = build_model(hyperparameters).to(device)
-            history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config, None,
+            history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, training_settings, None,
                                                                    log=lambda message: None)
         model.load_state_dict(state)
-        checkpoint = checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_columns,
-                                     normalization, epoch, val_acc, val_loss)
-        background, background_lengths = train_background(
-            train_x, {"SEED": self.seed, "NUM_SHAP_BACKGROUND_SAMPLES": BACKGROUND_ROWS}, lengths)
-        # the fields the script's checkpoint carries for --train=False (run() in train_explain.py)
-        checkpoint.update(background=torch.from_numpy(background),
-                          background_lengths=torch.from_numpy(background_lengths),
-                          length_range=[int(lengths.min()), int(lengths.max())],
-                          train_class_counts=np.bincount(y_index, minlength=len(classes)).tolist(),
-                          label_type="int" if classes.dtype.kind in "iu" else "str",
-                          **guide_pool(train_x, y_index, lengths, self.seed),
-                          estimator={"params": {name.lower(): config[name.upper()] for name in self.get_params()},
-                                     "classes": classes.tolist()})
+        table = _Layout(values, lengths, class_names, channel_names, feature_columns, y_index)
+        checkpoint = training_checkpoint(model, hyperparameters, table, normalization, (epoch, val_acc, val_loss),
+                                         train_x, train_background(train_x, lengths, BACKGROUND_ROWS, self.seed),
+                                         "int" if classes.dtype.kind in "iu" else "str", self.seed)
+        checkpoint["estimator"] = {"params": {name: value.item() if isinstance(value, np.generic) else value
+                                              for name, value in self.get_params().items()},
+                                   "classes": classes.tolist()}
         self._set_fitted(model, checkpoint, classes)
         self.history_ = history
         return self
@@ -306,8 +277,6 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             target_index = np.array([index[label] for label in wanted], dtype=np.int64)
         result = {"inputs": x.cpu().numpy(), "lengths": lengths, "logits": logits,
                   "target": self.classes_[target_index]}
-        config = {"SEED": self.seed, "SHAP_PERMUTATIONS": shap_permutations, "SHAP_SUBWINDOWS": shap_subwindows,
-                  "IG_STEPS": ig_steps, "OCCLUSION_WINDOW": occlusion_window}
         columns = self.checkpoint_["feature_columns"]
         feature_names = None if _is_series(columns) else columns  # a table's features: each its own SHAP player
         with torch.backends.cudnn.flags(enabled=False):  # cuDNN's LSTM has no backward pass in eval mode
@@ -328,12 +297,14 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                 else:
                     groups = stages.shap_players(x.shape[1:], feature_names, shap_segments_per_channel)
                     base = np.broadcast_to(predict_logits(model, background).cpu().numpy().mean(0), logits.shape)
-                values, _, _ = stages.shap_values_for(shap_method, model, x, background, groups, config,
+                values, _, _ = stages.shap_values_for(shap_method, model, x, background, groups,
+                                                      shap_permutations, shap_subwindows, self.seed,
                                                       lengths if variable else None,
                                                       background_lengths if variable else None)
                 result.update(shap=values, shap_base_values=np.array(base))
             others = [name for name in methods if name != "shap"]
-            maps, _ = attributions.compute_maps(attributions.method_functions(config, others), model, x,
+            maps, _ = attributions.compute_maps(attributions.method_functions(
+                {"ig_steps": ig_steps, "occlusion_window": occlusion_window}, others), model, x,
                                                 torch.from_numpy(target_index).to(device),
                                                 torch.from_numpy(lengths).to(device) if variable_rows else None)
         result.update(maps)
@@ -344,7 +315,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     def save(self, path):
         """Write the checkpoint (the script's format: model.load_model and --train=False read it)."""
         check_is_fitted(self)
-        atomic_save(self.checkpoint_, path)
+        save_checkpoint(self.checkpoint_, path)
 
     @classmethod
     def load(cls, path, device="auto"):
@@ -379,7 +350,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
 
 class _Layout:
-    """What model_hyperparameters reads of a training table: its values (N, C, L), lengths and class names."""
+    """What model_hyperparameters and training_checkpoint read of a training table: its values (N, C, L), lengths,
+    class names and, for the checkpoint, its channel names, columns and labels (class indices)."""
 
-    def __init__(self, X, lengths, class_names):
+    def __init__(self, X, lengths, class_names, channel_names=None, feature_columns=None, y=None):
         self.X, self.lengths, self.class_names = X, lengths, class_names
+        self.channel_names, self.feature_columns, self.y = channel_names, feature_columns, y

@@ -96,7 +96,7 @@ def export_onnx(checkpoint_path, out_path=None, check_rows: int = 64) -> dict:
     Returns {"path", "bytes", "max_abs_logit_difference", "rows_checked"}."""
     import torch
 
-    from hybrid_explain.model import load_model
+    from hybrid_explain.checkpoint import load_model
 
     onnx = _require("onnx")
     _require("onnxruntime")
@@ -170,7 +170,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or len(argv) > 2:
         print(__doc__.split("\n\n")[1])
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from hybrid_explain.model import CheckpointError
+    from hybrid_explain.checkpoint import CheckpointError
 
     try:
         result = export_onnx(*argv)

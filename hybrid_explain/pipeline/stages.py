@@ -1,36 +1,37 @@
-"""The pipeline's stages after training, in the order `train_explain.run()` calls them. Each stage computes
-with the explanation modules, draws with plots.py, writes its files through `path(name)` (a file in the
-run's staging folder) and returns its section of metrics.json:
+"""The pipeline's stages after training, in the order `train_explain.run()` runs them, behind one contract
+(pytorch-grad-cam's shape: the base class runs the steps, each stage fills them):
 
-    predictions_outputs(scored, path)                                    -> predictions.csv's summary
-    evaluation_outputs(scored, path)                                     -> metrics of the test set (labels only)
-    shap_outputs(model, samples, background, config, path)              -> (section, SHAP values)
-    gradcam_outputs(model, samples, path)                                -> section
-    attention_outputs(model, samples, path)                              -> section
-    global_outputs(model, scored, background, config, path)              -> section (many rows, coarse players)
-    attribution_outputs(model, samples, scored, shap, chosen, config, path) -> section
-    counterfactual_outputs(model, samples, shap_values, guides, config, path) -> (entries, summary)
+    compute(run) -> Result     the stage's arrays and its metrics.json keys; touches no file
+    save(result, run, path)    writes its files through path(name) (a file in the run's staging folder)
+    draw(result, run, path)    queues its figures (drawn in the drawing processes, figures/drawing.py)
 
-`scored` is every row of the test (or new) file with the model's predictions (`score`), `samples` the few
-rows explained (`Samples`, chosen by `rows_to_explain`).
-Gradient stages run through the LSTM: on CUDA, call them inside torch.backends.cudnn.flags(enabled=False).
+`run` is the RunContext: the model, the explanation settings, `scored` (every row of the test or new file with the
+model's predictions, from `score`), `samples` (the rows explained, chosen by `rows_to_explain`), the SHAP
+background, the counterfactual guides, and every earlier stage's Result by name (`run.results["shap"]`), so that a
+later stage reads what an earlier one computed by name, never by position. A stage can be computed on a tiny model
+without an output folder (tests/test_stages.py).
+
+    PredictionsStage    predictions.csv                          EvaluationStage    test accuracy, confusion matrix
+    ShapStage           shap_values.npz, SHAP figures            GlobalStage        global_importance.npz
+    AttributionStage    attributions.npz, faithfulness, sanity   GradCamStage       Grad-CAM figures
+    AttentionStage      attention heatmaps and statistics        CounterfactualStage counterfactuals.npz
+
+Gradient stages run through the LSTM: on CUDA, run them inside torch.backends.cudnn.flags(enabled=False).
 """
+import dataclasses
 import math
 import time
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from hybrid_explain.explainers import attributions
-from hybrid_explain.metrics import checks
-from hybrid_explain.explainers import counterfactuals
 import data_loader
-from hybrid_explain.explainers import global_importance
+from hybrid_explain.config import ExplainConfig
+from hybrid_explain.explainers import attributions, counterfactuals, global_importance, regions, shapley
 from hybrid_explain.figures import plots
-from hybrid_explain.explainers import regions
-from hybrid_explain.explainers import shapley
+from hybrid_explain.metrics import checks
 from hybrid_explain.model import ensemble_size, full_lengths, model_at_lengths, predict_logits, row_lengths
 from hybrid_explain.pipeline.progress import Silent
 
@@ -165,43 +166,132 @@ def rows_to_explain(scored: Samples, rule, count: int) -> np.ndarray:
 
 
 # -----------------------------------------------------------------------------
-# Predictions
-def predictions_outputs(scored: Samples, path, least_confident: int = 10) -> dict:
-    """predictions.csv: one row per row of the file, in file order (row, predicted, one probability per class,
-    and with labels true and correct); returns the predicted class distribution and the least confident rows."""
-    import pandas as pd
+# The stage contract
+@dataclass
+class Result:
+    """What a stage computed: `metrics`, the keys it adds to metrics.json; `arrays`, what its files hold and later
+    stages read, by name; `lines`, what the console says about it."""
+    metrics: dict
+    arrays: dict = field(default_factory=dict)
+    lines: list = field(default_factory=list)
 
-    # one frame built at once: a column inserted per class fragments it (pandas warns from a few hundred classes)
-    frame = pd.DataFrame({"row": scored.rows, "predicted": np.array(scored.class_names)[scored.y_pred],
-                          **{name: scored.probabilities[:, k] for k, name in enumerate(scored.class_names)}})
-    if scored.labelled:
-        frame["true"] = np.array(scored.class_names)[scored.y_true]
-        frame["correct"] = scored.y_true == scored.y_pred
-    frame.to_csv(path("predictions.csv"), index=False)
-    counts = np.bincount(scored.y_pred, minlength=len(scored.class_names))
-    return {"rows": len(scored), "labelled": scored.labelled,
-            "predicted_class_counts": dict(zip(scored.class_names, counts.tolist())),
-            **({"true_class_counts": dict(zip(scored.class_names, np.bincount(
-                scored.y_true, minlength=len(scored.class_names)).tolist()))} if scored.labelled else {}),
-            "least_confident": [scored.describe(i) for i in scored.least_confident(least_confident)]}
+
+@dataclass
+class RunContext:
+    """What the stages after training read, and each stage's Result by its name."""
+    model: torch.nn.Module
+    config: ExplainConfig
+    scored: Samples
+    samples: Samples
+    background: torch.Tensor  # (B, C, L) normalized SHAP background rows, on the model's device
+    background_lengths: Optional[np.ndarray] = None  # (B,) their lengths; None: all full length
+    guides: tuple = (None, None, None)  # counterfactual guides: rows (G, C, L), labels (G,) or None, lengths or None
+    progress: Callable = Silent  # progress(description, total, unit), a progress.Progress-like context
+    results: dict = field(default_factory=dict)
+
+
+class Stage:
+    """One stage after training. A subclass sets `name` (the key of its Result in RunContext.results) and `phase`
+    (its key in metrics.json's timings_s) and fills compute(); save() and draw() default to nothing."""
+    name = ""
+    phase = ""
+
+    def applies(self, run: RunContext) -> bool:
+        """Whether the stage runs for this run (e.g. the evaluation needs labels)."""
+        return True
+
+    def compute(self, run: RunContext) -> Result:
+        raise NotImplementedError
+
+    def save(self, result: Result, run: RunContext, path) -> None:
+        """Write the stage's files (none by default)."""
+
+    def draw(self, result: Result, run: RunContext, path) -> None:
+        """Queue the stage's figures (none by default)."""
+
+    def __call__(self, run: RunContext, path) -> Result:
+        result = self.compute(run)
+        self.save(result, run, path)
+        self.draw(result, run, path)
+        run.results[self.name] = result
+        return result
+
+
+def run_stages(stages, run: RunContext, path, log=print, lap=lambda phase: None) -> dict:
+    """Run each stage that applies, in order: its console lines, then lap(its phase); returns the metrics.json
+    keys of all of them."""
+    metrics = {}
+    for stage in stages:
+        if stage.applies(run):
+            result = stage(run, path)
+            metrics.update(result.metrics)
+            for line in result.lines:
+                log(line)
+            lap(stage.phase)
+    return metrics
 
 
 # -----------------------------------------------------------------------------
-# Evaluation
-def evaluation_outputs(scored: Samples, path) -> dict:
-    """Confusion matrix figure and classification_report.txt for the test set; returns accuracy and macro F1."""
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+# Predictions and evaluation
+class PredictionsStage(Stage):
+    """predictions.csv: one row per row of the file, in file order (row, predicted, one probability per class, and
+    with labels true and correct); metrics: the predicted class distribution and the least confident rows."""
+    name, phase = "predictions", "evaluate"
+    least_confident = 10
 
-    labels = list(range(len(scored.class_names)))
-    report = classification_report(scored.y_true, scored.y_pred, labels=labels, target_names=scored.class_names,
-                                   zero_division=0, digits=3)
-    with open(path("classification_report.txt"), "w", encoding="utf-8") as f:
-        f.write(report)
-    plots.confusion_matrix_figure(confusion_matrix(scored.y_true, scored.y_pred, labels=labels), scored.class_names,
-                                  path("confusion_matrix.png"))
-    return {"test_accuracy": float(accuracy_score(scored.y_true, scored.y_pred)),
-            "test_macro_f1": float(f1_score(scored.y_true, scored.y_pred, labels=labels, average="macro",
-                                            zero_division=0))}
+    def compute(self, run):
+        scored = run.scored
+        names = np.array(scored.class_names)
+        columns = {"row": scored.rows, "predicted": names[scored.y_pred],
+                   **{name: scored.probabilities[:, k] for k, name in enumerate(scored.class_names)}}
+        if scored.labelled:
+            columns.update(true=names[scored.y_true], correct=scored.y_true == scored.y_pred)
+        counts = np.bincount(scored.y_pred, minlength=len(scored.class_names))
+        section = {"rows": len(scored), "labelled": scored.labelled,
+                   "predicted_class_counts": dict(zip(scored.class_names, counts.tolist())),
+                   **({"true_class_counts": dict(zip(scored.class_names, np.bincount(
+                       scored.y_true, minlength=len(scored.class_names)).tolist()))} if scored.labelled else {}),
+                   "least_confident": [scored.describe(i) for i in scored.least_confident(self.least_confident)]}
+        return Result({"predictions": section}, {"columns": columns})
+
+    def save(self, result, run, path):
+        import pandas as pd
+
+        # one frame built at once: a column inserted per class fragments it (pandas warns from a few hundred classes)
+        pd.DataFrame(result.arrays["columns"]).to_csv(path("predictions.csv"), index=False)
+
+
+class EvaluationStage(Stage):
+    """With labels: test accuracy and macro F1, classification_report.txt and the confusion matrix figure; without,
+    the accuracy is None and the console says why."""
+    name, phase = "evaluation", "evaluate"
+
+    def compute(self, run):
+        from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+        scored = run.scored
+        if not scored.labelled:
+            return Result({"test_accuracy": None, "test_macro_f1": None}, {}, [
+                "the file has no labels: wrote predictions.csv and the explanations; accuracy, the confusion matrix "
+                "and misclassified rows need labels"])
+        labels = list(range(len(scored.class_names)))
+        accuracy = float(accuracy_score(scored.y_true, scored.y_pred))
+        macro_f1 = float(f1_score(scored.y_true, scored.y_pred, labels=labels, average="macro", zero_division=0))
+        report = classification_report(scored.y_true, scored.y_pred, labels=labels, target_names=scored.class_names,
+                                       zero_division=0, digits=3)
+        return Result({"test_accuracy": accuracy, "test_macro_f1": macro_f1},
+                      {"report": report, "confusion": confusion_matrix(scored.y_true, scored.y_pred, labels=labels)},
+                      [f"test accuracy {accuracy:.4f}, macro F1 {macro_f1:.4f}"])
+
+    def save(self, result, run, path):
+        if "report" in result.arrays:
+            with open(path("classification_report.txt"), "w", encoding="utf-8") as f:
+                f.write(result.arrays["report"])
+
+    def draw(self, result, run, path):
+        if "confusion" in result.arrays:
+            plots.confusion_matrix_figure(result.arrays["confusion"], run.scored.class_names,
+                                          path("confusion_matrix.png"))
 
 
 # -----------------------------------------------------------------------------
@@ -226,8 +316,8 @@ def shap_players_per_row(samples_shape, lengths, feature_names, segments_per_cha
 
 
 def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
-    players = int(shap_players((channels, length), feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"]).max()) + 1
-    if config["SHAP_METHOD"] == "exact" and players > shapley.EXACT_MAX_PLAYERS:
+    players = int(shap_players((channels, length), feature_names, config.shap_segments_per_channel).max()) + 1
+    if config.shap_method == "exact" and players > shapley.EXACT_MAX_PLAYERS:
         raise shapley.ShapSettingError(f"SHAP_METHOD='exact' enumerates 2^players coalitions and this data has "
                                        f"{players} players "
                                        f"({channels} channels x {players // channels} windows), more than "
@@ -235,10 +325,11 @@ def check_exact_shap_is_feasible(config, channels, length, feature_names=None):
                                        "--shap_segments_per_channel")
 
 
-def shap_values_for(method, model, x, background, groups, config, lengths=None, background_lengths=None,
-                    step=lambda count=1: None):
+def shap_values_for(method, model, x, background, groups, permutations: int, subwindows: int, seed: int,
+                    lengths=None, background_lengths=None, step=lambda count=1: None):
     """(values (N, C, L, K), seconds, estimated relative error (N,) or None for DeepExplainer) for one SHAP method;
-    with lengths, rows of their own lengths (groups per row); step(count) after each sample's values."""
+    permutations, subwindows: SHAP_PERMUTATIONS and SHAP_SUBWINDOWS; with lengths, rows of their own lengths
+    (groups per row); step(count) after each sample's values."""
     start = time.perf_counter()
     if method == "deep":
         values, error = shapley.deep_shap(model, x, background), None
@@ -251,8 +342,8 @@ def shap_values_for(method, model, x, background, groups, config, lengths=None, 
             row_values, row_error = shapley.interventional_shap(
                 model if lengths is None else model_at_lengths(model), x[i:i + 1], background,
                 groups if lengths is None else groups[i:i + 1], method=method,
-                num_permutations=config["SHAP_PERMUTATIONS"] or None, seed=config["SEED"], return_error=True,
-                split=config["SHAP_SUBWINDOWS"] if method == "permutation" else 1, **own)
+                num_permutations=permutations or None, seed=seed, return_error=True,
+                split=subwindows if method == "permutation" else 1, **own)
             values.append(row_values)
             error.append(row_error)
             step()
@@ -260,148 +351,247 @@ def shap_values_for(method, model, x, background, groups, config, lengths=None, 
     return values, time.perf_counter() - start, error
 
 
-def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path,
-                 background_lengths: Optional[np.ndarray] = None, progress=Silent) -> tuple[dict, np.ndarray]:
-    """Run the chosen SHAP method (or all of them), write shap_values.npz and the SHAP figures;
-    returns (the metrics.json section, values (N, C, L, K) of the chosen method). background_lengths (B,): the
-    background rows' lengths (None: all full length); rows of different lengths are explained as shapley.py says.
-    progress(description, total, unit): a progress.Progress-like context that is told each sample done."""
-    x = samples.x
-    outputs_logits = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
-    expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
-    groups = shap_players(x.shape[1:], samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
-    windows = int(groups.max()) // x.shape[1] + 1
-    variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
-    lengths = base_values = None
-    if variable:
-        lengths = samples.own_lengths
-        background_lengths = full_lengths(background_lengths, background)
-        groups = shap_players_per_row(x.shape[1:], lengths, samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
-        base_values = shapley.expected_outputs(model_at_lengths(model), background, background_lengths, lengths)
-    methods = [config["SHAP_METHOD"]]
-    if config["SHAP_METHOD"] == "all":
-        # Exact enumeration costs 2^players model calls per background row: only for few players.
-        methods = ["permutation", "exact", "deep"] if groups.max() + 1 <= 12 else ["permutation", "deep"]
-        if variable:  # DeepExplainer cannot be told where a row ends
-            methods.remove("deep")
-    elif config["SHAP_METHOD"] == "deep" and variable:
+class ShapStage(Stage):
+    """The chosen SHAP method (or all of them, compared) on the explained samples: shap_values.npz, the SHAP figures
+    and metrics["shap"]. arrays["values"] (N, C, L, K) are the chosen method's values. Rows of different lengths are
+    explained as shapley.py says (each row's own steps are the players)."""
+    name, phase = "shap", "shap"
+
+    def compute(self, run):
+        config, model, samples, x = run.config, run.model, run.samples, run.samples.x
+        background, background_lengths = run.background, run.background_lengths
+        outputs = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
+        expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
+        groups = shap_players(x.shape[1:], samples.feature_names, config.shap_segments_per_channel)
+        windows = int(groups.max()) // x.shape[1] + 1
+        variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
+        lengths = base_values = None
+        if variable:
+            lengths = samples.own_lengths
+            background_lengths = full_lengths(background_lengths, background)
+            groups = shap_players_per_row(x.shape[1:], lengths, samples.feature_names, config.shap_segments_per_channel)
+            base_values = shapley.expected_outputs(model_at_lengths(model), background, background_lengths, lengths)
+        methods = shap_methods(config.shap_method, int(groups.max()) + 1, variable)
+        comparison = []
+        with run.progress("SHAP", len(methods) * len(x), "sample") as step:
+            for method in methods:
+                values, seconds, sampling_error = shap_values_for(
+                    method, model, x, background, groups, config.shap_permutations, config.shap_subwindows,
+                    config.seed, lengths, background_lengths, step)
+                errors = shapley.additivity_errors(values, outputs, expected_value if base_values is None else base_values)
+                comparison.append({"method": method, "seconds": seconds,
+                                   "additivity_rel_error_median": float(np.median(errors)),
+                                   "additivity_rel_error_max": float(errors.max()), "values": values,
+                                   **({} if sampling_error is None else {"estimated_rel_error": [
+                                       None if np.isnan(e) else float(e) for e in sampling_error]})})
+        chosen = comparison[0]
+        summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
+                   "num_explained": len(x), "segments_per_channel": windows,
+                   "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
+                   **({"subwindows": config.shap_subwindows} if chosen["method"] == "permutation" else {}),
+                   **({"background_rule": "each explained row's own steps are the players; a background row is cut "
+                                          "to its length or held at its last observed value up to it; values add up "
+                                          "to f(x) - expected_values[i] (shap_values.npz)"} if variable else {}),
+                   "additivity_rel_error_median": chosen["additivity_rel_error_median"],
+                   "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
+        if "estimated_rel_error" in chosen:  # per explained sample: standard error of the values / their norm
+            summary["estimated_rel_error"] = chosen["estimated_rel_error"]
+        if chosen["method"] == "permutation":
+            # Rounded up to a multiple of the background size so that every background row is used equally.
+            wanted = config.shap_permutations or shapley.default_permutations(summary["players"], x.shape[2])
+            summary["permutations"] = math.ceil(wanted / len(background)) * len(background)
+        if len(comparison) > 1:
+            summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
+        arrays = {"values": chosen["values"], "inputs": samples.inputs, "background": background.cpu().numpy(),
+                  "expected_value": expected_value, "outputs": outputs, "indices": samples.rows,
+                  "class_names": np.array(samples.class_names),
+                  **({} if not variable else {"lengths": lengths, "background_lengths": background_lengths,
+                                              "expected_values": base_values})}
+        return Result({"shap": summary}, arrays, [
+            f"SHAP ({summary['method']}): additivity error median {summary['additivity_rel_error_median']:.3g}, "
+            f"max {summary['additivity_rel_error_max']:.3g}"])
+
+    def save(self, result, run, path):
+        np.savez(path("shap_values.npz"), **result.arrays)
+
+    def draw(self, result, run, path):
+        plots.shap_figures(result.arrays["values"], run.samples, result.metrics["shap"]["segments_per_channel"], path)
+
+
+def shap_methods(setting: str, players: int, variable: bool) -> list[str]:
+    """The SHAP methods SHAP_METHOD asks for, the chosen one first: "all" compares them (exact enumeration costs
+    2^players model calls per background row, so only for few players; DeepExplainer cannot be told where a row
+    ends)."""
+    if setting == "all":
+        methods = ["permutation", "exact", "deep"] if players <= 12 else ["permutation", "deep"]
+        return [m for m in methods if not (variable and m == "deep")]
+    if setting == "deep" and variable:
         raise shapley.ShapSettingError("SHAP_METHOD='deep' (shap.DeepExplainer) cannot be told where a row ends, and "
                                        "these rows differ in length; use --shap_method=permutation or exact")
-    comparison = []
-    with progress("SHAP", len(methods) * len(x), "sample") as step:
-        for method in methods:
-            values, seconds, sampling_error = shap_values_for(method, model, x, background, groups, config, lengths,
-                                                              background_lengths, step)
-            errors = shapley.additivity_errors(values, outputs_logits,
-                                               expected_value if base_values is None else base_values)
-            comparison.append({"method": method, "seconds": seconds,
-                               "additivity_rel_error_median": float(np.median(errors)),
-                               "additivity_rel_error_max": float(errors.max()), "values": values,
-                               **({} if sampling_error is None else
-                                  {"estimated_rel_error": [None if np.isnan(e) else float(e) for e in sampling_error]})})
-    chosen = comparison[0]
-    values = chosen["values"]
-    lengths_fields = {} if not variable else {"lengths": lengths, "background_lengths": background_lengths,
-                                              "expected_values": base_values}
-    np.savez(path("shap_values.npz"), values=values, inputs=samples.inputs, background=background.cpu().numpy(),
-             expected_value=expected_value, outputs=outputs_logits, indices=samples.rows,
-             class_names=np.array(samples.class_names), **lengths_fields)
-    plots.shap_figures(values, samples, windows, path)
-    summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
-               "num_explained": len(x), "segments_per_channel": windows,
-               "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
-               **({"subwindows": config["SHAP_SUBWINDOWS"]} if chosen["method"] == "permutation" else {}),
-               **({"background_rule": "each explained row's own steps are the players; a background row is cut to "
-                                      "its length or held at its last observed value up to it; values add up to "
-                                      "f(x) - expected_values[i] (shap_values.npz)"} if variable else {}),
-               "additivity_rel_error_median": chosen["additivity_rel_error_median"],
-               "additivity_rel_error_max": chosen["additivity_rel_error_max"]}
-    if "estimated_rel_error" in chosen:  # per explained sample: standard error of the values / their norm
-        summary["estimated_rel_error"] = chosen["estimated_rel_error"]
-    if chosen["method"] == "permutation":
-        # Rounded up to a multiple of the background size so that every background row is used equally.
-        wanted = config["SHAP_PERMUTATIONS"] or shapley.default_permutations(summary["players"], x.shape[2])
-        summary["permutations"] = math.ceil(wanted / len(background)) * len(background)
-    if len(comparison) > 1:
-        summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
-    return summary, values
+    return [setting]
 
 
 # -----------------------------------------------------------------------------
 # Global importance
-def global_outputs(model, scored: Samples, background: torch.Tensor, config, path,
-                   background_lengths: Optional[np.ndarray] = None, progress=Silent) -> dict:
+class GlobalStage(Stage):
     """Group Shapley values of whole channels, whole time windows and channel x window cells for up to
     GLOBAL_EXPLAIN_ROWS rows of the file (seeded, stratified over the predicted classes): global_importance.npz,
-    the global figures, and the metrics.json section (importance with bootstrap intervals, overall and per
-    predicted class). Rows of different lengths: each row's windows are the tenths (SHAP_SEGMENTS_PER_CHANNEL)
-    of its own length, labelled in per cent of the length. progress: told each row of each grouping."""
-    start = time.perf_counter()
-    index = global_importance.choose_rows(scored.y_pred, config["GLOBAL_EXPLAIN_ROWS"], config["SEED"])
-    rows = scored.subset(index)
-    length = rows.x.shape[2]
-    windows = windows_per_channel(length, rows.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
-    spans = regions.window_spans(length, windows)
-    labels = [regions.span_label(a, b, rows.feature_names) for a, b in spans]
-    if rows.lengths is not None:  # each row's windows are tenths of its own length, as the SHAP stage's players
-        labels = [f"{100 * a / length:.0f}-{100 * b / length:.0f} %" for a, b in spans]
-    with progress(f"global importance ({', '.join(global_importance.GROUPINGS)})",
-                  len(rows) * len(global_importance.GROUPINGS), "row") as step:
-        arrays, section = global_importance.global_importance(model, rows.x, background, rows.y_pred,
-                                                              rows.channel_names, rows.class_names, windows,
-                                                              config["SEED"], labels, rows.lengths,
-                                                              background_lengths, step)
-    if rows.lengths is None:  # every row full length: windows and class means at their steps
-        positions = np.arange(length)
-        class_means = np.stack([rows.inputs[rows.y_pred == k].mean(axis=0) if (rows.y_pred == k).any()
-                                else np.zeros(rows.inputs.shape[1:]) for k in range(len(rows.class_names))])
-        edges, axis_label, relative = regions.window_edges(length, windows) - 0.5, plots.step_axis_label(
-            rows.feature_names), {}
-    else:  # each row's windows are shares of its own length: drawn on one relative axis
-        positions, class_means = global_importance.relative_class_means(rows.inputs, rows.lengths, rows.y_pred,
-                                                                        len(rows.class_names))
-        edges = global_importance.relative_window_edges(rows.lengths, windows)
-        axis_label, relative = "share of each row's own length (%)", {"relative_window_edges": edges}
-    np.savez(path("global_importance.npz"), **arrays, rows=rows.rows, predicted=rows.y_pred,
-             **({"true": rows.y_true} if rows.labelled else {}), class_mean_inputs=class_means,
-             class_mean_positions=positions, window_edges=regions.window_edges(length, windows), **relative,
-             channel_names=np.array(rows.channel_names), class_names=np.array(rows.class_names),
-             window_labels=np.array(labels))
-    plots.global_figures(section, class_means, positions, edges, axis_label, arrays["class_mean_cell_evidence"],
-                         rows.channel_names, rows.class_names, labels, rows.feature_names, path)
-    section["seconds"]["total"] = time.perf_counter() - start
-    return section
+    the global figures, and metrics["global"] (importance with bootstrap intervals, overall and per predicted
+    class). Rows of different lengths: each row's windows are the tenths (SHAP_SEGMENTS_PER_CHANNEL) of its own
+    length, labelled in per cent of the length."""
+    name, phase = "global", "global"
 
+    def applies(self, run):
+        return run.config.global_explain_rows > 0
 
-# -----------------------------------------------------------------------------
-# Grad-CAM and attention
-def gradcam_outputs(model, samples: Samples, path, better_than_random=None) -> dict:
-    """One Grad-CAM figure per explained sample (target: its predicted class), all on one colour scale.
-    better_than_random: the attribution suite's deletion check of Grad-CAM (None: the suite did not run it)."""
-    with attributions.GradCAM(model, model.gradcam_layer) as cam:
-        maps = cam.attribute(samples.x, lengths=samples.length_tensor).cpu().numpy()
-    members = ensemble_size(model)
-    plots.gradcam_figures(maps, samples, path, members, better_than_random)
-    layer = "last conv block (conv2)" + (f" of each of the {members} networks, the mean of their maps" if members > 1
-                                         else "")
-    return {"layer": layer, "target": "predicted class", "num_explained": len(samples),
-            "colour_scale": "one for all explained samples: 0 to the largest value of any",
-            "better_than_random": better_than_random}
+    def compute(self, run):
+        start = time.perf_counter()
+        config = run.config
+        rows = run.scored.subset(global_importance.choose_rows(run.scored.y_pred, config.global_explain_rows,
+                                                               config.seed))
+        length = rows.x.shape[2]
+        windows = windows_per_channel(length, rows.feature_names, config.shap_segments_per_channel)
+        spans = regions.window_spans(length, windows)
+        labels = [regions.span_label(a, b, rows.feature_names) for a, b in spans]
+        if rows.lengths is not None:  # each row's windows are tenths of its own length, as the SHAP stage's players
+            labels = [f"{100 * a / length:.0f}-{100 * b / length:.0f} %" for a, b in spans]
+        with run.progress(f"global importance ({', '.join(global_importance.GROUPINGS)})",
+                          len(rows) * len(global_importance.GROUPINGS), "row") as step:
+            arrays, section = global_importance.global_importance(
+                run.model, rows.x, run.background, rows.y_pred, rows.channel_names, rows.class_names, windows,
+                config.seed, labels, rows.lengths, run.background_lengths, step)
+        if rows.lengths is None:  # every row full length: windows and class means at their steps
+            positions = np.arange(length)
+            class_means = np.stack([rows.inputs[rows.y_pred == k].mean(axis=0) if (rows.y_pred == k).any()
+                                    else np.zeros(rows.inputs.shape[1:]) for k in range(len(rows.class_names))])
+            relative = {}
+        else:  # each row's windows are shares of its own length: drawn on one relative axis
+            positions, class_means = global_importance.relative_class_means(rows.inputs, rows.lengths, rows.y_pred,
+                                                                            len(rows.class_names))
+            relative = {"relative_window_edges": global_importance.relative_window_edges(rows.lengths, windows)}
+        arrays.update(rows=rows.rows, predicted=rows.y_pred, **({"true": rows.y_true} if rows.labelled else {}),
+                      class_mean_inputs=class_means, class_mean_positions=positions,
+                      window_edges=regions.window_edges(length, windows), **relative,
+                      channel_names=np.array(rows.channel_names), class_names=np.array(rows.class_names),
+                      window_labels=np.array(labels))
+        section["seconds"]["total"] = time.perf_counter() - start
+        top = max(section["channel_importance"].items(), key=lambda kv: kv[1]["mean"])[0]
+        return Result({"global": section}, arrays, [f"global importance over {section['rows']} rows: top channel {top}"])
 
+    def save(self, result, run, path):
+        np.savez(path("global_importance.npz"), **result.arrays)
 
-def attention_outputs(model, samples: Samples, path) -> dict:
-    """Per-head attention heatmaps of every explained sample and the heads' statistics."""
-    lengths = samples.length_tensor
-    with attributions.AttentionRecorder(model.attention) as recorder:
-        weights = recorder.record(model, samples.x, lengths=lengths).cpu()
-    steps = None if lengths is None else model.pooled_lengths(lengths, samples.x.shape[2])[1].cpu().numpy()
-    members = ensemble_size(model)
-    plots.attention_figures(weights.numpy(), samples, path, steps, members)
-    return {**attributions.attention_statistics(weights, steps), "networks": members}
+    def draw(self, result, run, path):
+        a, scored = result.arrays, run.scored
+        if "relative_window_edges" in a:
+            edges, axis_label = a["relative_window_edges"], "share of each row's own length (%)"
+        else:
+            edges, axis_label = a["window_edges"] - 0.5, plots.step_axis_label(scored.feature_names)
+        plots.global_figures(result.metrics["global"], a["class_mean_inputs"], a["class_mean_positions"], edges,
+                             axis_label, a["class_mean_cell_evidence"], scored.channel_names, scored.class_names,
+                             a["window_labels"].tolist(), scored.feature_names, path)
 
 
 # -----------------------------------------------------------------------------
 # Attribution suite
+class AttributionStage(Stage):
+    """Every chosen method's maps for the explained samples (target: their predicted classes; "shap" is the SHAP
+    stage's map), attributions.npz (one (N, C, L) array per method, the samples in the order of shap_values.npz),
+    their figures, and metrics["attributions"]: per method seconds, deletion and insertion areas and the
+    randomization sanity check, the random-ordering control, regions and, with labels, the misclassified rows."""
+    name, phase = "attributions", "attributions"
+
+    def __init__(self, methods: list[str]):
+        self.methods = methods  # names of attributions.METHODS (ATTRIBUTION_METHODS, checked)
+
+    def applies(self, run):
+        return bool(self.methods)
+
+    def compute(self, run):
+        config, model, samples, x = run.config, run.model, run.samples, run.samples.x
+        n, _, length = x.shape
+        segments = regions.parse_segments(config.attribution_segments, length)
+        target = torch.as_tensor(samples.y_pred, device=x.device, dtype=torch.long)
+        settings = dataclasses.asdict(config)
+        if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
+            settings["occlusion_window"] = 1
+        methods = attributions.method_functions(settings, self.methods)
+        lengths = samples.length_tensor
+        maps, seconds = {}, {}
+        with run.progress("attribution suite", len(methods) + 2, "step") as step:
+            for name, method in methods.items():  # one at a time, to say how far it is
+                computed = attributions.compute_maps({name: method}, model, x, target, lengths)
+                maps[name], seconds[name] = computed[0][name], computed[1][name]
+                step()
+            if "shap" in self.methods:
+                shap = run.results["shap"]
+                maps["shap"] = shap.arrays["values"][np.arange(n), :, :, samples.y_pred].astype(np.float32)
+                seconds["shap"] = shap.metrics["shap"]["seconds"]
+            fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config.seed, lengths)
+            step()
+            sanity = checks.sanity_check(methods, model, x, target, maps, config.seed, lengths)
+            step()
+        shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
+        windows = regions.window_spans(length, windows_per_channel(length, samples.feature_names,
+                                                                   config.attribution_windows))
+        summary = {name: method_summary(name, curves[name], random_curves, fractions, sanity.get(name, {}),
+                                        seconds.get(name), np.abs(shares[name]), samples.channel_names, segments)
+                   for name in maps}
+        random_control = {"deletion_auc": checks.area(random_curves[0], fractions),
+                          "insertion_auc": checks.area(random_curves[1], fractions)}
+        section = {
+            "target": "logit of the predicted class", "baseline": "zeros in normalized space (the training mean)",
+            "num_explained": n, "methods": summary, "random_control": random_control,
+            "faithfulness": {"fractions": checks.FAITHFULNESS_FRACTIONS, "curve": "predicted-class probability",
+                             "order": "largest attribution first, ties in random order",
+                             "better": "deletion_auc lower, insertion_auc higher than the random control"},
+            "sanity": {"test": "Spearman rank correlation of |attribution| with a weight-randomized model's maps, "
+                               "mean over samples",
+                       "threshold": checks.SANITY_THRESHOLD, "seed": config.seed,
+                       "not_checked": {"shap": "computed by the pipeline's SHAP stage (it needs the background rows)"}
+                       if "shap" in self.methods else {}},
+            "windows": len(windows), "segments": [list(s) for s in segments]}
+        arrays = {"maps": maps, "shares": shares, "windows": windows, "segments": segments, "fractions": fractions,
+                  "curves": curves, "random_curves": random_curves}
+        if run.scored.labelled:
+            section["misclassified"], arrays["misclassified"] = misclassified(run, settings)
+        unfaithful = [name for name, better in better_than_random(summary).items() if not better]
+        lines = [f"warning: the deletion curves of {', '.join(unfaithful)} are no better than random on this run: do "
+                 f"not read meaning into {'them' if len(unfaithful) > 1 else 'it'}"] if unfaithful else []
+        return Result({"attributions": section}, arrays, lines)
+
+    def save(self, result, run, path):
+        samples = run.samples
+        np.savez(path("attributions.npz"), **result.arrays["maps"],
+                 **({} if samples.lengths is None else {"lengths": samples.own_lengths}))
+
+    def draw(self, result, run, path):
+        a, section, samples = result.arrays, result.metrics["attributions"], run.samples
+        maps, shares, windows, segments, summary = a["maps"], a["shares"], a["windows"], a["segments"], section["methods"]
+        n = len(samples)
+        plots.method_sample_figures(maps, attributions.METHODS, samples, path,
+                                    [name for name, better in better_than_random(summary).items() if not better])
+        plots.method_overlay_figure(maps, samples, 0, segments, path("attribution_overlay.png"))
+        plots.method_comparison_figure(summary, section["random_control"], checks.SANITY_THRESHOLD,
+                                       path("attribution_comparison.png"))
+        plots.region_figure({name: regions.span_sums(s, windows).mean(axis=0) for name, s in shares.items()},
+                            samples.channel_names, [regions.span_label(a, b, samples.feature_names) for a, b in windows],
+                            "features" if samples.feature_names is not None else f"{len(windows)} time windows", n,
+                            path("attribution_regions.png"))
+        if segments:
+            plots.region_figure({name: regions.span_sums(s, [(a, b) for _, a, b in segments]).mean(axis=0)
+                                 for name, s in shares.items()}, samples.channel_names,
+                                [f"{name} {regions.span_label(a, b)}" for name, a, b in segments], "named segments", n,
+                                path("attribution_segments.png"))
+        curves, random_curves = a["curves"], a["random_curves"]
+        plots.faithfulness_figure(a["fractions"], {name: c[0].mean(axis=0) for name, c in curves.items()},
+                                  {name: c[1].mean(axis=0) for name, c in curves.items()},
+                                  random_curves[0].mean(axis=0), random_curves[1].mean(axis=0), summary,
+                                  section["random_control"], n, path("attribution_faithfulness.png"))
+        if a.get("misclassified"):
+            plots.misclassified_figures(*a["misclassified"], path)
+
+
 def mean_share(magnitude: np.ndarray) -> list[float]:
     """(N, R) shares of |attribution| per region -> their mean over samples, rounded for metrics.json."""
     return magnitude.mean(axis=0).round(4).tolist()
@@ -414,116 +604,92 @@ def confused_pairs(y_true, y_pred, class_names, top=10) -> list[dict]:
             for i in order]
 
 
-def misclassification_outputs(model, scored: Samples, config, path) -> dict:
-    """Integrated gradients for the predicted and the true class of the most confidently misclassified test
-    samples (up to MAX_MISCLASSIFIED), one figure each, and the most confused class pairs."""
+def method_summary(name, curves, random_curves, fractions, sanity: dict, seconds, magnitude, channel_names,
+                   segments) -> dict:
+    """One method's entry of metrics["attributions"]["methods"]."""
+    summary = {"seconds": seconds, "deletion_auc": checks.area(curves[0], fractions),
+               "insertion_auc": checks.area(curves[1], fractions),
+               "deletion_auc_minus_random": checks.deletion_against_random(curves[0], random_curves[0], fractions),
+               "sanity_rank_correlation": sanity.get("rank_correlation"),
+               "sanity_signed_rank_correlation": sanity.get("signed_rank_correlation"),
+               "insensitive_to_model": sanity.get("insensitive_to_model"),
+               "signed": attributions.METHODS[name].signed,
+               "channel_share": dict(zip(channel_names, mean_share(magnitude.sum(axis=2))))}
+    if segments:
+        spans = [(a, b) for _, a, b in segments]
+        summary["segment_share"] = dict(zip([s[0] for s in segments],
+                                            mean_share(regions.span_sums(magnitude, spans).sum(axis=1))))
+    return summary
+
+
+def misclassified(run: RunContext, settings: dict) -> tuple[dict, Optional[tuple]]:
+    """(metrics section, (rows, integrated gradients for their predicted class, for their true class) or None) of
+    the most confidently misclassified test rows (up to MAX_MISCLASSIFIED), and the most confused class pairs."""
+    scored = run.scored
     wrong = np.flatnonzero(scored.y_pred != scored.y_true)
     shown = wrong[np.argsort(-scored.probabilities[wrong, scored.y_pred[wrong]], kind="stable")]
-    mistakes = scored.subset(shown[:config["MAX_MISCLASSIFIED"]])
+    mistakes = scored.subset(shown[:run.config.max_misclassified])
+    figures = None
     if len(mistakes):
-        ig = {"integrated_gradients": attributions.method_functions(config)["integrated_gradients"]}
-        maps = [attributions.compute_maps(ig, model, mistakes.x, torch.as_tensor(labels, device=mistakes.x.device),
-                                          mistakes.length_tensor)[0]["integrated_gradients"]
-                for labels in (mistakes.y_pred, mistakes.y_true)]
-        plots.misclassified_figures(mistakes, *maps, path)
+        ig = {"integrated_gradients": attributions.method_functions(settings)["integrated_gradients"]}
+        figures = (mistakes, *[attributions.compute_maps(ig, run.model, mistakes.x,
+                                                         torch.as_tensor(labels, device=mistakes.x.device),
+                                                         mistakes.length_tensor)[0]["integrated_gradients"]
+                               for labels in (mistakes.y_pred, mistakes.y_true)])
     shown_rows = [{**mistakes.describe(i), "true_class_probability": float(mistakes.probabilities[i, mistakes.y_true[i]])}
                   for i in range(len(mistakes))]
     return {"count": int(len(wrong)), "of": len(scored), "shown": shown_rows,
-            "confused_pairs": confused_pairs(scored.y_true, scored.y_pred, scored.class_names)}
-
-
-def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, chosen: list, config, path,
-                        progress=Silent) -> dict:
-    """Every method's maps for the explained samples (target: their predicted classes), written to
-    attributions.npz (one (N, C, L) array per method, the samples in the order of shap_values.npz) with
-    their figures; returns the metrics.json section: per method seconds, deletion and insertion areas
-    and the randomization sanity check, the random-ordering control, regions and misclassifications.
-
-    shap: {"values": (N, C, L, K) the SHAP stage's values, "seconds": its time}; chosen: the methods to run
-    (names of attributions.METHODS, "shap" for the SHAP stage's map); progress as in shap_outputs, told each
-    method's maps, the faithfulness curves and the sanity check done."""
-    x = samples.x
-    n, channels, length = x.shape
-    segments = regions.parse_segments(config["ATTRIBUTION_SEGMENTS"], length)
-    target = torch.as_tensor(samples.y_pred, device=x.device, dtype=torch.long)
-    if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
-        config = {**config, "OCCLUSION_WINDOW": 1}
-    methods = attributions.method_functions(config, chosen)
-    lengths = samples.length_tensor
-    maps, seconds = {}, {}
-    with progress("attribution suite", len(methods) + 2, "step") as step:
-        for name, method in methods.items():  # one at a time, to say how far it is
-            computed = attributions.compute_maps({name: method}, model, x, target, lengths)
-            maps[name], seconds[name] = computed[0][name], computed[1][name]
-            step()
-        if "shap" in chosen:
-            maps["shap"] = np.asarray(shap["values"])[np.arange(n), :, :, samples.y_pred].astype(np.float32)
-            seconds["shap"] = shap["seconds"]
-        np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.own_lengths}))
-
-        fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"], lengths)
-        step()
-        sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"], lengths)
-        step()
-    shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
-    windows = regions.window_spans(length, windows_per_channel(length, samples.feature_names,
-                                                               config["ATTRIBUTION_WINDOWS"]))
-    summary = {}
-    for name in maps:
-        checked, magnitude = sanity.get(name, {}), np.abs(shares[name])
-        summary[name] = {"seconds": seconds.get(name), "deletion_auc": checks.area(curves[name][0], fractions),
-                         "insertion_auc": checks.area(curves[name][1], fractions),
-                         "deletion_auc_minus_random": checks.deletion_against_random(curves[name][0], random_curves[0],
-                                                                                     fractions),
-                         "sanity_rank_correlation": checked.get("rank_correlation"),
-                         "sanity_signed_rank_correlation": checked.get("signed_rank_correlation"),
-                         "insensitive_to_model": checked.get("insensitive_to_model"),
-                         "signed": attributions.METHODS[name].signed,
-                         "channel_share": dict(zip(samples.channel_names, mean_share(magnitude.sum(axis=2))))}
-        if segments:
-            spans = [(a, b) for _, a, b in segments]
-            summary[name]["segment_share"] = dict(zip([s[0] for s in segments],
-                                                      mean_share(regions.span_sums(magnitude, spans).sum(axis=1))))
-    random_control = {"deletion_auc": checks.area(random_curves[0], fractions),
-                      "insertion_auc": checks.area(random_curves[1], fractions)}
-
-    plots.method_sample_figures(maps, attributions.METHODS, samples, path,
-                                [name for name, better in better_than_random(summary).items() if not better])
-    plots.method_overlay_figure(maps, samples, 0, segments, path("attribution_overlay.png"))
-    plots.method_comparison_figure(summary, random_control, checks.SANITY_THRESHOLD, path("attribution_comparison.png"))
-    plots.region_figure({name: regions.span_sums(s, windows).mean(axis=0) for name, s in shares.items()},
-                        samples.channel_names,
-                        [regions.span_label(a, b, samples.feature_names) for a, b in windows],
-                        "features" if samples.feature_names is not None else f"{len(windows)} time windows", n,
-                        path("attribution_regions.png"))
-    if segments:
-        plots.region_figure({name: regions.span_sums(s, [(a, b) for _, a, b in segments]).mean(axis=0)
-                             for name, s in shares.items()}, samples.channel_names,
-                            [f"{name} {regions.span_label(a, b)}" for name, a, b in segments], "named segments", n,
-                            path("attribution_segments.png"))
-    plots.faithfulness_figure(fractions, {name: c[0].mean(axis=0) for name, c in curves.items()},
-                              {name: c[1].mean(axis=0) for name, c in curves.items()},
-                              random_curves[0].mean(axis=0), random_curves[1].mean(axis=0), summary, random_control, n,
-                              path("attribution_faithfulness.png"))
-    return {
-        "target": "logit of the predicted class", "baseline": "zeros in normalized space (the training mean)",
-        "num_explained": n, "methods": summary, "random_control": random_control,
-        "faithfulness": {"fractions": checks.FAITHFULNESS_FRACTIONS, "curve": "predicted-class probability",
-                         "order": "largest attribution first, ties in random order",
-                         "better": "deletion_auc lower, insertion_auc higher than the random control"},
-        "sanity": {"test": "Spearman rank correlation of |attribution| with a weight-randomized model's maps, "
-                           "mean over samples",
-                   "threshold": checks.SANITY_THRESHOLD, "seed": config["SEED"],
-                   "not_checked": {"shap": "computed by the pipeline's SHAP stage (it needs the background rows)"}
-                   if "shap" in chosen else {}},
-        "windows": len(windows), "segments": [list(s) for s in segments],
-        **({"misclassified": misclassification_outputs(model, scored, config, path)} if scored.labelled else {}),
-    }
+            "confused_pairs": confused_pairs(scored.y_true, scored.y_pred, scored.class_names)}, figures
 
 
 def better_than_random(methods: dict) -> dict:
-    """method -> whether its deletion curve beats the random ordering, for attribution_outputs' "methods"."""
+    """method -> whether its deletion curve beats the random ordering, for metrics["attributions"]["methods"]."""
     return {name: m["deletion_auc_minus_random"]["better_than_random"] for name, m in methods.items()}
+
+
+# -----------------------------------------------------------------------------
+# Grad-CAM and attention
+class GradCamStage(Stage):
+    """One Grad-CAM figure per explained sample (target: its predicted class), all on one colour scale, titled with
+    the attribution suite's deletion check of Grad-CAM when the suite ran it."""
+    name, phase = "gradcam", "gradcam"
+
+    def compute(self, run):
+        model, samples = run.model, run.samples
+        with attributions.GradCAM(model, model.gradcam_layer) as cam:
+            maps = cam.attribute(samples.x, lengths=samples.length_tensor).cpu().numpy()
+        members = ensemble_size(model)
+        suite = run.results.get("attributions")
+        checked = better_than_random(suite.metrics["attributions"]["methods"]) if suite else {}
+        layer = "last conv block (conv2)" + (f" of each of the {members} networks, the mean of their maps"
+                                             if members > 1 else "")
+        return Result({"gradcam": {"layer": layer, "target": "predicted class", "num_explained": len(samples),
+                                   "colour_scale": "one for all explained samples: 0 to the largest value of any",
+                                   "better_than_random": checked.get("gradcam")}},
+                      {"maps": maps, "members": members})
+
+    def draw(self, result, run, path):
+        plots.gradcam_figures(result.arrays["maps"], run.samples, path, result.arrays["members"],
+                              result.metrics["gradcam"]["better_than_random"])
+
+
+class AttentionStage(Stage):
+    """Per-head attention heatmaps of every explained sample and the heads' statistics."""
+    name, phase = "attention", "attention"
+
+    def compute(self, run):
+        model, samples = run.model, run.samples
+        lengths = samples.length_tensor
+        with attributions.AttentionRecorder(model.attention) as recorder:
+            weights = recorder.record(model, samples.x, lengths=lengths).cpu()
+        steps = None if lengths is None else model.pooled_lengths(lengths, samples.x.shape[2])[1].cpu().numpy()
+        members = ensemble_size(model)
+        return Result({"attention": {**attributions.attention_statistics(weights, steps), "networks": members}},
+                      {"weights": weights.numpy(), "steps": steps, "members": members})
+
+    def draw(self, result, run, path):
+        a = result.arrays
+        plots.attention_figures(a["weights"], run.samples, path, a["steps"], a["members"])
 
 
 # -----------------------------------------------------------------------------
@@ -545,39 +711,55 @@ def counterfactual_entry(samples: Samples, i: int, result, x: np.ndarray) -> dic
     return entry
 
 
-def counterfactual_outputs(model, samples: Samples, shap_values: np.ndarray, guides, config, path):
+class CounterfactualStage(Stage):
     """A counterfactual per explained sample toward COUNTERFACTUAL_TARGET (or its most likely other class), guided
-    by the SHAP values of its predicted class's logit minus the target's; writes counterfactuals.npz and one figure
-    per sample. guides: (rows (G, C, L) normalized, their labels (G,) or None: the model's classes stand in, their
-    lengths (G,) or None: all full length).
-    Returns (one metrics.json entry per sample, the summary)."""
-    start = time.perf_counter()
-    n = len(samples)
-    targets = counterfactuals.target_classes(samples.probabilities, counterfactuals.target_index(
-        config["COUNTERFACTUAL_TARGET"], samples.class_names))
-    contrasts = shap_values[np.arange(n), :, :, samples.y_pred] - shap_values[np.arange(n), :, :, targets]
-    pool, pool_labels, pool_lengths = guides
-    results = counterfactuals.counterfactuals(model, samples.x, targets, pool, pool_labels, contrasts,
-                                              config["COUNTERFACTUAL_BUDGET"], samples.own_lengths, pool_lengths)
-    inputs = samples.inputs
-    series = np.stack([r.series if r.found else np.full(inputs.shape[1:], np.nan, np.float32) for r in results])
-    mask = np.stack([counterfactuals.stretch_mask(inputs.shape[1:], r.stretch) if r.found
-                     else np.zeros(inputs.shape[1:], bool) for r in results])
-    np.savez(path("counterfactuals.npz"), counterfactuals=series.astype(np.float32), mask=mask, inputs=inputs,
-             indices=samples.rows, targets=targets, found=np.array([r.found for r in results]),
-             predicted=np.array([-1 if r.predicted is None else r.predicted for r in results]),
-             class_names=np.array(samples.class_names))
-    entries = [counterfactual_entry(samples, i, r, inputs[i]) for i, r in enumerate(results)]
-    seconds = time.perf_counter() - start
-    plots.counterfactual_figures(inputs, series, mask, entries, samples, path)
-    found = [e for e in entries if e["found"]]
-    summary = {
-        "method": "Native Guide: the smallest stretch (one channel or all) of the nearest training series of the "
-                  "target class that the model predicts as it, copied into the sample",
-        "target": config["COUNTERFACTUAL_TARGET"] or "the most likely other class",
-        "guides": f"{len(pool)} training rows" + (" labelled by the model (a checkpoint of an earlier version "
-                                                 "carries its SHAP background only)" if pool_labels is None else ""),
-        "budget": config["COUNTERFACTUAL_BUDGET"], "num_explained": n, "found_share": len(found) / n if n else None,
-        "median_share_of_steps_changed": float(np.median([e["share_of_steps_changed"] for e in found]))
-        if found else None, "seconds": seconds}
-    return entries, summary
+    by the SHAP stage's values of its predicted class's logit minus the target's: counterfactuals.npz, one figure
+    per sample, metrics["counterfactuals"] (one entry per sample) and metrics["counterfactual_summary"]."""
+    name, phase = "counterfactuals", "counterfactuals"
+
+    def compute(self, run):
+        start = time.perf_counter()
+        config, samples, n = run.config, run.samples, len(run.samples)
+        shap_values = run.results["shap"].arrays["values"]
+        targets = counterfactuals.target_classes(samples.probabilities, counterfactuals.target_index(
+            config.counterfactual_target, samples.class_names))
+        contrasts = shap_values[np.arange(n), :, :, samples.y_pred] - shap_values[np.arange(n), :, :, targets]
+        pool, pool_labels, pool_lengths = run.guides
+        results = counterfactuals.counterfactuals(run.model, samples.x, targets, pool, pool_labels, contrasts,
+                                                  config.counterfactual_budget, samples.own_lengths, pool_lengths)
+        inputs = samples.inputs
+        series = np.stack([r.series if r.found else np.full(inputs.shape[1:], np.nan, np.float32) for r in results])
+        mask = np.stack([counterfactuals.stretch_mask(inputs.shape[1:], r.stretch) if r.found
+                         else np.zeros(inputs.shape[1:], bool) for r in results])
+        entries = [counterfactual_entry(samples, i, r, inputs[i]) for i, r in enumerate(results)]
+        found = [e for e in entries if e["found"]]
+        summary = {
+            "method": "Native Guide: the smallest stretch (one channel or all) of the nearest training series of the "
+                      "target class that the model predicts as it, copied into the sample",
+            "target": config.counterfactual_target or "the most likely other class",
+            "guides": f"{len(pool)} training rows" + (" labelled by the model (a checkpoint of an earlier version "
+                                                     "carries its SHAP background only)" if pool_labels is None else ""),
+            "budget": config.counterfactual_budget, "num_explained": n, "found_share": len(found) / n if n else None,
+            "median_share_of_steps_changed": float(np.median([e["share_of_steps_changed"] for e in found]))
+            if found else None, "seconds": time.perf_counter() - start}
+        arrays = {"counterfactuals": series.astype(np.float32), "mask": mask, "inputs": inputs, "indices": samples.rows,
+                  "targets": targets, "found": np.array([r.found for r in results]),
+                  "predicted": np.array([-1 if r.predicted is None else r.predicted for r in results]),
+                  "class_names": np.array(samples.class_names)}
+        return Result({"counterfactuals": entries, "counterfactual_summary": summary}, arrays,
+                      [f"counterfactuals: {len(found)} of {n} found"])
+
+    def save(self, result, run, path):
+        np.savez(path("counterfactuals.npz"), **result.arrays)
+
+    def draw(self, result, run, path):
+        a = result.arrays
+        plots.counterfactual_figures(a["inputs"], a["counterfactuals"], a["mask"], result.metrics["counterfactuals"],
+                                     run.samples, path)
+
+
+def explanation_stages(methods: list[str]) -> list[Stage]:
+    """The explanation stages in the order they run. The attribution suite runs before Grad-CAM, whose figures say
+    when the suite's deletion check finds Grad-CAM no better than random; the counterfactuals read SHAP's values."""
+    return [ShapStage(), GlobalStage(), AttributionStage(methods), GradCamStage(), AttentionStage(),
+            CounterfactualStage()]
