@@ -68,6 +68,7 @@ ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into t
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
 OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
+CPD_FRACTION = 0.1  # cumulative prediction difference / preservation (Jang et al. 2025): share of each sample's features removed one at a time; 0 = not computed
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
 COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"
@@ -398,7 +399,7 @@ def explain(model, samples, scored, background, background_lengths, checkpoint, 
     if chosen_methods(config):
         sections["attributions"] = stages.attribution_outputs(
             model, samples, scored, {"values": shap_values, "seconds": shap_summary["seconds"]},
-            chosen_methods(config), config, path, progress)
+            chosen_methods(config), config, path, progress, background, background_lengths)
         lap("attributions")
     faithful = stages.better_than_random(sections.get("attributions", {}).get("methods", {}))
     unfaithful = [name for name, better in faithful.items() if not better]

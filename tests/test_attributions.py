@@ -180,13 +180,14 @@ def test_attribution_outputs_writes_one_map_per_method_the_figures_and_the_metri
     test_y = planted["test_y"].copy()
     test_y[:2] = 1 - planted["test_pred"][:2]  # two rows the model now gets wrong
     config = {"ATTRIBUTION_WINDOWS": 4, "ATTRIBUTION_SEGMENTS": "before:0-15,bump:15-25,after:25-40",
-              "IG_STEPS": 32, "OCCLUSION_WINDOW": 5, "MAX_MISCLASSIFIED": 2, "SEED": 0}
+              "IG_STEPS": 32, "OCCLUSION_WINDOW": 5, "MAX_MISCLASSIFIED": 2, "SEED": 0, "CPD_FRACTION": 0.1}
     scored = stages.Samples(planted["test_X"], np.arange(len(test_y)) + 2, test_y, planted["test_pred"],
                             planted["test_prob"], ["minus", "plus"], ["a", "b", "c"])
     samples = scored.subset(planted["rows"][:n])
     samples.y_true = planted["test_y"][planted["rows"][:n]]
     result = stages.attribution_outputs(planted["model"], samples, scored, {"values": shap_values, "seconds": 0.5},
-                                        METHODS, config, lambda name: str(tmp_path / name))
+                                        METHODS, config, lambda name: str(tmp_path / name),
+                                        background=planted["test_X"][-20:])
 
     with np.load(tmp_path / "attributions.npz") as saved:
         assert sorted(saved.files) == sorted(METHODS)
@@ -203,6 +204,11 @@ def test_attribution_outputs_writes_one_map_per_method_the_figures_and_the_metri
     assert result["misclassified"]["count"] >= 2 and len(result["misclassified"]["shown"]) == 2
     assert result["misclassified"]["confused_pairs"][0]["count"] >= 1
     assert result["methods"]["integrated_gradients"]["segment_share"]["bump"] > 0.25
+    control = result["random_control"]["prediction_difference"]
+    for fill in ("zero", "background_mean"):  # the planted bump moves the prediction; random cells do not
+        ig = result["methods"]["integrated_gradients"]["prediction_difference"][fill]
+        assert ig["cpd"] > control[fill]["cpd"] and ig["cpp"] < control[fill]["cpp"]
+    assert result["prediction_difference"]["fraction"] == 0.1
 
 
 def test_temporal_saliency_rescaling_moves_saliency_onto_the_planted_window(planted):

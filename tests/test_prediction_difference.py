@@ -126,3 +126,8 @@ def test_rows_of_their_own_length_remove_only_their_own_features():
 def test_an_unknown_fill_is_refused():
     with pytest.raises(ValueError, match="unknown fill"):
         pd.fill_values("median", torch.zeros(1, CHANNELS, LENGTH))
+
+
+def test_removals_are_capped_where_asked():
+    np.testing.assert_array_equal(pd.removal_counts(0.1, 50, 50, 2, most=100), [100, 100])
+    np.testing.assert_array_equal(pd.removal_counts(0.1, 50, 50, 2), [250, 250])

@@ -30,7 +30,9 @@ import torch
 from hybrid_explain.metrics.checks import feature_ranks, real_features
 from hybrid_explain.model import predict_logits
 
-CPD_FRACTION = 0.1  # the reference code's Table 1 setting for the 10 % runs (--areas 0.1): features removed per sample
+CPD_FRACTION = 0.1  # features removed per sample: the reference code's 10 % runs (--areas 0.1, --top 0)
+MAX_REMOVALS = 100  # the pipeline's cap on removals per sample (the reference's MIMIC-III runs: --top 100), so that
+# the cost, (removals + 1) rows per sample, method, order and fill, does not grow with the series' size
 FILLS = ("zero", "background_mean", "row_mean")
 BATCH_ROWS = 512  # perturbed copies per forward pass
 MAX_COPY_CELLS = 2 ** 24  # copies built at once: at most this many (rows x channels x steps) floats (64 MiB)
@@ -69,10 +71,12 @@ def removal_ranks(maps: np.ndarray, rng, smallest_first: bool, lengths=None) -> 
     return feature_ranks(key, rng)
 
 
-def removal_counts(fraction: float, channels: int, length: int, n: int, lengths=None) -> np.ndarray:
-    """(N,) features removed per sample: int(fraction x its own features), the reference's rounding, at least 1."""
+def removal_counts(fraction: float, channels: int, length: int, n: int, lengths=None, most=None) -> np.ndarray:
+    """(N,) features removed per sample: int(fraction x its own features), the reference's rounding, at least 1 and
+    at most `most` (None: no cap)."""
     own = np.full(n, length) if lengths is None else np.asarray(lengths)
-    return np.maximum(1, (fraction * channels * own).astype(int))
+    counts = np.maximum(1, (fraction * channels * own).astype(int))
+    return counts if most is None else np.minimum(counts, most)
 
 
 def cumulative_differences(model, x, ranks: np.ndarray, counts: np.ndarray, fill: torch.Tensor,
@@ -100,13 +104,15 @@ def cumulative_differences(model, x, ranks: np.ndarray, counts: np.ndarray, fill
 
 
 def prediction_difference(model, x, maps: dict, seed: int, fills=("zero", "background_mean"), background=None,
-                          fraction: float = CPD_FRACTION, lengths=None, background_lengths=None) -> dict:
+                          fraction: float = CPD_FRACTION, lengths=None, background_lengths=None,
+                          most=None) -> dict:
     """method -> fill -> {"cpd": (N,), "cpp": (N,)} per-sample sums for every map (N, C, L) in maps, the same seeded
-    tie order for each method. lengths (N,) tensor: rows of their own lengths."""
+    tie order for each method. lengths (N,) tensor: rows of their own lengths. most: at most this many removals
+    per sample (None: int(fraction x features), the reference's)."""
     model.eval()
     n, channels, length = x.shape
     own = None if lengths is None else lengths.cpu().numpy()
-    counts = removal_counts(fraction, channels, length, n, own)
+    counts = removal_counts(fraction, channels, length, n, own, most)
     fill_tensors = {fill: fill_values(fill, x, background, lengths, background_lengths) for fill in fills}
     result = {}
     for name, m in maps.items():

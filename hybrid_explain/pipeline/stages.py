@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hybrid_explain.explainers import attributions
-from hybrid_explain.metrics import checks
+from hybrid_explain.metrics import checks, prediction_difference
 from hybrid_explain.explainers import counterfactuals
 import data_loader
 from hybrid_explain.explainers import global_importance
@@ -433,11 +433,13 @@ def misclassification_outputs(model, scored: Samples, config, path) -> dict:
 
 
 def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, chosen: list, config, path,
-                        progress=Silent) -> dict:
+                        progress=Silent, background=None, background_lengths=None) -> dict:
     """Every method's maps for the explained samples (target: their predicted classes), written to
     attributions.npz (one (N, C, L) array per method, the samples in the order of shap_values.npz) with
-    their figures; returns the metrics.json section: per method seconds, deletion and insertion areas
-    and the randomization sanity check, the random-ordering control, regions and misclassifications.
+    their figures; returns the metrics.json section: per method seconds, deletion and insertion areas, cumulative
+    prediction difference and preservation (CPD_FRACTION > 0; fill values zero and, given the SHAP background rows
+    (B, C, L) and their lengths, the background mean), the randomization sanity check, the random-ordering control,
+    regions and misclassifications.
 
     shap: {"values": (N, C, L, K) the SHAP stage's values, "seconds": its time}; chosen: the methods to run
     (names of attributions.METHODS, "shap" for the SHAP stage's map); progress as in shap_outputs, told each
@@ -451,7 +453,7 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
     methods = attributions.method_functions(config, chosen)
     lengths = samples.length_tensor
     maps, seconds = {}, {}
-    with progress("attribution suite", len(methods) + 2, "step") as step:
+    with progress("attribution suite", len(methods) + 3, "step") as step:
         for name, method in methods.items():  # one at a time, to say how far it is
             computed = attributions.compute_maps({name: method}, model, x, target, lengths)
             maps[name], seconds[name] = computed[0][name], computed[1][name]
@@ -462,6 +464,8 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
         np.savez(path("attributions.npz"), **maps, **({} if lengths is None else {"lengths": samples.own_lengths}))
 
         fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config["SEED"], lengths)
+        step()
+        differences = prediction_differences(model, x, maps, config, background, background_lengths, lengths)
         step()
         sanity = checks.sanity_check(methods, model, x, target, maps, config["SEED"], lengths)
         step()
@@ -480,12 +484,15 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
                          "insensitive_to_model": checked.get("insensitive_to_model"),
                          "signed": attributions.METHODS[name].signed,
                          "channel_share": dict(zip(samples.channel_names, mean_share(magnitude.sum(axis=2))))}
+        if differences:
+            summary[name]["prediction_difference"] = differences["methods"][name]
         if segments:
             spans = [(a, b) for _, a, b in segments]
             summary[name]["segment_share"] = dict(zip([s[0] for s in segments],
                                                       mean_share(regions.span_sums(magnitude, spans).sum(axis=1))))
     random_control = {"deletion_auc": checks.area(random_curves[0], fractions),
-                      "insertion_auc": checks.area(random_curves[1], fractions)}
+                      "insertion_auc": checks.area(random_curves[1], fractions),
+                      **({"prediction_difference": differences["random_control"]} if differences else {})}
 
     plots.method_sample_figures(maps, attributions.METHODS, samples, path,
                                 [name for name, better in better_than_random(summary).items() if not better])
@@ -511,6 +518,7 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
         "faithfulness": {"fractions": checks.FAITHFULNESS_FRACTIONS, "curve": "predicted-class probability",
                          "order": "largest attribution first, ties in random order",
                          "better": "deletion_auc lower, insertion_auc higher than the random control"},
+        **({"prediction_difference": differences["settings"]} if differences else {}),
         "sanity": {"test": "Spearman rank correlation of |attribution| with a weight-randomized model's maps, "
                            "mean over samples",
                    "threshold": checks.SANITY_THRESHOLD, "seed": config["SEED"],
@@ -519,6 +527,35 @@ def attribution_outputs(model, samples: Samples, scored: Samples, shap: dict, ch
         "windows": len(windows), "segments": [list(s) for s in segments],
         **({"misclassified": misclassification_outputs(model, scored, config, path)} if scored.labelled else {}),
     }
+
+
+def prediction_differences(model, x, maps: dict, config, background=None, background_lengths=None,
+                           lengths=None) -> dict:
+    """CPD and CPP (metrics/prediction_difference.py) of every map and of a seeded random map, the control, with
+    zero fill and (given background rows) the background mean: {"methods": name -> fill -> {"cpd", "cpp"} means,
+    "random_control": fill -> {"cpd", "cpp"}, "settings": what metrics.json says of them}; {} with CPD_FRACTION 0."""
+    if not config["CPD_FRACTION"]:
+        return {}
+    start = time.perf_counter()
+    fills = ("zero",) if background is None else ("zero", "background_mean")
+    random_map = np.random.default_rng(config["SEED"]).random(x.shape).astype(np.float32)
+    per_sample = prediction_difference.prediction_difference(
+        model, x, {**maps, RANDOM_CONTROL: random_map}, config["SEED"], fills, background, config["CPD_FRACTION"],
+        lengths, background_lengths, prediction_difference.MAX_REMOVALS)
+    means = prediction_difference.summary(per_sample)
+    return {"methods": {name: means[name] for name in maps}, "random_control": means[RANDOM_CONTROL],
+            "settings": {"fraction": config["CPD_FRACTION"], "max_removals": prediction_difference.MAX_REMOVALS,
+                         "fills": {fill: FILL_WORDS[fill] for fill in fills},
+                         "order": "cpd: largest |attribution| first; cpp: smallest first; ties in random order",
+                         "distance": "mean over the classes of |change of the softmax probability|, summed over the "
+                                     "removals, mean over the samples",
+                         "better": "cpd higher, cpp lower than the random control",
+                         "seconds": time.perf_counter() - start}}
+
+
+RANDOM_CONTROL = "random (control)"
+FILL_WORDS = {"zero": "0 in normalized space (the training mean)",
+              "background_mean": "the mean of the SHAP background rows at each channel and step"}
 
 
 def better_than_random(methods: dict) -> dict:
