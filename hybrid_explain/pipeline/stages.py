@@ -267,9 +267,19 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
     background rows' lengths (None: all full length); rows of different lengths are explained as shapley.py says.
     progress(description, total, unit): a progress.Progress-like context that is told each sample done."""
     x = samples.x
+    groups = shap_players(x.shape[1:], samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
+    available = len(background)
+    if config["SHAP_METHOD"] in ("permutation", "all") and config["SHAP_SUBWINDOWS"] > 1:
+        # the same walks over fewer rows, so that coarse to fine can split (shapley.budget_background)
+        rows, permutations = shapley.budget_background(available, int(groups.max()) + 1, x.shape[2],
+                                                       config["SHAP_PERMUTATIONS"] or None,
+                                                       config["SHAP_MIN_PAIRS_PER_ROW"])
+        if len(rows) < available:
+            background = background[torch.as_tensor(rows, device=background.device)]
+            background_lengths = None if background_lengths is None else np.asarray(background_lengths)[rows]
+            config = {**config, "SHAP_PERMUTATIONS": permutations}
     outputs_logits = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
     expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
-    groups = shap_players(x.shape[1:], samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
     windows = int(groups.max()) // x.shape[1] + 1
     variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
     lengths = base_values = None
@@ -308,6 +318,7 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
              class_names=np.array(samples.class_names), **lengths_fields)
     plots.shap_figures(values, samples, windows, path)
     summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
+               "background_rows_available": available, "min_pairs_per_row": config["SHAP_MIN_PAIRS_PER_ROW"],
                "num_explained": len(x), "segments_per_channel": windows,
                "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
                **({"subwindows": config["SHAP_SUBWINDOWS"]} if chosen["method"] == "permutation" else {}),
