@@ -65,12 +65,14 @@ SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exac
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
 SHAP_SUBWINDOWS = 5  # coarse to fine: the windows with the largest SHAP values split into up to this many parts (Owen values), as far as the permutation budget allows; 1 = flat windows
+SHAP_MIN_PAIRS_PER_ROW = 4  # permutation SHAP with SHAP_SUBWINDOWS > 1: the same walks spread over as few background rows as give each this many pairs (4 lets coarse to fine split); 1 = every background row
 GLOBAL_EXPLAIN_ROWS = 24  # rows (seeded, stratified over the predicted classes) of the global channel and time-window importance; 0 = none
 ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all" (every method but the costly *_tsr ones), names "saliency,integrated_gradients,shap,saliency_tsr,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows
 ATTRIBUTION_SEGMENTS = ""  # named regions "name:start-end,..." (end exclusive), e.g. "P:0-20,QRS:20-45,T:45-100"
 IG_STEPS = 64  # integrated-gradients steps from the all-zeros baseline (completeness error < 1 % at 64)
 OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
+CPD_FRACTION = 0.1  # cumulative prediction difference / preservation (Jang et al. 2025): share of each sample's features removed one at a time; 0 = not computed
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
 COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"

@@ -70,9 +70,10 @@ SETTING_RANGES = {
     # explanations
     "num_shap_background_samples": Range(1, 5_000), "num_samples_to_explain": Range(0, 500),
     "shap_segments_per_channel": Range(1, 1000), "shap_permutations": Range(0, 10_000),
-    "shap_subwindows": Range(1, 1000), "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
+    "shap_subwindows": Range(1, 1000), "shap_min_pairs_per_row": Range(1, 10_000),
+    "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
     "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
-    "counterfactual_budget": Range(1, 1_000_000),
+    "counterfactual_budget": Range(1, 1_000_000), "cpd_fraction": Range(0.0, 1.0),
     # resources and the output folder
     "keep_runs": Range(1, 1000), "threads": Range(0, 1024), "drawing_processes": Range(0, 64),
     "progress_seconds": Range(0.0, math.inf, high_open=True),
@@ -202,12 +203,14 @@ class ExplainConfig(Settings):
     shap_segments_per_channel: int
     shap_permutations: int
     shap_subwindows: int
+    shap_min_pairs_per_row: int
     global_explain_rows: int
     attribution_methods: str
     attribution_windows: int
     attribution_segments: str
     ig_steps: int
     occlusion_window: int
+    cpd_fraction: float
     max_misclassified: int
     counterfactual_target: str
     counterfactual_budget: int

@@ -184,12 +184,12 @@ def test_attribution_outputs_writes_one_map_per_method_the_figures_and_the_metri
     test_y[:2] = 1 - planted["test_pred"][:2]  # two rows the model now gets wrong
     config = dataclasses.replace(train_explain.config_from_args([]).explain, attribution_windows=4,
                                  attribution_segments="before:0-15,bump:15-25,after:25-40", ig_steps=32,
-                                 occlusion_window=5, max_misclassified=2, seed=0)
+                                 occlusion_window=5, max_misclassified=2, seed=0, cpd_fraction=0.1)
     scored = stages.Samples(planted["test_X"], np.arange(len(test_y)) + 2, test_y, planted["test_pred"],
                             planted["test_prob"], ["minus", "plus"], ["a", "b", "c"])
     samples = scored.subset(planted["rows"][:n])
     samples.y_true = planted["test_y"][planted["rows"][:n]]
-    run = stages.RunContext(planted["model"], config, scored, samples, background=None,
+    run = stages.RunContext(planted["model"], config, scored, samples, background=planted["test_X"][-20:],
                             results={"shap": stages.Result({"shap": {"seconds": 0.5}}, {"values": shap_values})})
     result = stages.AttributionStage(METHODS)(run, lambda name: str(tmp_path / name)).metrics["attributions"]
 
@@ -208,6 +208,11 @@ def test_attribution_outputs_writes_one_map_per_method_the_figures_and_the_metri
     assert result["misclassified"]["count"] >= 2 and len(result["misclassified"]["shown"]) == 2
     assert result["misclassified"]["confused_pairs"][0]["count"] >= 1
     assert result["methods"]["integrated_gradients"]["segment_share"]["bump"] > 0.25
+    control = result["random_control"]["prediction_difference"]
+    for fill in ("zero", "background_mean"):  # the planted bump moves the prediction; random cells do not
+        ig = result["methods"]["integrated_gradients"]["prediction_difference"][fill]
+        assert ig["cpd"] > control[fill]["cpd"] and ig["cpp"] < control[fill]["cpp"]
+    assert result["prediction_difference"]["fraction"] == 0.1
 
 
 def test_temporal_saliency_rescaling_moves_saliency_onto_the_planted_window(planted):

@@ -23,6 +23,10 @@ maps are signed, which constants it takes), so figures and the report read the d
   integrated_gradients_tsr  gradients: time relevance from masking windows of steps, then feature relevance
                         within the relevant windows (`temporal_saliency_rescaling`). Not in "all": they cost
                         one gradient map per masked window and per (channel, relevant window).
+  timing                TIMING (Jang et al. 2025): integrated gradients along paths on which random temporal
+                        segments stay at the input (`timing`), signed, logit units; TIMING_STEPS forward and
+                        backward passes per sample, like integrated gradients. Not in "all" (docs/measurements/
+                        ground-truth.md measures it).
 
 Adding a method: write its function, add one `Method` to METHODS, and a test of what it promises.
 """
@@ -44,6 +48,8 @@ from hybrid_explain.explainers.regions import window_spans
 BATCH_ROWS = 512  # model rows per forward pass inside the methods
 SAMPLES_PER_CALL = 64  # explained samples handed to a method at once
 TSR_MAX_WINDOWS = 50  # temporal saliency rescaling masks at most this many windows of steps (one step each up to 50)
+TIMING_STEPS = 50  # TIMING's path steps (the reference code's n_samples)
+TIMING_SEGMENTS_PER_CHANNEL = 1  # TIMING keeps this many random segments per channel (on average) at the input per path step
 
 
 # -----------------------------------------------------------------------------
@@ -282,6 +288,57 @@ def temporal_saliency_rescaling(model, x, target, method, windows=TSR_MAX_WINDOW
     return per_window.repeat_interleave(torch.as_tensor([b - a for a, b in spans], device=x.device), dim=2)
 
 
+def fixed_segments(steps, lengths, channels, width, segments, generator) -> torch.Tensor:
+    """(steps, N, C, width) bool: for each path step and sample, `segments` random temporal segments, each on one
+    channel drawn uniformly, of a length drawn uniformly from 1 to the row's own length, starting at
+    floor(u x (length - segment length)) (TIMING's sampling, drumpt/TIMING attribution/explainers.py
+    `attribute_random_time_segments_one_dim_same_for_batch`, with its maximum segment length the series length)."""
+    n = len(lengths)
+    own = lengths.view(1, n, 1).double()
+    channel = torch.randint(0, channels, (steps, n, segments), generator=generator)
+    span = (1 + (torch.rand(steps, n, segments, generator=generator, dtype=torch.float64) * own).floor()).clamp(max=own)
+    start = (torch.rand(steps, n, segments, generator=generator, dtype=torch.float64) * (own - span)).floor()
+    t = torch.arange(width, dtype=torch.float64)
+    inside = ((t >= start[..., None]) & (t < (start + span)[..., None])).double()  # (steps, N, S, width)
+    one_hot = torch.nn.functional.one_hot(channel, channels).double()  # (steps, N, S, C)
+    return (one_hot.transpose(2, 3) @ inside) > 0
+
+
+def timing(model, x, target, steps=TIMING_STEPS, segments_per_channel=TIMING_SEGMENTS_PER_CHANNEL, seed=0,
+           lengths=None):
+    """TIMING (Jang et al. 2025, ICML; drumpt/TIMING): integrated gradients from the all-zeros baseline along
+    paths on which random temporal segments keep the input's values. At path step s (alpha = s / steps, the
+    reference's left Riemann sum) every cell not in a segment is alpha x x, a cell in one is x; a cell's map is
+    x times its gradient summed over the steps where it was on the path, divided by that number of steps (0 where it
+    never was). Segments: segments_per_channel x C per path step and sample (`fixed_segments`), drawn from a
+    generator seeded with `seed` on the CPU, so the maps repeat on any device. For f = w . x the map is w x x
+    exactly wherever a cell was on the path once; with no segments it is integrated gradients with a left Riemann
+    sum. Signed, logit units; steps forward and backward passes per
+    sample, BATCH_ROWS rows each. lengths (N,): rows of their own lengths, segments within each row's own steps."""
+    n, channels, width = x.shape
+    own = torch.full((n,), width) if lengths is None else torch.as_tensor(lengths).cpu()
+    generator = torch.Generator().manual_seed(seed)
+    on_path = ~fixed_segments(steps, own, channels, width, segments_per_channel * channels,
+                              generator).to(x.device)
+    alpha = (torch.arange(steps, dtype=x.dtype, device=x.device) / steps).view(-1, 1, 1, 1)
+    total = torch.zeros_like(x)
+    per_pass = max(1, BATCH_ROWS // n)
+    model.eval()
+    with torch.enable_grad():
+        for first in range(0, steps, per_pass):
+            part = slice(first, first + per_pass)
+            free = on_path[part]
+            path = torch.where(free, alpha[part] * x.detach(), x.detach()).requires_grad_(True)
+            rows = path.reshape(-1, channels, width)
+            extra = () if lengths is None else (torch.as_tensor(lengths, device=x.device).repeat(len(free)),)
+            logits = model(rows, *extra)
+            chosen = logits.gather(1, target.to(x.device).repeat(len(free)).view(-1, 1)).sum()
+            gradient, = torch.autograd.grad(chosen, path)
+            total += torch.where(free, gradient, 0.0).sum(0)
+    count = on_path.sum(0)
+    return torch.where(count > 0, total * x.detach() / count.clamp_min(1), 0.0).detach()
+
+
 @dataclass(frozen=True)
 class Method:
     """One attribution method. attribute: None for a map the pipeline hands in (SHAP). signed: its maps say
@@ -308,6 +365,7 @@ METHODS = {m.name: m for m in [
            "saliency + temporal saliency rescaling", in_all=False),
     Method("integrated_gradients_tsr", functools.partial(temporal_saliency_rescaling, method=integrated_gradients),
            False, "integrated gradients + temporal saliency rescaling", {"ig_steps": "steps"}, in_all=False),
+    Method("timing", timing, True, "TIMING (IG on segment-masked paths)", {"seed": "seed"}, in_all=False),
 ]}
 
 

@@ -249,6 +249,20 @@ def default_permutations(num_players: int, length: int) -> int:
     return max(1, min(MAX_DEFAULT_PERMUTATIONS, math.ceil(walks / 2)))
 
 
+def budget_background(num_background: int, num_players: int, length: int, num_permutations=None,
+                      min_pairs: int = 1) -> tuple[np.ndarray, int]:
+    """(indices of the background rows to use, permutations for them): the same budget of walks, spread over as few
+    rows as give each at least min_pairs pairs of walks. The budget is what every row gets today: num_permutations
+    (None: default_permutations) rounded up to a multiple of num_background. Coarse to fine splits players only
+    where a row gets 4 pairs or more, so with 100 rows and 40 players (39 permutations, 1 pair per row) it never
+    would; min_pairs=4 spends the same 100 pairs as 25 rows x 4. The rows are evenly spaced over the background (a
+    seeded sample in file order), so a file sorted by class still gives every class. min_pairs=1: every row."""
+    wanted = num_permutations or default_permutations(num_players, length)
+    total = num_background * math.ceil(wanted / num_background)
+    rows = max(1, min(num_background, total // min_pairs))
+    return np.unique(np.round(np.linspace(0, num_background - 1, rows)).astype(int)), total
+
+
 def interventional_shap(f, x, background, groups, method="permutation", num_permutations=None,
                         seed=0, batch_size=1024, lengths=None, background_lengths=None,
                         return_error=False, split=1):

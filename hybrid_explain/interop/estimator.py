@@ -304,7 +304,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                 result.update(shap=values, shap_base_values=np.array(base))
             others = [name for name in methods if name != "shap"]
             maps, _ = attributions.compute_maps(attributions.method_functions(
-                {"ig_steps": ig_steps, "occlusion_window": occlusion_window}, others), model, x,
+                {"ig_steps": ig_steps, "occlusion_window": occlusion_window, "seed": self.seed}, others), model, x,
                                                 torch.from_numpy(target_index).to(device),
                                                 torch.from_numpy(lengths).to(device) if variable_rows else None)
         result.update(maps)

@@ -492,6 +492,34 @@ def attention_section(attention):
     return section("attention", body, intro)
 
 
+def prediction_difference_table(attributions) -> str:
+    """CPD and CPP per method and fill value beside the random map's (metrics.json "prediction_difference"); "" when
+    the run did not compute them (CPD_FRACTION = 0)."""
+    settings = attributions.get("prediction_difference")
+    if not settings:
+        return ""
+    control = attributions["random_control"]["prediction_difference"]
+    fills = list(settings["fills"])
+
+    def cells(values):
+        return [("html", f"{number(values[fill]['cpd'])} {'&#10003;' if values[fill]['cpd'] > control[fill]['cpd'] else ''}"
+                         f" / {number(values[fill]['cpp'])} {'&#10003;' if values[fill]['cpp'] < control[fill]['cpp'] else ''}")
+                for fill in fills]
+
+    rows = [[name, *cells(m["prediction_difference"])] for name, m in attributions["methods"].items()]
+    rows.append(["random ordering (control)", *[f"{number(control[f]['cpd'])} / {number(control[f]['cpp'])}" for f in fills]])
+    note = ("<p class='note'><b>Cumulative prediction difference</b> (CPD, Jang et al. 2025): the "
+            f"{settings['fraction']:.0%} most attributed features (by |attribution|; at most {settings['max_removals']} "
+            "per sample) are removed one at a time, each set "
+            "to the fill value, and the changes of the predicted probabilities (mean over the classes) are added up: "
+            "a faithful map moves the prediction most (higher is better). <b>CPP</b> removes the least attributed "
+            "first: the less it moves, the better. Unlike the deletion curve, no step removes many features at once, so "
+            "features that push the class up and down cannot cancel. &#10003;: better than the random ordering. Fill "
+            "values: " + "; ".join(f"<b>{esc(f)}</b> = {esc(words)}" for f, words in settings["fills"].items())
+            + f" ({number(settings['seconds'], 2)} s for every method).</p>")
+    return note + table(rows, ["method", *[f"CPD / CPP, {f} fill" for f in fills]], numeric=(), css=" class='total'")
+
+
 def methods_section(attributions, figure):
     methods, control = attributions["methods"], attributions["random_control"]
     sanity = attributions["sanity"]
@@ -548,6 +576,7 @@ def methods_section(attributions, figure):
     body = table(rows, ["method", "deletion AUC (lower is better; minus random)", "insertion AUC (higher is better)",
                         "sanity: rank corr. |map|", "sanity: rank corr. signed", "sanity verdict", "seconds"],
                  numeric=(1, 2, 3, 4, 6), css=" class='total'")
+    body += prediction_difference_table(attributions)
     body += "<div class='figs'>" + "".join([
         figure("attribution_comparison.png", "Faithfulness, sanity and cost per method", wide=True),
         figure("attribution_faithfulness.png", "Deletion and insertion curves, mean over the explained samples",

@@ -31,7 +31,7 @@ import data_loader
 from hybrid_explain.config import ExplainConfig
 from hybrid_explain.explainers import attributions, counterfactuals, global_importance, regions, shapley
 from hybrid_explain.figures import plots
-from hybrid_explain.metrics import checks
+from hybrid_explain.metrics import checks, prediction_difference
 from hybrid_explain.model import ensemble_size, full_lengths, model_at_lengths, predict_logits, row_lengths
 from hybrid_explain.pipeline.progress import Silent
 
@@ -360,9 +360,20 @@ class ShapStage(Stage):
     def compute(self, run):
         config, model, samples, x = run.config, run.model, run.samples, run.samples.x
         background, background_lengths = run.background, run.background_lengths
+        groups = shap_players(x.shape[1:], samples.feature_names, config.shap_segments_per_channel)
+        available, permutations = len(background), config.shap_permutations
+        if config.shap_method in ("permutation", "all") and config.shap_subwindows > 1:
+            # the same walks over fewer rows, so that coarse to fine can split (shapley.budget_background)
+            rows, permutations = shapley.budget_background(available, int(groups.max()) + 1, x.shape[2],
+                                                           config.shap_permutations or None,
+                                                           config.shap_min_pairs_per_row)
+            if len(rows) < available:
+                background = background[torch.as_tensor(rows, device=background.device)]
+                background_lengths = None if background_lengths is None else np.asarray(background_lengths)[rows]
+            else:
+                permutations = config.shap_permutations
         outputs = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
         expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
-        groups = shap_players(x.shape[1:], samples.feature_names, config.shap_segments_per_channel)
         windows = int(groups.max()) // x.shape[1] + 1
         variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
         lengths = base_values = None
@@ -376,8 +387,8 @@ class ShapStage(Stage):
         with run.progress("SHAP", len(methods) * len(x), "sample") as step:
             for method in methods:
                 values, seconds, sampling_error = shap_values_for(
-                    method, model, x, background, groups, config.shap_permutations, config.shap_subwindows,
-                    config.seed, lengths, background_lengths, step)
+                    method, model, x, background, groups, permutations, config.shap_subwindows, config.seed,
+                    lengths, background_lengths, step)
                 errors = shapley.additivity_errors(values, outputs, expected_value if base_values is None else base_values)
                 comparison.append({"method": method, "seconds": seconds,
                                    "additivity_rel_error_median": float(np.median(errors)),
@@ -386,6 +397,7 @@ class ShapStage(Stage):
                                        None if np.isnan(e) else float(e) for e in sampling_error]})})
         chosen = comparison[0]
         summary = {"method": chosen["method"], "explained_output": "logits", "num_background": len(background),
+                   "background_rows_available": available, "min_pairs_per_row": config.shap_min_pairs_per_row,
                    "num_explained": len(x), "segments_per_channel": windows,
                    "players": int(groups.max()) + 1, "seconds": chosen["seconds"],
                    **({"subwindows": config.shap_subwindows} if chosen["method"] == "permutation" else {}),
@@ -398,7 +410,7 @@ class ShapStage(Stage):
             summary["estimated_rel_error"] = chosen["estimated_rel_error"]
         if chosen["method"] == "permutation":
             # Rounded up to a multiple of the background size so that every background row is used equally.
-            wanted = config.shap_permutations or shapley.default_permutations(summary["players"], x.shape[2])
+            wanted = permutations or shapley.default_permutations(summary["players"], x.shape[2])
             summary["permutations"] = math.ceil(wanted / len(background)) * len(background)
         if len(comparison) > 1:
             summary["comparison"] = [{k: v for k, v in row.items() if k != "values"} for row in comparison]
@@ -518,7 +530,7 @@ class AttributionStage(Stage):
         methods = attributions.method_functions(settings, self.methods)
         lengths = samples.length_tensor
         maps, seconds = {}, {}
-        with run.progress("attribution suite", len(methods) + 2, "step") as step:
+        with run.progress("attribution suite", len(methods) + 3, "step") as step:
             for name, method in methods.items():  # one at a time, to say how far it is
                 computed = attributions.compute_maps({name: method}, model, x, target, lengths)
                 maps[name], seconds[name] = computed[0][name], computed[1][name]
@@ -529,6 +541,9 @@ class AttributionStage(Stage):
                 seconds["shap"] = shap.metrics["shap"]["seconds"]
             fractions, curves, random_curves = checks.faithfulness(model, x, target, maps, config.seed, lengths)
             step()
+            differences = prediction_differences(model, x, maps, config, run.background, run.background_lengths,
+                                                 lengths)
+            step()
             sanity = checks.sanity_check(methods, model, x, target, maps, config.seed, lengths)
             step()
         shares = {name: attributions.normalized_share(m) for name, m in maps.items()}
@@ -537,14 +552,18 @@ class AttributionStage(Stage):
         summary = {name: method_summary(name, curves[name], random_curves, fractions, sanity.get(name, {}),
                                         seconds.get(name), np.abs(shares[name]), samples.channel_names, segments)
                    for name in maps}
+        for name in maps if differences else ():
+            summary[name]["prediction_difference"] = differences["methods"][name]
         random_control = {"deletion_auc": checks.area(random_curves[0], fractions),
-                          "insertion_auc": checks.area(random_curves[1], fractions)}
+                          "insertion_auc": checks.area(random_curves[1], fractions),
+                          **({"prediction_difference": differences["random_control"]} if differences else {})}
         section = {
             "target": "logit of the predicted class", "baseline": "zeros in normalized space (the training mean)",
             "num_explained": n, "methods": summary, "random_control": random_control,
             "faithfulness": {"fractions": checks.FAITHFULNESS_FRACTIONS, "curve": "predicted-class probability",
                              "order": "largest attribution first, ties in random order",
                              "better": "deletion_auc lower, insertion_auc higher than the random control"},
+            **({"prediction_difference": differences["settings"]} if differences else {}),
             "sanity": {"test": "Spearman rank correlation of |attribution| with a weight-randomized model's maps, "
                                "mean over samples",
                        "threshold": checks.SANITY_THRESHOLD, "seed": config.seed,
@@ -640,6 +659,35 @@ def misclassified(run: RunContext, settings: dict) -> tuple[dict, Optional[tuple
                   for i in range(len(mistakes))]
     return {"count": int(len(wrong)), "of": len(scored), "shown": shown_rows,
             "confused_pairs": confused_pairs(scored.y_true, scored.y_pred, scored.class_names)}, figures
+
+
+def prediction_differences(model, x, maps: dict, config, background=None, background_lengths=None,
+                           lengths=None) -> dict:
+    """CPD and CPP (metrics/prediction_difference.py) of every map and of a seeded random map, the control, with
+    zero fill and (given background rows) the background mean: {"methods": name -> fill -> {"cpd", "cpp"} means,
+    "random_control": fill -> {"cpd", "cpp"}, "settings": what metrics.json says of them}; {} with CPD_FRACTION 0."""
+    if not config.cpd_fraction:
+        return {}
+    start = time.perf_counter()
+    fills = ("zero",) if background is None else ("zero", "background_mean")
+    random_map = np.random.default_rng(config.seed).random(x.shape).astype(np.float32)
+    per_sample = prediction_difference.prediction_difference(
+        model, x, {**maps, RANDOM_CONTROL: random_map}, config.seed, fills, background, config.cpd_fraction,
+        lengths, background_lengths, prediction_difference.MAX_REMOVALS)
+    means = prediction_difference.summary(per_sample)
+    return {"methods": {name: means[name] for name in maps}, "random_control": means[RANDOM_CONTROL],
+            "settings": {"fraction": config.cpd_fraction, "max_removals": prediction_difference.MAX_REMOVALS,
+                         "fills": {fill: FILL_WORDS[fill] for fill in fills},
+                         "order": "cpd: largest |attribution| first; cpp: smallest first; ties in random order",
+                         "distance": "mean over the classes of |change of the softmax probability|, summed over the "
+                                     "removals, mean over the samples",
+                         "better": "cpd higher, cpp lower than the random control",
+                         "seconds": time.perf_counter() - start}}
+
+
+RANDOM_CONTROL = "random (control)"
+FILL_WORDS = {"zero": "0 in normalized space (the training mean)",
+              "background_mean": "the mean of the SHAP background rows at each channel and step"}
 
 
 def better_than_random(methods: dict) -> dict:

@@ -1,0 +1,58 @@
+"""shapley.budget_background: the permutation budget spread over fewer background rows, so that coarse to fine
+splits players, at the same number of walks."""
+import math
+
+import numpy as np
+import torch
+
+from hybrid_explain.explainers import shapley
+
+
+def test_the_default_budget_over_100_rows_and_40_players_goes_to_25_rows_of_4_pairs():
+    rows, permutations = shapley.budget_background(100, 40, 200, min_pairs=4)
+    assert shapley.default_permutations(40, 200) == 39  # 1 pair per row over 100 rows: coarse to fine stays off
+    assert len(rows) == 25 and permutations == 100 and math.ceil(permutations / len(rows)) == 4
+
+
+def test_the_walks_stay_the_same():
+    for background, players, length, wanted in [(100, 40, 200, None), (40, 60, 100, None), (100, 10, 200, None),
+                                                 (100, 500, 50, None), (30, 12, 100, 45)]:
+        rows, permutations = shapley.budget_background(background, players, length, wanted, min_pairs=4)
+        today = background * math.ceil((wanted or shapley.default_permutations(players, length)) / background)
+        assert permutations == today
+        assert len(rows) * math.ceil(permutations / len(rows)) <= today + len(rows)  # rounding of the last pairs
+
+
+def test_with_one_pair_every_row_is_used():
+    rows, permutations = shapley.budget_background(100, 40, 200, min_pairs=1)
+    assert np.array_equal(rows, np.arange(100)) and permutations == 100
+
+
+def test_rows_already_with_enough_pairs_are_all_used():
+    rows, _ = shapley.budget_background(10, 40, 200, num_permutations=400, min_pairs=4)
+    assert np.array_equal(rows, np.arange(10))
+
+
+def test_the_rows_are_spread_over_the_background():
+    rows, _ = shapley.budget_background(100, 40, 200, min_pairs=4)
+    assert rows[0] == 0 and rows[-1] == 99 and np.all(np.diff(rows) >= 3)
+
+
+def test_with_the_rows_it_chooses_coarse_to_fine_splits_and_the_values_still_add_up():
+    """A linear model over 1 x 40 inputs, 4 players of 10: over 8 rows at 1 pair each the values are flat within
+    each player; over the 2 rows budget_background keeps (4 pairs each) the largest players are split."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(1, 40, generator=generator)
+
+    def f(rows):
+        return (rows.reshape(len(rows), -1) * weight).sum(1, keepdim=True)
+
+    x, background = torch.randn(1, 1, 40, generator=generator), torch.randn(8, 1, 40, generator=generator)
+    groups = shapley.player_groups(1, 40, 4)
+    flat = shapley.interventional_shap(f, x, background, groups, num_permutations=8, split=5)[0, 0, :, 0]
+    rows, permutations = shapley.budget_background(8, 4, 40, num_permutations=8, min_pairs=4)
+    split = shapley.interventional_shap(f, x, background[rows], groups, num_permutations=permutations, split=5)[0, 0, :, 0]
+    distinct = lambda values: max(len(np.unique(np.round(values[p * 10:(p + 1) * 10], 9))) for p in range(4))  # noqa: E731
+    assert len(rows) == 2 and distinct(flat) == 1 and distinct(split) > 1
+    expected = (f(x) - f(background[rows]).mean(0)).item()
+    assert abs(split.sum() - expected) < 1e-9 * max(1.0, abs(expected))
