@@ -87,7 +87,7 @@ def test_the_map_is_zero_after_a_rows_end():
 
 def test_a_map_through_compute_maps_has_the_inputs_shape():
     model, x = Linear(), inputs()
-    functions = attributions.method_functions({"SEED": 0}, ["timing"])
+    functions = attributions.method_functions({"seed": 0}, ["timing"])
     maps, seconds = attributions.compute_maps(functions, model, x, torch.zeros(4, dtype=torch.long))
     assert maps["timing"].shape == tuple(x.shape) and seconds["timing"] >= 0
     assert not attributions.METHODS["timing"].in_all and attributions.METHODS["timing"].signed
