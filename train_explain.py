@@ -71,6 +71,10 @@ OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
 COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"
+# trust in each prediction (docs/trust.md)
+CONFORMAL_LEVEL = 0.9  # prediction sets hold the true class with at least this probability (split conformal, from the validation rows: VAL_FRACTION > 0)
+OOD_FALSE_ALARM = 0.01  # out-of-distribution flags: the share of training rows that would be flagged (sets the threshold)
+SIMILAR_CASES = 5  # nearest training rows shown beside each explained row, in the model's representation; 0 = none
 # resources
 THREADS = 0  # torch threads: 0 = automatic (hybrid_explain/pipeline/threads.py: 1 for training, one per core for explanations), N = N threads
 DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
@@ -201,6 +205,7 @@ from hybrid_explain.model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, Ch
 from hybrid_explain.explainers.regions import SegmentError, parse_segments  # noqa: E402
 from hybrid_explain.pipeline.run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from hybrid_explain.explainers.shapley import ShapSettingError  # noqa: E402
+from hybrid_explain.trust.state import from_model as trust_from_model  # noqa: E402  (calibration, sets, OOD, cases)
 from hybrid_explain.version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 # the training engine, moved to training.py: every name it had here is re-exported (tests and bench/ use them)
 from hybrid_explain.training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
@@ -538,6 +543,7 @@ def run(config: dict) -> int:
                                   train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist(),
                                   label_type="int" if integer_labels(train.class_names) else "str")
                 checkpoint.update(guide_pool(train_x.cpu().numpy(), train.y, train.lengths, config["SEED"]))  # counterfactual guides
+                checkpoint.update(trust=trust_from_model(model, train_x, train.y, train.lengths, val_idx, config["SEED"]))
             model.eval()
             if distributed:
                 distributed.barrier()
@@ -563,7 +569,8 @@ def run(config: dict) -> int:
 
             # predictions and, with labels, evaluation
             scored = stages.score(model, [test] if config["TRAIN"] else test_x.parts(), test_x, normalization,
-                                  None if config["TRAIN"] else series["test"], progress)
+                                  None if config["TRAIN"] else series["test"], progress, checkpoint.get("trust"),
+                                  config["CONFORMAL_LEVEL"], config["OOD_FALSE_ALARM"])
             if not config["TRAIN"]:
                 log(series["test"].message(config["TEST_CSV_PATH"]))
             predictions = stages.predictions_outputs(scored, path)
@@ -591,6 +598,10 @@ def run(config: dict) -> int:
             else:
                 explanations = {"explanations_skipped": "NUM_SAMPLES_TO_EXPLAIN=0: the file was only scored"}
                 print("explanations skipped (NUM_SAMPLES_TO_EXPLAIN=0): predictions, evaluation and the report only")
+            trust = stages.trust_outputs(model, scored, samples, checkpoint.get("trust"), config, path)
+            for line in stages.trust_lines(trust):
+                print(line)
+            lap("trust")
 
             metrics = {
                 "version": __version__, **evaluation, "accuracy_check": accuracy, "labelled": scored.labelled,
@@ -602,7 +613,7 @@ def run(config: dict) -> int:
                 "series": {"missing_values": config["MISSING_VALUES"],
                            **{part: counts.summary() for part, counts in series.items()},
                            **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
-                "explained": [samples.describe(i) for i in range(len(samples))], **explanations,
+                "explained": [samples.describe(i) for i in range(len(samples))], "trust": trust, **explanations,
             }
             drawing.wait(progress)  # the report inlines every figure
             lap("figures")

@@ -505,6 +505,8 @@ SETTING_RANGES = {
     "shap_subwindows": Range(1, 1000), "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
     "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
     "counterfactual_budget": Range(1, 1_000_000),
+    "conformal_level": Range(0.0, 1.0, low_open=True, high_open=True),
+    "ood_false_alarm": Range(0.0, 1.0, low_open=True, high_open=True), "similar_cases": Range(0, 100),
     # resources and the output folder
     "keep_runs": Range(1, 1000), "threads": Range(0, 1024), "drawing_processes": Range(0, 64),
     "progress_seconds": Range(0.0, math.inf, high_open=True),
@@ -578,6 +580,35 @@ def is_float_rows(tensor, hp: dict) -> bool:
             and bool(torch.isfinite(tensor).all()))
 
 
+def trust_problem(trust, hp: dict):
+    """Why a checkpoint's trust field (hybrid_explain/trust/state.py) does not fit the model, or None."""
+    if not isinstance(trust, dict):
+        return "is not a dict"
+    temperature = trust.get("temperature")
+    if type(temperature) is not float or not 0 < temperature < math.inf:
+        return f"temperature is {temperature!r}, expected a positive number"
+    k = hp["num_classes"]
+    logits, labels = trust.get("held_out_logits"), trust.get("held_out_labels")
+    if not (torch.is_tensor(logits) and logits.dim() == 2 and logits.shape[1] == k and torch.isfinite(logits).all()
+            and torch.is_tensor(labels) and labels.shape == (len(logits),) and not labels.is_floating_point()
+            and (not len(labels) or 0 <= int(labels.min()) <= int(labels.max()) < k)):
+        return f"held_out_logits/labels are not finite (n, {k}) logits with one class index each"
+    mean, scale, means, precision = (trust.get(name) for name in ("feature_mean", "feature_scale", "class_means",
+                                                                 "precision"))
+    if not all(torch.is_tensor(t) for t in (mean, scale, means, precision)) or mean.dim() != 1:
+        return "lacks the representation's statistics"
+    d = len(mean)
+    if scale.shape != (d,) or means.shape != (k, d) or precision.shape != (d, d) or not bool((scale > 0).all()):
+        return f"has representation statistics of other sizes than ({k} classes, {d} dimensions)"
+    cases, case_labels = trust.get("case_series"), trust.get("case_labels")
+    if not is_float_rows(cases, hp) or not torch.is_tensor(case_labels) or case_labels.shape != (len(cases),) \
+            or trust.get("case_features") is None or trust["case_features"].shape != (len(cases), d):
+        return "has stored training cases that do not fit the model"
+    if not isinstance(trust.get("reference_scores"), dict):
+        return "lacks the training rows' out-of-distribution scores"
+    return None
+
+
 def check_checkpoint(checkpoint, path):
     """Every field load_model reads, with its type and a sane range; CheckpointError names the first bad one."""
     def bad(field, why):
@@ -649,6 +680,11 @@ def check_checkpoint(checkpoint, path):
                                      or not all(type(n) is int for n in length_range)
                                      or not 1 <= length_range[0] <= length_range[1] <= hp["sequence_length"]):
         raise bad("length_range", f"is not [shortest, longest] training length within [1, {hp['sequence_length']}]")
+    # optional: absent before calibration, sets, flags and similar cases were stored (read as temperature 1, none)
+    trust = checkpoint.get("trust")
+    why = None if trust is None else trust_problem(trust, hp)
+    if why:
+        raise bad("trust", why)
 
 
 def load_model(path, device="cpu"):

@@ -268,3 +268,86 @@ def test_a_training_row_stored_as_a_case_is_its_own_nearest_case_at_distance_zer
     features = representation.logits_and_features(model, x[:3])[1].numpy()
     (order, distances), = state.similar_cases(fitted, features[:1], k=2)
     assert fitted["case_rows"][order[0]] == 100 and distances[0] == pytest.approx(0, abs=1e-3)
+
+
+# -----------------------------------------------------------------------------
+# The pipeline: an ensemble with a validation split on rows of different lengths, then its unlabelled test rows
+@pytest.fixture(scope="module")
+def held_out_runs(tmp_path_factory):
+    import pandas as pd
+
+    import train_explain
+    from conftest import run_args, write_series_csvs
+
+    folder = tmp_path_factory.mktemp("trust")
+    train, test = write_series_csvs(folder, rows_per_class=10)
+    for path in (train, test):  # every third row ends 6 steps early on both channels
+        frame = pd.read_csv(path)
+        short = [f"ch{c}_t{t}" for c in range(2) for t in range(18, 24)]
+        frame.loc[::3, short] = np.nan
+        frame.to_csv(path, index=False)
+    out = folder / "out"
+    extra = ["--val_fraction=0.4", "--ensemble_size=2", "--num_samples_to_explain=1", "--attribution_methods=",
+             "--global_explain_rows=0", "--epochs=6"]
+    assert train_explain.main(run_args(train, test, out, *extra)) == 0
+    new = folder / "new.csv"
+    pd.read_csv(test).drop(columns="label").to_csv(new, index=False)
+    copy = folder / "copy"
+    import shutil
+
+    shutil.copytree(out, copy, symlinks=True)
+    assert train_explain.main(run_args(train, new, copy, "--train=False", *extra)) == 0
+    return out, copy
+
+
+@pytest.mark.slow
+def test_a_calibrated_run_writes_scaled_probabilities_sets_and_flags_that_new_data_gets_from_the_checkpoint(held_out_runs):
+    import json
+
+    import pandas as pd
+    import torch
+    from scipy.special import softmax
+
+    from hybrid_explain.model import load_model, predict_logits
+    from data_loader import normalize, read_table
+
+    out, copy = held_out_runs
+    checkpoint_path = out / "saved_model_hybrid_explained.pth"
+    model, checkpoint = load_model(checkpoint_path)
+    trust = torch.load(checkpoint_path, weights_only=True)["trust"]
+    assert trust["held_out_rows"] == 12 and trust["temperature"] != 1.0
+    metrics = json.loads((out / "metrics.json").read_text())["trust"]
+    assert metrics["calibration"]["calibrated"] and metrics["calibration"]["rows"] == 30
+    assert 0 <= metrics["conformal"]["coverage"] <= 1 and len(metrics["similar"]) == 1
+    predictions = pd.read_csv(out / "predictions.csv")
+    classes = ["class_0", "class_1", "class_2"]
+    table = read_table(str(out.parent / "test.csv"), checkpoint)
+    logits = predict_logits(model, normalize(table.X, checkpoint["normalization"], table.lengths),
+                            lengths=table.lengths).numpy()
+    np.testing.assert_allclose(predictions[classes], softmax(logits / trust["temperature"], axis=1), atol=1e-5)
+    assert (predictions["predicted"] == np.array(classes)[logits.argmax(1)]).all()  # scaling changed no class
+    unlabelled = pd.read_csv(copy / "predictions.csv", keep_default_na=False)
+    labelled = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    for column in ["predicted", "prediction_set", "out_of_distribution"]:
+        assert (unlabelled[column] == labelled[column]).all()
+    assert "ece_before" not in json.loads((copy / "metrics.json").read_text())["trust"]["calibration"]
+    assert "How far to trust each prediction" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_written_before_trust_loads_as_uncalibrated(held_out_runs, tmp_path):
+    import torch
+
+    from hybrid_explain.model import load_model
+    from hybrid_explain.trust import state
+
+    checkpoint = torch.load(held_out_runs[0] / "saved_model_hybrid_explained.pth", weights_only=True)
+    del checkpoint["trust"]
+    torch.save(checkpoint, tmp_path / "old.pth")
+    assert state.temperature(load_model(tmp_path / "old.pth")[1]) == 1.0
+
+
+def test_a_level_of_0_9_needs_9_held_out_rows():
+    from hybrid_explain.trust import state
+
+    assert [state.held_out_rows_needed(level) for level in (0.5, 0.8, 0.9, 0.95)] == [1, 4, 9, 19]

@@ -31,6 +31,8 @@ from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normali
 from hybrid_explain.model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, build_model, checkpoint_dict, full_lengths,
                    load_model, model_at_lengths, predict_logits)
 from hybrid_explain.training import atomic_save, model_hyperparameters, train_background, train_model
+from hybrid_explain.trust import calibration
+from hybrid_explain.trust import state as trust_state
 
 BACKGROUND_ROWS = 100  # training rows kept as the SHAP background, as the script's NUM_SHAP_BACKGROUND_SAMPLES
 
@@ -233,6 +235,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                           **guide_pool(train_x, y_index, lengths, self.seed),
                           estimator={"params": {name.lower(): config[name.upper()] for name in self.get_params()},
                                      "classes": classes.tolist()})
+        # calibration, sets, OOD statistics and similar cases (docs/trust.md); the temperature from the validation rows
+        checkpoint.update(trust=trust_state.from_model(model, x.to(device), y_index, lengths, val_idx, self.seed))
         self._set_fitted(model, checkpoint, classes)
         self.history_ = history
         return self
@@ -257,10 +261,12 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         return normalize(values, self.checkpoint_["normalization"], lengths), lengths
 
     def predict_proba(self, X) -> np.ndarray:
-        """(n_cases, n_classes) softmax probabilities, columns in classes_ order."""
+        """(n_cases, n_classes) softmax probabilities, columns in classes_ order; temperature-scaled when the
+        estimator was fitted with val_fraction > 0 (docs/trust.md)."""
         check_is_fitted(self)
         x, lengths = self._normalized(X)
-        return np.asarray(predict_logits(self.model_, x, lengths=lengths).softmax(1).cpu(), dtype=np.float64)
+        return calibration.scaled_probabilities(predict_logits(self.model_, x, lengths=lengths).cpu().numpy(),
+                                                trust_state.temperature(self.checkpoint_))
 
     def predict(self, X) -> np.ndarray:
         """(n_cases,) the most likely class of each row, from classes_."""

@@ -11,7 +11,6 @@ on a row unlike anything the model was trained on can be flagged. Three scores, 
 A row is flagged when its score is above the (1 - false alarm rate) quantile of the training rows' scores."""
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.covariance import LedoitWolf
 
 KNN_K = 5
 
@@ -29,6 +28,8 @@ def standardized(features: np.ndarray, fitted: dict) -> np.ndarray:
 def fit_class_gaussians(features: np.ndarray, y: np.ndarray, num_classes: int) -> dict:
     """Class means (K, D) (zeros for a class without rows, which then never is the nearest: see mahalanobis) and the
     precision (D, D) of the covariance of the rows about their class means, shrunk by Ledoit-Wolf."""
+    from sklearn.covariance import LedoitWolf
+
     present = np.unique(y)
     means = np.zeros((num_classes, features.shape[1]))
     means[present] = np.stack([features[y == k].mean(axis=0) for k in present])

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from hybrid_explain.trust import calibration, conformal, ood
+from hybrid_explain.trust import calibration, conformal, ood, representation
 
 SET_SCORE = "lac"  # conformal score of the sets the tool writes (docs/trust.md: LAC against APS and class-conditional)
 OOD_SCORE = "mahalanobis"  # the out-of-distribution score that flags rows (docs/trust.md: the three measured)
@@ -56,6 +56,14 @@ def fit_state(logits, features, y, held_out, series, lengths, rows, seed) -> dic
         "case_series": torch.as_tensor(series[cases], dtype=torch.float32),
         "case_lengths": torch.as_tensor(lengths[cases], dtype=torch.long),
     }
+
+
+def from_model(model, train_x, y, lengths, held_out, seed) -> dict:
+    """fit_state of a trained model on the training file's rows train_x (N, C, L), normalized as fed to the model (a
+    tensor on its device), with labels y, lengths (N,) and the indices of the rows held out from training."""
+    logits, features = representation.logits_and_features(model, train_x, lengths=lengths)
+    return fit_state(logits.float().cpu().numpy(), features.cpu().numpy(), y, held_out, train_x.cpu().numpy(),
+                     lengths, np.arange(len(y)), seed)
 
 
 def out_of_fold_mahalanobis(z, y, num_classes, rng, folds=REFERENCE_FOLDS) -> np.ndarray:
@@ -136,3 +144,11 @@ def row_scores(state, logits, features, level: float, false_alarm_rate: float):
     sets = conformal.prediction_sets(probabilities, set_threshold(state, level), SET_SCORE)
     scores = ood_scores(state, logits, features)
     return probabilities, sets, scores, scores > ood_threshold(state, false_alarm_rate)
+
+
+def held_out_rows_needed(level: float) -> int:
+    """The fewest held-out rows whose threshold at `level` is finite (about level / (1 - level), found exactly)."""
+    n = max(0, math.floor(level / (1 - level)) - 1)
+    while not level_is_reachable(n, level):
+        n += 1
+    return n

@@ -27,7 +27,7 @@ def conformal_summary(fitted, sets, y_true, level) -> dict:
     limit = state.set_threshold(fitted, level)
     summary = {"level": level, "score": state.SET_SCORE, "held_out_rows": fitted["held_out_rows"],
                "threshold": None if math.isinf(limit) else limit,
-               "held_out_rows_needed": math.ceil(level / (1 - level)),
+               "held_out_rows_needed": state.held_out_rows_needed(level),
                "mean_set_size": float(sets.sum(1).mean()), "empty_sets": float((sets.sum(1) == 0).mean()),
                "set_size_counts": np.bincount(sets.sum(1), minlength=sets.shape[1] + 1).tolist()}
     if y_true is not None:
