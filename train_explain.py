@@ -76,6 +76,10 @@ CPD_FRACTION = 0.1  # cumulative prediction difference / preservation (Jang et a
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
 COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"
+# trust in each prediction (docs/trust.md)
+CONFORMAL_LEVEL = 0.9  # prediction sets hold the true class with at least this probability (split conformal, from the validation rows: VAL_FRACTION > 0)
+OOD_FALSE_ALARM = 0.01  # out-of-distribution flags: the share of training rows that would be flagged (sets the threshold)
+SIMILAR_CASES = 5  # nearest training rows shown beside each explained row, in the model's representation; 0 = none
 # resources
 THREADS = 0  # torch threads: 0 = automatic (hybrid_explain/pipeline/threads.py: 1 for training, one per core for explanations), N = N threads
 DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
@@ -477,7 +481,8 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
     model.load_state_dict(state)
     checkpoint = training_checkpoint(model, hyperparameters, train, inputs.normalization, (epoch, val_acc, val_loss),
                                      train_x.cpu().numpy(), (inputs.background, inputs.background_lengths),
-                                     "int" if integer_labels(train.class_names) else "str", config.training.seed)
+                                     "int" if integer_labels(train.class_names) else "str", config.training.seed,
+                                     val_idx)
     return model.eval(), checkpoint, history
 
 
@@ -500,7 +505,8 @@ def scored_run_context(config: Config, model, checkpoint, inputs: Inputs, device
     from hybrid_explain.pipeline import stages
 
     scored = stages.score(model, [inputs.test] if inputs.train else inputs.test_x.parts(), inputs.test_x,
-                          inputs.normalization, None if inputs.train else inputs.series["test"], progress)
+                          inputs.normalization, None if inputs.train else inputs.series["test"], progress,
+                          checkpoint.get("trust"), config.explain.conformal_level, config.explain.ood_false_alarm)
     if inputs.train is None:
         log(inputs.series["test"].message(config.data.test_csv_path))
     samples = scored.subset(stages.rows_to_explain(scored, explain_rows(config, len(scored)),
@@ -572,7 +578,7 @@ def run(config: Config) -> int:
             context = scored_run_context(config, model, checkpoint, inputs, device, progress, log)
             scored, samples = context.scored, context.samples
             report.data_summary((inputs.train, inputs.test), scored.y_pred, folder.staging)
-            steps = [stages.PredictionsStage(), stages.EvaluationStage()]
+            steps = [stages.PredictionsStage(), stages.EvaluationStage(), stages.TrustStage(checkpoint.get("trust"))]
             steps += stages.explanation_stages(chosen_methods(config)) if len(samples) else []
             if not len(samples):
                 log("explanations skipped (NUM_SAMPLES_TO_EXPLAIN=0): predictions, evaluation and the report only")

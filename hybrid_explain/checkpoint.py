@@ -61,14 +61,17 @@ def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_
 
 
 def training_checkpoint(model, hyperparameters, table, normalization, kept, train_x, background, label_type: str,
-                        seed: int) -> dict:
+                        seed: int, held_out) -> dict:
     """The checkpoint a training writes, script and estimator alike: checkpoint_dict's fields and what
     --train=False needs to explain new data without the training file: the SHAP background, the training lengths
     and class counts, the label type and the counterfactual guides.
     table: the training rows' facts (class_names, channel_names, feature_columns, y, lengths); kept: (epoch,
     validation accuracy, validation loss) of the kept weights; train_x (N, C, L): the normalized training rows;
-    background: (rows, lengths) of the SHAP background; label_type: "int" or "str" (what predict() gives back)."""
+    background: (rows, lengths) of the SHAP background; label_type: "int" or "str" (what predict() gives back);
+    held_out: the indices of the rows held out from training (the validation split), which calibrate the
+    probabilities and the prediction sets (the "trust" field, hybrid_explain/trust/state.py)."""
     from hybrid_explain.explainers.counterfactuals import guide_pool
+    from hybrid_explain.trust import state as trust_state
 
     checkpoint = checkpoint_dict(model, hyperparameters, table.class_names, table.channel_names,
                                  table.feature_columns, normalization, *kept)
@@ -76,6 +79,9 @@ def training_checkpoint(model, hyperparameters, table, normalization, kept, trai
                       length_range=[int(table.lengths.min()), int(table.lengths.max())],
                       train_class_counts=np.bincount(table.y, minlength=len(table.class_names)).tolist(),
                       label_type=label_type, **guide_pool(train_x, table.y, table.lengths, seed))
+    device = next(model.parameters()).device
+    checkpoint["trust"] = trust_state.from_model(model, torch.as_tensor(train_x).to(device), table.y, table.lengths,
+                                                 held_out, seed)
     return checkpoint
 
 
@@ -170,6 +176,35 @@ def is_float_rows(tensor, hp: dict) -> bool:
             and bool(torch.isfinite(tensor).all()))
 
 
+def trust_problem(trust, hp: dict):
+    """Why a checkpoint's trust field (hybrid_explain/trust/state.py) does not fit the model, or None."""
+    if not isinstance(trust, dict):
+        return "is not a dict"
+    temperature = trust.get("temperature")
+    if type(temperature) is not float or not 0 < temperature < math.inf:
+        return f"temperature is {temperature!r}, expected a positive number"
+    k = hp["num_classes"]
+    logits, labels = trust.get("held_out_logits"), trust.get("held_out_labels")
+    if not (torch.is_tensor(logits) and logits.dim() == 2 and logits.shape[1] == k and torch.isfinite(logits).all()
+            and torch.is_tensor(labels) and labels.shape == (len(logits),) and not labels.is_floating_point()
+            and (not len(labels) or 0 <= int(labels.min()) <= int(labels.max()) < k)):
+        return f"held_out_logits/labels are not finite (n, {k}) logits with one class index each"
+    mean, scale, means, precision = (trust.get(name) for name in ("feature_mean", "feature_scale", "class_means",
+                                                                 "precision"))
+    if not all(torch.is_tensor(t) for t in (mean, scale, means, precision)) or mean.dim() != 1:
+        return "lacks the representation's statistics"
+    d = len(mean)
+    if scale.shape != (d,) or means.shape != (k, d) or precision.shape != (d, d) or not bool((scale > 0).all()):
+        return f"has representation statistics of other sizes than ({k} classes, {d} dimensions)"
+    cases, case_labels = trust.get("case_series"), trust.get("case_labels")
+    if not is_float_rows(cases, hp) or not torch.is_tensor(case_labels) or case_labels.shape != (len(cases),) \
+            or trust.get("case_features") is None or trust["case_features"].shape != (len(cases), d):
+        return "has stored training cases that do not fit the model"
+    if not isinstance(trust.get("reference_scores"), dict):
+        return "lacks the training rows' out-of-distribution scores"
+    return None
+
+
 def check_checkpoint(checkpoint, path):
     """Every field load_model reads, with its type and a sane range; CheckpointError names the first bad one."""
     def bad(field, why):
@@ -247,6 +282,11 @@ def check_checkpoint(checkpoint, path):
                                      or not all(type(n) is int for n in length_range)
                                      or not 1 <= length_range[0] <= length_range[1] <= hp["sequence_length"]):
         raise bad("length_range", f"is not [shortest, longest] training length within [1, {hp['sequence_length']}]")
+    # optional: absent before calibration, sets, flags and similar cases were stored (read as temperature 1, none)
+    trust = checkpoint.get("trust")
+    why = None if trust is None else trust_problem(trust, hp)
+    if why:
+        raise bad("trust", why)
 
 
 def load_model(path, device="cpu"):

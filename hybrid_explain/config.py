@@ -74,6 +74,8 @@ SETTING_RANGES = {
     "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
     "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
     "counterfactual_budget": Range(1, 1_000_000), "cpd_fraction": Range(0.0, 1.0),
+    "conformal_level": Range(0.0, 1.0, low_open=True, high_open=True),
+    "ood_false_alarm": Range(0.0, 1.0, low_open=True, high_open=True), "similar_cases": Range(0, 100),
     # resources and the output folder
     "keep_runs": Range(1, 1000), "threads": Range(0, 1024), "drawing_processes": Range(0, 64),
     "progress_seconds": Range(0.0, math.inf, high_open=True),
@@ -214,6 +216,9 @@ class ExplainConfig(Settings):
     max_misclassified: int
     counterfactual_target: str
     counterfactual_budget: int
+    conformal_level: float
+    ood_false_alarm: float
+    similar_cases: int
 
     def rules(self):
         if not self.num_samples_to_explain and self.explain_rows.strip() not in ("", "least_confident"):

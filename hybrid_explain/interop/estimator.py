@@ -30,6 +30,8 @@ from hybrid_explain.model import build_model, full_lengths, model_at_lengths, pr
 from hybrid_explain.checkpoint import load_model, save_checkpoint, training_checkpoint
 from hybrid_explain.config import ConfigError, ModelConfig, TrainingConfig, setting_problem
 from hybrid_explain.training import model_hyperparameters, train_background, train_model
+from hybrid_explain.trust import calibration
+from hybrid_explain.trust import state as trust_state
 
 BACKGROUND_ROWS = 100  # training rows kept as the SHAP background, as the script's NUM_SHAP_BACKGROUND_SAMPLES
 
@@ -200,7 +202,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         table = _Layout(values, lengths, class_names, channel_names, feature_columns, y_index)
         checkpoint = training_checkpoint(model, hyperparameters, table, normalization, (epoch, val_acc, val_loss),
                                          train_x, train_background(train_x, lengths, BACKGROUND_ROWS, self.seed),
-                                         "int" if classes.dtype.kind in "iu" else "str", self.seed)
+                                         "int" if classes.dtype.kind in "iu" else "str", self.seed, val_idx)
         checkpoint["estimator"] = {"params": {name: value.item() if isinstance(value, np.generic) else value
                                               for name, value in self.get_params().items()},
                                    "classes": classes.tolist()}
@@ -228,10 +230,12 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         return normalize(values, self.checkpoint_["normalization"], lengths), lengths
 
     def predict_proba(self, X) -> np.ndarray:
-        """(n_cases, n_classes) softmax probabilities, columns in classes_ order."""
+        """(n_cases, n_classes) softmax probabilities, columns in classes_ order; temperature-scaled when the
+        estimator was fitted with val_fraction > 0 (docs/trust.md)."""
         check_is_fitted(self)
         x, lengths = self._normalized(X)
-        return np.asarray(predict_logits(self.model_, x, lengths=lengths).softmax(1).cpu(), dtype=np.float64)
+        return calibration.scaled_probabilities(predict_logits(self.model_, x, lengths=lengths).cpu().numpy(),
+                                                trust_state.temperature(self.checkpoint_))
 
     def predict(self, X) -> np.ndarray:
         """(n_cases,) the most likely class of each row, from classes_."""

@@ -40,12 +40,13 @@ class Metrics(TypedDict, total=False):
     attention: dict  # stages.AttentionStage
     counterfactuals: list  # stages.CounterfactualStage: one entry per explained row
     counterfactual_summary: dict
+    trust: dict  # stages.TrustStage: calibration, prediction sets, out-of-distribution flags, similar cases
 
 
 # Keys every run writes; the explanation sections are there when NUM_SAMPLES_TO_EXPLAIN > 0.
 REQUIRED = ("schema_version", "version", "test_accuracy", "test_macro_f1", "accuracy_check", "labelled",
             "predictions", "num_parameters", "networks", "best_epoch", "val_accuracy", "device", "world_size", "run",
-            "timings_s", "explained_rows", "series", "explained")
+            "timings_s", "explained_rows", "series", "explained", "trust")
 EXPLANATIONS = ("shap", "attention", "gradcam", "counterfactuals", "counterfactual_summary")
 
 

@@ -1,8 +1,9 @@
 """report.html: one self-contained page telling the run's story in the order the pipeline ran. Every figure
 is inlined as a data URI, the page refers to nothing outside itself, reads at laptop width and prints.
 
-    data -> training -> test evaluation -> global importance -> explained samples -> SHAP -> attention ->
-    attribution methods -> misclassified test samples -> counterfactuals -> run settings -> versions and timings
+    data -> training -> test evaluation -> how far to trust each prediction -> global importance -> explained
+    samples -> SHAP -> attention -> attribution methods -> misclassified test samples -> counterfactuals -> run
+    settings -> versions and timings
 
 The report has one figure of its own, data_summary.png (example training series per class), queued by
 `data_summary` while the run computes and drawn from the training table; like every figure it never runs
@@ -89,6 +90,7 @@ document.addEventListener('click', function (event) {
 """
 
 SECTIONS = [("data", "Data"), ("training", "Training"), ("evaluation", "Test evaluation"), ("predictions", "Predictions"),
+            ("trust", "How far to trust each prediction"),
             ("global", "What the model relies on"), ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
             ("methods", "Attribution methods compared"), ("misclassified", "Misclassified test samples"),
             ("counterfactuals", "Counterfactuals"),
@@ -337,6 +339,83 @@ def evaluation_section(metrics, classification_report, figure):
                                                                           "Confusion matrix of the test set",
                                                                           wide=False)
                    + f"<div><h3>Per-class report</h3>{report_html}</div></div>")
+
+
+# -----------------------------------------------------------------------------
+# How far to trust each prediction (docs/trust.md)
+def calibration_text(calibration):
+    """Whether the probabilities are calibrated, and with labels their calibration error before and after."""
+    rows = f" on the {calibration['rows']} labelled rows ({calibration['bins']} equal-width bins)" if "rows" in calibration else ""
+    if calibration["calibrated"]:
+        text = (f"<p>The probabilities are temperature-scaled (the logits divided by T = "
+                f"<b>{number(calibration['temperature'])}</b>, fitted on the {calibration['held_out_rows']} validation "
+                "rows held out from training); the predicted classes are unchanged.")
+        if rows:
+            text += (f" Expected calibration error{rows}: {number(calibration['ece_before'])} before scaling, "
+                     f"<b>{number(calibration['ece_after'])}</b> after.")
+        return text + "</p>"
+    return ("<p class='warn'>The probabilities are <b>uncalibrated</b>: no rows were held out from training "
+            "(<code>--val_fraction=0</code>), so no temperature was fitted and a probability of 0.9 need not mean "
+            "right 9 times in 10. Train with <code>--val_fraction=0.25</code> to calibrate them and to get prediction "
+            "sets." + (f" Expected calibration error{rows}: <b>{number(calibration['ece_before'])}</b>." if rows else "")
+            + "</p>")
+
+
+def conformal_text(sets):
+    if sets["threshold"] is None:
+        return (f"<p class='warn'>No informative prediction sets: {sets['held_out_rows']} held-out rows, fewer than the "
+                f"{sets['held_out_rows_needed']} that a level of {number(sets['level'])} needs, so every set "
+                "(<code>prediction_set</code> in <code>predictions.csv</code>) holds every class.</p>")
+    measured = (f" On the {sets['rows']} labelled rows they held the true class for <b>{number(sets['coverage'])}</b>"
+                f" of them." if "coverage" in sets else "")
+    return (f"<p>Prediction sets (<code>prediction_set</code> in <code>predictions.csv</code>, split-conformal, "
+            f"{esc(sets['score'].upper())} score, from {sets['held_out_rows']} held-out rows): each holds the true class "
+            f"with probability at least {number(sets['level'])} provided the new rows are drawn like the held-out ones "
+            f"(exchangeable). Mean set size <b>{number(sets['mean_set_size'])}</b>, "
+            f"{sets['empty_sets']:.1%} empty (no class plausible enough).{measured}</p>"
+            + table([[size, count] for size, count in enumerate(sets["set_size_counts"]) if count],
+                    ["classes in the set", "rows"], numeric=(0, 1)))
+
+
+def ood_text(found):
+    flagged = table([[r["row"], r["predicted"], number(r["score"])] for r in found["flagged_rows"]],
+                    ["row", "predicted", "score"], numeric=(0, 2)) if found["flagged_rows"] else ""
+    listed = len(found["flagged_rows"])
+    return (f"<p>Rows unlike the training rows (<code>out_of_distribution</code> in <code>predictions.csv</code>): "
+            f"the {esc(found['score'])} score in the model's representation, flagged above {number(found['threshold'])}, "
+            f"which {found['false_alarm_rate']:.0%} of the {found['reference_rows']} training rows exceed. "
+            f"<b>{found['flagged']}</b> of {found['rows']} rows flagged"
+            + (f" (the {listed} highest listed)" if listed < found["flagged"] else "") + ": do not trust their "
+            "predictions, nor their explanations, as far as the others'.</p>" + flagged)
+
+
+def similar_text(entries, explained, figure):
+    parts = []
+    for i, (entry, sample) in enumerate(zip(entries, explained)):
+        neighbours = table([[n["training_row"], n["label"], number(n["distance"])] for n in entry["neighbours"]],
+                           ["training row", "class", "distance"], numeric=(0, 2))
+        parts.append(f"<h3>Explained sample {i}: row {sample['row']}, predicted {esc(sample['predicted'])}</h3>"
+                     f"<p>{entry['share_predicted_class']:.0%} of its {len(entry['neighbours'])} nearest training rows "
+                     "are of the predicted class.</p><div class='row'>"
+                     + figure(f"similar_cases_{i}.png", f"Row {sample['row']} beside its nearest training rows")
+                     + f"<div class='side'>{neighbours}</div></div>")
+    return "".join(parts)
+
+
+def trust_section(trust, explained, figure):
+    """How far to trust each prediction (docs/trust.md): calibration, prediction sets, rows unlike the training rows
+    and the training rows most like each explained one."""
+    if "reason" in trust:
+        return section("trust", f"<p class='note'>{esc(trust['reason'])}</p>")
+    body = (calibration_text(trust["calibration"])
+            + figure("reliability.png", "Reliability: accuracy against confidence per bin, before and after scaling",
+                     wide=False)
+            + conformal_text(trust["conformal"]) + ood_text(trust["ood"]))
+    if trust.get("similar"):
+        body += ("<h3>Similar training cases</h3><p>The training rows nearest to each explained row in the model's "
+                 "representation (what its classifier reads), with their classes: an explanation by example.</p>"
+                 + similar_text(trust["similar"], explained, figure))
+    return section("trust", body)
 
 
 def interval_text(entry, digits=3):
@@ -728,6 +807,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
     else:
         evaluation = predictions_section(metrics["predictions"])
     parts = [data_section(train_counts, test, metrics["predictions"], figure, metrics.get("series")), training_section(metrics, history, figure), evaluation,
+             *([trust_section(metrics["trust"], metrics["explained"], figure)] if "trust" in metrics else []),
              *([global_section(metrics["global"], figure)] if "global" in metrics else [])]
     if metrics["explained"]:
         parts += [samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),

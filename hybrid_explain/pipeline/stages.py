@@ -34,6 +34,10 @@ from hybrid_explain.figures import plots
 from hybrid_explain.metrics import checks, prediction_difference
 from hybrid_explain.model import ensemble_size, full_lengths, model_at_lengths, predict_logits, row_lengths
 from hybrid_explain.pipeline.progress import Silent
+from hybrid_explain.figures import trust_figures
+from hybrid_explain.trust import representation
+from hybrid_explain.trust import state as trust_state_of
+from hybrid_explain.trust import summary as trust_summary
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Samples:
     channel_names: list
     feature_names: Optional[list] = None  # a table's column names (features are not time steps); None for series
     lengths: Optional[np.ndarray] = None  # (N,) each row's series length, x[i, :, :lengths[i]]; None: all full length
+    trust: Optional[dict] = None  # per row (hybrid_explain/trust/state.row_scores): "prediction_sets" (N, K) bool, "ood_scores" (N,), "ood_flags" (N,); None: the checkpoint has no trust state
 
     def __len__(self):
         return len(self.rows)
@@ -60,7 +65,8 @@ class Samples:
         index = np.asarray(index, dtype=np.int64)
         return Samples(self.x[torch.as_tensor(index, device=self.x.device)], self.rows[index],
                        None if self.y_true is None else self.y_true[index], self.y_pred[index], self.probabilities[index], self.class_names, self.channel_names,
-                       self.feature_names, None if self.lengths is None else self.lengths[index])
+                       self.feature_names, None if self.lengths is None else self.lengths[index],
+                       None if self.trust is None else {name: values[index] for name, values in self.trust.items()})
 
     @property
     def inputs(self) -> np.ndarray:
@@ -119,19 +125,25 @@ class FileRows:
         return torch.from_numpy(data_loader.normalize(X, self.normalization, lengths)).to(self.device)
 
 
-def score(model, parts, x, normalization, counts=None, progress=Silent) -> Samples:
+def score(model, parts, x, normalization, counts=None, progress=Silent, trust=None, level=0.9,
+          false_alarm_rate=0.01) -> Samples:
     """Every row of a file with the model's predictions. parts: the file's tables (data_loader.SeriesTable) in file
     order, scored one at a time; x: its rows as the model is fed them (a tensor, or FileRows); counts: a
     data_loader.SeriesCounts that counts the parts' lengths and filled cells as they are read (None: not counted);
-    progress as in shap_outputs, told the rows of each part read and scored."""
-    probabilities, labels, rows, lengths = [], [], [], []
+    progress(description, total, unit): a progress.Progress-like context, told the rows of each part read and scored. trust: the checkpoint's trust state
+    (None: none), which scales the probabilities and gives each row its prediction set at `level` and its
+    out-of-distribution score and flag at `false_alarm_rate` (Samples.trust)."""
+    probabilities, labels, rows, lengths, per_row = [], [], [], [], []
     with progress("reading and scoring", None, "row") as step:
         for part in parts:
             if counts is not None:
                 counts.add(part)
-            logits = predict_logits(model, data_loader.normalize(part.X, normalization, part.lengths),
-                                    lengths=part.lengths)
-            probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
+            logits, features = representation.logits_and_features(
+                model, data_loader.normalize(part.X, normalization, part.lengths), lengths=part.lengths)
+            scaled, sets, ood_scores, ood_flags = trust_state_of.row_scores(
+                trust, logits.float().cpu().numpy(), features.cpu().numpy(), level, false_alarm_rate)
+            probabilities.append(scaled.astype(np.float32))
+            per_row.append({"prediction_sets": sets, "ood_scores": ood_scores, "ood_flags": ood_flags})
             labels.append(part.y)
             rows.append(part.row_indices)
             lengths.append(part.lengths)
@@ -141,7 +153,8 @@ def score(model, parts, x, normalization, counts=None, progress=Silent) -> Sampl
     lengths = np.concatenate(lengths)
     return Samples(x, np.concatenate(rows), y, probabilities.argmax(1), probabilities, list(part.class_names),
                    list(part.channel_names), part.feature_names,
-                   lengths if (lengths < part.X.shape[2]).any() else None)
+                   lengths if (lengths < part.X.shape[2]).any() else None,
+                   None if trust is None else {name: np.concatenate([p[name] for p in per_row]) for name in per_row[0]})
 
 
 def round_robin(y: np.ndarray, count: int) -> np.ndarray:
@@ -244,6 +257,9 @@ class PredictionsStage(Stage):
         names = np.array(scored.class_names)
         columns = {"row": scored.rows, "predicted": names[scored.y_pred],
                    **{name: scored.probabilities[:, k] for k, name in enumerate(scored.class_names)}}
+        if scored.trust is not None:  # docs/trust.md: the set's classes joined by "|" (empty: no class plausible enough)
+            columns.update(prediction_set=["|".join(names[row]) for row in scored.trust["prediction_sets"]],
+                           ood_score=scored.trust["ood_scores"], out_of_distribution=scored.trust["ood_flags"])
         if scored.labelled:
             columns.update(true=names[scored.y_true], correct=scored.y_true == scored.y_pred)
         counts = np.bincount(scored.y_pred, minlength=len(scored.class_names))
@@ -804,6 +820,79 @@ class CounterfactualStage(Stage):
         a = result.arrays
         plots.counterfactual_figures(a["inputs"], a["counterfactuals"], a["mask"], result.metrics["counterfactuals"],
                                      run.samples, path)
+
+
+# -----------------------------------------------------------------------------
+# Trust in each prediction (hybrid_explain/trust/, docs/trust.md)
+NO_TRUST_STATE = ("this checkpoint was written before the tool stored what calibration, prediction sets, "
+                  "out-of-distribution flags and similar cases need: its probabilities are uncalibrated; train again "
+                  "to get them")
+
+
+class TrustStage(Stage):
+    """Calibration (with labels: the calibration error before and after scaling and reliability.png), the prediction
+    sets' size (and with labels coverage), the rows flagged out of distribution and, for each explained row, its
+    nearest training rows (similar_cases_<i>.png); a checkpoint without a trust state says so. `fitted`: the
+    checkpoint's trust state (hybrid_explain/trust/state.py), or None."""
+    name, phase = "trust", "trust"
+
+    def __init__(self, fitted):
+        self.fitted = fitted
+
+    def compute(self, run):
+        fitted, scored, samples, config = self.fitted, run.scored, run.samples, run.config
+        if fitted is None:
+            return Result({"trust": {"reason": NO_TRUST_STATE}}, {}, [f"trust: {NO_TRUST_STATE}"])
+        section = {"calibration": trust_summary.calibration_summary(fitted, scored.probabilities, scored.y_true),
+                   "conformal": trust_summary.conformal_summary(fitted, scored.trust["prediction_sets"], scored.y_true,
+                                                                config.conformal_level),
+                   "ood": trust_summary.ood_summary(fitted, scored.trust["ood_scores"], scored.trust["ood_flags"],
+                                                    scored.rows, np.array(scored.class_names)[scored.y_pred].tolist(),
+                                                    config.ood_false_alarm)}
+        neighbours = []
+        if len(samples) and config.similar_cases:
+            features = representation.logits_and_features(run.model, samples.x, samples.lengths)[1].cpu().numpy()
+            section["similar"] = trust_summary.similar_summary(fitted, features, samples.y_pred, samples.class_names,
+                                                               config.similar_cases)
+            neighbours = [entry.pop("case_indices") for entry in section["similar"]]
+        return Result({"trust": section}, {"neighbours": neighbours}, trust_lines(section))
+
+    def draw(self, result, run, path):
+        section, fitted, samples = result.metrics["trust"], self.fitted, run.samples
+        if fitted is None:
+            return
+        calibrated = section["calibration"]
+        if run.scored.labelled:
+            trust_figures.reliability_figure(calibrated["reliability_before"],
+                                             calibrated["reliability_after"] if calibrated["calibrated"] else None,
+                                             calibrated["ece_before"], calibrated["ece_after"], path("reliability.png"))
+        for i, (entry, order) in enumerate(zip(section.get("similar", []), result.arrays["neighbours"])):
+            trust_figures.similar_cases_figure(
+                samples.inputs[i], plots.own_steps(samples, i), plots.sample_heading(samples, i),
+                fitted["case_series"][order].numpy(), fitted["case_lengths"][order].numpy(),
+                [f"training row {n['training_row']}: {n['label']}, distance {n['distance']:.3g}"
+                 for n in entry["neighbours"]], samples.channel_names, path(f"similar_cases_{i}.png"))
+
+
+def trust_lines(section) -> list[str]:
+    """The trust section in a few log lines."""
+    if "reason" in section:
+        return [f"trust: {section['reason']}"]
+    calibration, sets, found = section["calibration"], section["conformal"], section["ood"]
+    measured = (f"; ECE {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after, on "
+                f"{calibration['rows']} labelled rows" if "ece_before" in calibration else "")
+    lines = [f"calibration: temperature {calibration['temperature']:.3f} from {calibration['held_out_rows']} held-out "
+             f"rows{measured}" if calibration["calibrated"] else
+             f"calibration: none, the probabilities are uncalibrated (no rows held out: --val_fraction=0){measured}"]
+    if sets["threshold"] is None:
+        lines.append(f"prediction sets: every class in every set ({sets['held_out_rows']} held-out rows, fewer than the "
+                     f"{sets['held_out_rows_needed']} that level {sets['level']} needs)")
+    else:
+        lines.append(f"prediction sets at level {sets['level']}: mean size {sets['mean_set_size']:.2f}"
+                     + (f", coverage {sets['coverage']:.3f}" if "coverage" in sets else ""))
+    lines.append(f"out of distribution: {found['flagged']} of {found['rows']} rows flagged ({found['score']}, "
+                 f"{found['false_alarm_rate']:.0%} of training rows above the threshold)")
+    return lines
 
 
 def explanation_stages(methods: list[str]) -> list[Stage]:
