@@ -482,7 +482,7 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
     checkpoint = training_checkpoint(model, hyperparameters, train, inputs.normalization, (epoch, val_acc, val_loss),
                                      train_x.cpu().numpy(), (inputs.background, inputs.background_lengths),
                                      "int" if integer_labels(train.class_names) else "str", config.training.seed,
-                                     val_idx)
+                                     val_idx, dataclasses.asdict(config.training))
     return model.eval(), checkpoint, history
 
 

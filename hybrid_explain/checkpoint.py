@@ -61,7 +61,7 @@ def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_
 
 
 def training_checkpoint(model, hyperparameters, table, normalization, kept, train_x, background, label_type: str,
-                        seed: int, held_out) -> dict:
+                        seed: int, held_out, training: dict) -> dict:
     """The checkpoint a training writes, script and estimator alike: checkpoint_dict's fields and what
     --train=False needs to explain new data without the training file: the SHAP background, the training lengths
     and class counts, the label type and the counterfactual guides.
@@ -69,7 +69,9 @@ def training_checkpoint(model, hyperparameters, table, normalization, kept, trai
     validation accuracy, validation loss) of the kept weights; train_x (N, C, L): the normalized training rows;
     background: (rows, lengths) of the SHAP background; label_type: "int" or "str" (what predict() gives back);
     held_out: the indices of the rows held out from training (the validation split), which calibrate the
-    probabilities and the prediction sets (the "trust" field, hybrid_explain/trust/state.py)."""
+    probabilities and the prediction sets (the "trust" field, hybrid_explain/trust/state.py); training: the training
+    settings (config.TrainingConfig as a dict), kept as a record of how the weights were made (the model itself is
+    rebuilt from `hyperparameters` alone)."""
     from hybrid_explain.explainers.counterfactuals import guide_pool
     from hybrid_explain.trust import state as trust_state
 
@@ -78,7 +80,7 @@ def training_checkpoint(model, hyperparameters, table, normalization, kept, trai
     checkpoint.update(background=torch.as_tensor(background[0]).cpu(), background_lengths=torch.as_tensor(background[1]),
                       length_range=[int(table.lengths.min()), int(table.lengths.max())],
                       train_class_counts=np.bincount(table.y, minlength=len(table.class_names)).tolist(),
-                      label_type=label_type, **guide_pool(train_x, table.y, table.lengths, seed))
+                      label_type=label_type, training=dict(training), **guide_pool(train_x, table.y, table.lengths, seed))
     device = next(model.parameters()).device
     checkpoint["trust"] = trust_state.from_model(model, torch.as_tensor(train_x).to(device), table.y, table.lengths,
                                                  held_out, seed)
@@ -282,6 +284,10 @@ def check_checkpoint(checkpoint, path):
                                      or not all(type(n) is int for n in length_range)
                                      or not 1 <= length_range[0] <= length_range[1] <= hp["sequence_length"]):
         raise bad("length_range", f"is not [shortest, longest] training length within [1, {hp['sequence_length']}]")
+    training = checkpoint.get("training")  # optional: absent before format 2
+    if training is not None and not (isinstance(training, dict) and all(
+            isinstance(k, str) and type(v) in (int, float, bool, str) for k, v in training.items())):
+        raise bad("training", "is not a dict of the training settings")
     # optional: absent before calibration, sets, flags and similar cases were stored (read as temperature 1, none)
     trust = checkpoint.get("trust")
     why = None if trust is None else trust_problem(trust, hp)

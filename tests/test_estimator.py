@@ -137,7 +137,8 @@ def test_the_estimator_and_the_script_train_the_same_network(trained_run):
     """Same CSV, same constants and seed: the same weights, hence identical predictions."""
     out, train, test = trained_run
     _, script = load_model(out / "saved_model_hybrid_explained.pth")
-    settings = {name: script["hyperparameters"][name] for name in HybridClassifier._get_param_names()}
+    recorded = {**script["training"], **script["hyperparameters"]}  # the model's arguments and how it was trained
+    settings = {name: recorded[name] for name in HybridClassifier._get_param_names() if name in recorded}
     clf = HybridClassifier(**settings).fit(pd.read_csv(train))
     for name, weights in script["model_state_dict"].items():
         assert torch.equal(clf.checkpoint_["model_state_dict"][name], weights), name

@@ -15,6 +15,8 @@ its training, lower case, with the same defaults (tests/test_estimator.py compar
 script's engine (training.train_model) and keeps the checkpoint the script would write.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import torch
@@ -202,7 +204,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         table = _Layout(values, lengths, class_names, channel_names, feature_columns, y_index)
         checkpoint = training_checkpoint(model, hyperparameters, table, normalization, (epoch, val_acc, val_loss),
                                          train_x, train_background(train_x, lengths, BACKGROUND_ROWS, self.seed),
-                                         "int" if classes.dtype.kind in "iu" else "str", self.seed, val_idx)
+                                         "int" if classes.dtype.kind in "iu" else "str", self.seed, val_idx,
+                                         dataclasses.asdict(training_settings))
         checkpoint["estimator"] = {"params": {name: value.item() if isinstance(value, np.generic) else value
                                               for name, value in self.get_params().items()},
                                    "classes": classes.tolist()}
@@ -326,9 +329,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """A fitted estimator from a checkpoint written by save() or by the script."""
         model, checkpoint = load_model(path)
         saved = checkpoint.get("estimator") or {}
-        hyperparameters = checkpoint["hyperparameters"]
-        params = saved.get("params") or {name: hyperparameters[name] for name in cls._get_param_names()
-                                         if name in hyperparameters}
+        # the script's checkpoint: the model's arguments and (format 2) the training settings it was trained with
+        settings = {**checkpoint.get("training", {}), **checkpoint["hyperparameters"]}
+        params = saved.get("params") or {name: settings[name] for name in cls._get_param_names() if name in settings}
         estimator = cls(**{**params, "device": device})
         classes = saved["classes"] if saved else class_values(checkpoint)  # the script's: ints where they were
         estimator._set_fitted(model, checkpoint, np.asarray(classes))
