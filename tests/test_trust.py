@@ -351,3 +351,13 @@ def test_a_level_of_0_9_needs_9_held_out_rows():
     from hybrid_explain.trust import state
 
     assert [state.held_out_rows_needed(level) for level in (0.5, 0.8, 0.9, 0.95)] == [1, 4, 9, 19]
+
+
+def test_the_checkpoint_loader_accepts_a_fitted_trust_state_and_refuses_a_damaged_one():
+    from hybrid_explain.model import trust_problem
+
+    fitted = fitted_state()[2]
+    hp = {"num_classes": 3, "input_channels": 2, "sequence_length": 12}
+    assert trust_problem(fitted, hp) is None
+    assert "temperature" in trust_problem({**fitted, "temperature": -1.0}, hp)
+    assert "sizes" in trust_problem({**fitted, "precision": fitted["precision"][:2]}, hp)
