@@ -361,3 +361,17 @@ def test_the_checkpoint_loader_accepts_a_fitted_trust_state_and_refuses_a_damage
     assert trust_problem(fitted, hp) is None
     assert "temperature" in trust_problem({**fitted, "temperature": -1.0}, hp)
     assert "sizes" in trust_problem({**fitted, "precision": fitted["precision"][:2]}, hp)
+
+
+def test_a_checkpoint_without_a_trust_state_still_reports_the_calibration_error_of_labelled_rows(tmp_path):
+    import torch
+
+    from hybrid_explain.pipeline import stages
+
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])  # right, wrong, right, right
+    scored = stages.Samples(torch.zeros(4, 1, 3), np.arange(4), np.array([0, 1, 1, 0]), probabilities.argmax(1),
+                            probabilities, ["a", "b"], ["c"])
+    section = stages.trust_outputs(None, scored, scored.subset([]), None, {}, lambda name: str(tmp_path / name))
+    assert section["reason"] == stages.NO_TRUST_STATE and not section["calibration"]["calibrated"]
+    assert section["calibration"]["ece_before"] == pytest.approx((0.1 + 0.8 + 0.3 + 0.4) / 4)
+    assert (tmp_path / "reliability.png").is_file()

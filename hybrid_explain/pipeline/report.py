@@ -354,9 +354,9 @@ def calibration_text(calibration):
             text += (f" Expected calibration error{rows}: {number(calibration['ece_before'])} before scaling, "
                      f"<b>{number(calibration['ece_after'])}</b> after.")
         return text + "</p>"
-    return ("<p class='warn'>The probabilities are <b>uncalibrated</b>: no rows were held out from training "
-            "(<code>--val_fraction=0</code>), so no temperature was fitted and a probability of 0.9 need not mean "
-            "right 9 times in 10. Train with <code>--val_fraction=0.25</code> to calibrate them and to get prediction "
+    return ("<p class='warn'>The probabilities are <b>uncalibrated</b>: no temperature was fitted (training held "
+            "out no rows, <code>--val_fraction=0</code>, or the checkpoint predates calibration), so a probability of "
+            "0.9 need not mean right 9 times in 10. Train with <code>--val_fraction=0.25</code> to calibrate them and to get prediction "
             "sets." + (f" Expected calibration error{rows}: <b>{number(calibration['ece_before'])}</b>." if rows else "")
             + "</p>")
 
@@ -405,12 +405,12 @@ def similar_text(entries, explained, figure):
 def trust_section(trust, explained, figure):
     """How far to trust each prediction (docs/trust.md): calibration, prediction sets, rows unlike the training rows
     and the training rows most like each explained one."""
-    if "reason" in trust:
-        return section("trust", f"<p class='note'>{esc(trust['reason'])}</p>")
     body = (calibration_text(trust["calibration"])
             + figure("reliability.png", "Reliability: accuracy against confidence per bin, before and after scaling",
-                     wide=False)
-            + conformal_text(trust["conformal"]) + ood_text(trust["ood"]))
+                     wide=False))
+    if "reason" in trust:
+        return section("trust", f"<p class='note'>{esc(trust['reason'])}</p>" + body)
+    body += conformal_text(trust["conformal"]) + ood_text(trust["ood"])
     if trust.get("similar"):
         body += ("<h3>Similar training cases</h3><p>The training rows nearest to each explained row in the model's "
                  "representation (what its classifier reads), with their classes: an explanation by example.</p>"

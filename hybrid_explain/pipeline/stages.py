@@ -603,6 +603,7 @@ def counterfactual_outputs(model, samples: Samples, shap_values: np.ndarray, gui
 
 # -----------------------------------------------------------------------------
 # Trust in each prediction (hybrid_explain/trust/, docs/trust.md)
+UNCALIBRATED = {"temperature": 1.0, "held_out_rows": 0}  # what a checkpoint without a trust state means
 NO_TRUST_STATE = ("this checkpoint was written before the tool stored what calibration, prediction sets, "
                   "out-of-distribution flags and similar cases need: its probabilities are uncalibrated; train again "
                   "to get them")
@@ -612,13 +613,13 @@ def trust_outputs(model, scored: Samples, samples: Samples, fitted, config, path
     """Calibration (with labels: the calibration error before and after scaling and reliability.png), the prediction
     sets' size (and with labels coverage), the rows flagged out of distribution and, for each explained row, its
     nearest training rows (similar_cases_<i>.png); a checkpoint without a trust state says so."""
-    if fitted is None:
-        return {"reason": NO_TRUST_STATE}
-    calibrated = trust_summary.calibration_summary(fitted, scored.probabilities, scored.y_true)
+    calibrated = trust_summary.calibration_summary(fitted or UNCALIBRATED, scored.probabilities, scored.y_true)
     if scored.labelled:
         trust_figures.reliability_figure(calibrated["reliability_before"],
                                          calibrated["reliability_after"] if calibrated["calibrated"] else None,
                                          calibrated["ece_before"], calibrated["ece_after"], path("reliability.png"))
+    if fitted is None:
+        return {"reason": NO_TRUST_STATE, "calibration": calibrated}
     section = {"calibration": calibrated,
                "conformal": trust_summary.conformal_summary(fitted, scored.trust["prediction_sets"], scored.y_true,
                                                             config["CONFORMAL_LEVEL"]),
@@ -641,14 +642,16 @@ def trust_outputs(model, scored: Samples, samples: Samples, fitted, config, path
 
 def trust_lines(section) -> list[str]:
     """The trust section in a few log lines."""
-    if "reason" in section:
-        return [f"trust: {section['reason']}"]
-    calibration, sets, found = section["calibration"], section["conformal"], section["ood"]
-    measured = (f"; ECE {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after, on "
-                f"{calibration['rows']} labelled rows" if "ece_before" in calibration else "")
+    calibration = section["calibration"]
+    measured = "" if "ece_before" not in calibration else (
+        f"; ECE {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after" if calibration["calibrated"]
+        else f"; ECE {calibration['ece_before']:.3f}") + f" on {calibration.get('rows')} labelled rows"
     lines = [f"calibration: temperature {calibration['temperature']:.3f} from {calibration['held_out_rows']} held-out "
              f"rows{measured}" if calibration["calibrated"] else
-             f"calibration: none, the probabilities are uncalibrated (no rows held out: --val_fraction=0){measured}"]
+             f"calibration: none, the probabilities are uncalibrated (no held-out rows to fit a temperature){measured}"]
+    if "reason" in section:
+        return [f"trust: {section['reason']}"] + lines
+    sets, found = section["conformal"], section["ood"]
     if sets["threshold"] is None:
         lines.append(f"prediction sets: every class in every set ({sets['held_out_rows']} held-out rows, fewer than the "
                      f"{sets['held_out_rows_needed']} that level {sets['level']} needs)")
