@@ -17,7 +17,7 @@ are fitted on, as in the pipeline) and scored on the test file:
                 reversed within each row's length); and the share of in-distribution test rows flagged at the
                 1 % training-row threshold (the false alarm rate on new rows)
 and a second model trained without the last class gives (a): AUROC of that class's test rows against the others'.
-Trainings run one at a time on one torch thread; --jobs runs data sets in parallel processes.
+Each (set, seed) trains on one torch thread; --jobs measures that many of them at once, in processes.
 """
 import argparse
 import concurrent.futures
@@ -197,8 +197,12 @@ def main():
     tasks = {(name_of(d), seed): (d, args.datasets[(i + 1) % len(args.datasets)], seed, extra, args.level)
              for i, d in enumerate(args.datasets) for seed in range(args.seeds)}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
-        futures = {key: pool.submit(measure, *task) for key, task in tasks.items()}
-        results = {key: future.result() for key, future in futures.items()}
+        futures = {pool.submit(measure, *task): key for key, task in tasks.items()}
+        results = {}
+        for future in concurrent.futures.as_completed(futures):
+            results[futures[future]] = future.result()
+            print(f"done: {futures[future][0]} seed {futures[future][1]} ({len(results)} of {len(tasks)})", flush=True)
+    results = {key: results[key] for key in tasks}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({f"{n}/{s}": r for (n, s), r in results.items()}, f, indent=1)

@@ -37,8 +37,10 @@ def test_every_run_writes_predictions_with_the_true_class_when_there_are_labels(
     out, _, test = trained_run
     predictions = pd.read_csv(out / "predictions.csv")
     labels = pd.read_csv(test)["label"]
-    assert list(predictions.columns) == ["row", "predicted", "class_0", "class_1", "class_2", "prediction_set",
-                                         "ood_score", "out_of_distribution", "true", "correct"]
+    assert list(predictions.columns) == ["row", "predicted", "class_0", "class_1", "class_2", "true", "correct"]
+    trust = pd.read_csv(out / "trust.csv", keep_default_na=False)
+    assert list(trust.columns) == ["row", "prediction_set", "ood_score", "out_of_distribution"]
+    assert trust["row"].tolist() == predictions["row"].tolist()
     assert predictions["row"].tolist() == list(range(len(labels)))
     assert (predictions["true"] == labels).all()
     assert (predictions["correct"] == (predictions["true"] == predictions["predicted"])).all()
@@ -49,8 +51,7 @@ def test_an_unlabelled_shuffled_copy_gets_the_labelled_runs_predictions_row_for_
     copy, _, out = unlabelled_run
     labelled = pd.read_csv(out / "predictions.csv")
     unlabelled = pd.read_csv(copy / "predictions.csv")
-    assert list(unlabelled.columns) == ["row", "predicted", "class_0", "class_1", "class_2", "prediction_set",
-                                        "ood_score", "out_of_distribution"]
+    assert list(unlabelled.columns) == ["row", "predicted", "class_0", "class_1", "class_2"]
     assert (unlabelled["predicted"] == labelled["predicted"]).all()
     np.testing.assert_allclose(unlabelled[["class_0", "class_1", "class_2"]], labelled[["class_0", "class_1", "class_2"]],
                                atol=1e-6)
@@ -184,5 +185,5 @@ def test_without_held_out_rows_the_probabilities_are_uncalibrated_and_every_set_
     copy = unlabelled_run[0]
     trust = json.loads((copy / "metrics.json").read_text())["trust"]
     assert trust["calibration"]["calibrated"] is False and "ece_before" not in trust["calibration"]
-    assert (pd.read_csv(copy / "predictions.csv")["prediction_set"] == "class_0|class_1|class_2").all()
+    assert (pd.read_csv(copy / "trust.csv")["prediction_set"] == "class_0|class_1|class_2").all()
     assert "uncalibrated" in (copy / "report.html").read_text()

@@ -327,10 +327,11 @@ def test_a_calibrated_run_writes_scaled_probabilities_sets_and_flags_that_new_da
                             lengths=table.lengths).numpy()
     np.testing.assert_allclose(predictions[classes], softmax(logits / trust["temperature"], axis=1), atol=1e-5)
     assert (predictions["predicted"] == np.array(classes)[logits.argmax(1)]).all()  # scaling changed no class
-    unlabelled = pd.read_csv(copy / "predictions.csv", keep_default_na=False)
-    labelled = pd.read_csv(out / "predictions.csv", keep_default_na=False)
-    for column in ["predicted", "prediction_set", "out_of_distribution"]:
-        assert (unlabelled[column] == labelled[column]).all()
+    for name, columns in [("predictions.csv", ["predicted"]), ("trust.csv", ["prediction_set", "out_of_distribution"])]:
+        unlabelled = pd.read_csv(copy / name, keep_default_na=False)
+        labelled = pd.read_csv(out / name, keep_default_na=False)
+        for column in columns:
+            assert (unlabelled[column] == labelled[column]).all()
     assert "ece_before" not in json.loads((copy / "metrics.json").read_text())["trust"]["calibration"]
     assert "How far to trust each prediction" in (out / "report.html").read_text()
 
@@ -352,3 +353,27 @@ def test_a_level_of_0_9_needs_9_held_out_rows():
     from hybrid_explain.trust import state
 
     assert [state.held_out_rows_needed(level) for level in (0.5, 0.8, 0.9, 0.95)] == [1, 4, 9, 19]
+
+
+def test_the_checkpoint_loader_accepts_a_fitted_trust_state_and_refuses_a_damaged_one():
+    from hybrid_explain.model import trust_problem
+
+    fitted = fitted_state()[2]
+    hp = {"num_classes": 3, "input_channels": 2, "sequence_length": 12}
+    assert trust_problem(fitted, hp) is None
+    assert "temperature" in trust_problem({**fitted, "temperature": -1.0}, hp)
+    assert "sizes" in trust_problem({**fitted, "precision": fitted["precision"][:2]}, hp)
+
+
+def test_a_checkpoint_without_a_trust_state_still_reports_the_calibration_error_of_labelled_rows(tmp_path):
+    import torch
+
+    from hybrid_explain.pipeline import stages
+
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])  # right, wrong, right, right
+    scored = stages.Samples(torch.zeros(4, 1, 3), np.arange(4), np.array([0, 1, 1, 0]), probabilities.argmax(1),
+                            probabilities, ["a", "b"], ["c"])
+    section = stages.trust_outputs(None, scored, scored.subset([]), None, {}, lambda name: str(tmp_path / name))
+    assert section["reason"] == stages.NO_TRUST_STATE and not section["calibration"]["calibrated"]
+    assert section["calibration"]["ece_before"] == pytest.approx((0.1 + 0.8 + 0.3 + 0.4) / 4)
+    assert (tmp_path / "reliability.png").is_file()

@@ -320,7 +320,7 @@ def predictions_section(predictions):
     unsure = table([[r["row"], r["predicted"], ("html", f"{r['confidence']:.1%} {meter(r['confidence'])}")]
                     for r in predictions["least_confident"]], ["row", "predicted", "probability"], numeric=(0,))
     return section("predictions", f"<p>{total} rows predicted; every row's class probabilities are in "
-                                 "<code>predictions.csv</code>.</p><div class='row'><div><h3>Predicted classes</h3>"
+                                 "<code>trust.csv</code>.</p><div class='row'><div><h3>Predicted classes</h3>"
                    + distribution + "</div><div><h3>The least confident rows</h3>" + unsure + "</div></div>")
 
 
@@ -354,9 +354,9 @@ def calibration_text(calibration):
             text += (f" Expected calibration error{rows}: {number(calibration['ece_before'])} before scaling, "
                      f"<b>{number(calibration['ece_after'])}</b> after.")
         return text + "</p>"
-    return ("<p class='warn'>The probabilities are <b>uncalibrated</b>: no rows were held out from training "
-            "(<code>--val_fraction=0</code>), so no temperature was fitted and a probability of 0.9 need not mean "
-            "right 9 times in 10. Train with <code>--val_fraction=0.25</code> to calibrate them and to get prediction "
+    return ("<p class='warn'>The probabilities are <b>uncalibrated</b>: no temperature was fitted (training held "
+            "out no rows, <code>--val_fraction=0</code>, or the checkpoint predates calibration), so a probability of "
+            "0.9 need not mean right 9 times in 10. Train with <code>--val_fraction=0.25</code> to calibrate them and to get prediction "
             "sets." + (f" Expected calibration error{rows}: <b>{number(calibration['ece_before'])}</b>." if rows else "")
             + "</p>")
 
@@ -365,10 +365,10 @@ def conformal_text(sets):
     if sets["threshold"] is None:
         return (f"<p class='warn'>No informative prediction sets: {sets['held_out_rows']} held-out rows, fewer than the "
                 f"{sets['held_out_rows_needed']} that a level of {number(sets['level'])} needs, so every set "
-                "(<code>prediction_set</code> in <code>predictions.csv</code>) holds every class.</p>")
+                "(<code>prediction_set</code> in <code>trust.csv</code>) holds every class.</p>")
     measured = (f" On the {sets['rows']} labelled rows they held the true class for <b>{number(sets['coverage'])}</b>"
                 f" of them." if "coverage" in sets else "")
-    return (f"<p>Prediction sets (<code>prediction_set</code> in <code>predictions.csv</code>, split-conformal, "
+    return (f"<p>Prediction sets (<code>prediction_set</code> in <code>trust.csv</code>, split-conformal, "
             f"{esc(sets['score'].upper())} score, from {sets['held_out_rows']} held-out rows): each holds the true class "
             f"with probability at least {number(sets['level'])} provided the new rows are drawn like the held-out ones "
             f"(exchangeable). Mean set size <b>{number(sets['mean_set_size'])}</b>, "
@@ -381,7 +381,7 @@ def ood_text(found):
     flagged = table([[r["row"], r["predicted"], number(r["score"])] for r in found["flagged_rows"]],
                     ["row", "predicted", "score"], numeric=(0, 2)) if found["flagged_rows"] else ""
     listed = len(found["flagged_rows"])
-    return (f"<p>Rows unlike the training rows (<code>out_of_distribution</code> in <code>predictions.csv</code>): "
+    return (f"<p>Rows unlike the training rows (<code>out_of_distribution</code> in <code>trust.csv</code>): "
             f"the {esc(found['score'])} score in the model's representation, flagged above {number(found['threshold'])}, "
             f"which {found['false_alarm_rate']:.0%} of the {found['reference_rows']} training rows exceed. "
             f"<b>{found['flagged']}</b> of {found['rows']} rows flagged"
@@ -405,12 +405,12 @@ def similar_text(entries, explained, figure):
 def trust_section(trust, explained, figure):
     """How far to trust each prediction (docs/trust.md): calibration, prediction sets, rows unlike the training rows
     and the training rows most like each explained one."""
-    if "reason" in trust:
-        return section("trust", f"<p class='note'>{esc(trust['reason'])}</p>")
     body = (calibration_text(trust["calibration"])
             + figure("reliability.png", "Reliability: accuracy against confidence per bin, before and after scaling",
-                     wide=False)
-            + conformal_text(trust["conformal"]) + ood_text(trust["ood"]))
+                     wide=False))
+    if "reason" in trust:
+        return section("trust", f"<p class='note'>{esc(trust['reason'])}</p>" + body)
+    body += conformal_text(trust["conformal"]) + ood_text(trust["ood"])
     if trust.get("similar"):
         body += ("<h3>Similar training cases</h3><p>The training rows nearest to each explained row in the model's "
                  "representation (what its classifier reads), with their classes: an explanation by example.</p>"

@@ -248,7 +248,8 @@ def run_stages(stages, run: RunContext, path, log=print, lap=lambda phase: None)
 # Predictions and evaluation
 class PredictionsStage(Stage):
     """predictions.csv: one row per row of the file, in file order (row, predicted, one probability per class, and
-    with labels true and correct); metrics: the predicted class distribution and the least confident rows."""
+    with labels true and correct), and trust.csv beside it (row, prediction_set, ood_score, out_of_distribution);
+    metrics: the predicted class distribution and the least confident rows."""
     name, phase = "predictions", "evaluate"
     least_confident = 10
 
@@ -257,24 +258,31 @@ class PredictionsStage(Stage):
         names = np.array(scored.class_names)
         columns = {"row": scored.rows, "predicted": names[scored.y_pred],
                    **{name: scored.probabilities[:, k] for k, name in enumerate(scored.class_names)}}
-        if scored.trust is not None:  # docs/trust.md: the set's classes joined by "|" (empty: no class plausible enough)
-            columns.update(prediction_set=["|".join(names[row]) for row in scored.trust["prediction_sets"]],
-                           ood_score=scored.trust["ood_scores"], out_of_distribution=scored.trust["ood_flags"])
         if scored.labelled:
             columns.update(true=names[scored.y_true], correct=scored.y_true == scored.y_pred)
+        arrays = {"columns": columns}
+        if scored.trust is not None:
+            # trust.csv, beside predictions.csv, whose columns other than row, predicted, true and correct are the
+            # class probabilities (the contract's layout, which tools read); the set's classes are joined by "|"
+            # (empty: no class plausible enough; docs/trust.md)
+            arrays["trust_columns"] = {
+                "row": scored.rows, "prediction_set": ["|".join(names[row]) for row in scored.trust["prediction_sets"]],
+                "ood_score": scored.trust["ood_scores"], "out_of_distribution": scored.trust["ood_flags"]}
         counts = np.bincount(scored.y_pred, minlength=len(scored.class_names))
         section = {"rows": len(scored), "labelled": scored.labelled,
                    "predicted_class_counts": dict(zip(scored.class_names, counts.tolist())),
                    **({"true_class_counts": dict(zip(scored.class_names, np.bincount(
                        scored.y_true, minlength=len(scored.class_names)).tolist()))} if scored.labelled else {}),
                    "least_confident": [scored.describe(i) for i in scored.least_confident(self.least_confident)]}
-        return Result({"predictions": section}, {"columns": columns})
+        return Result({"predictions": section}, arrays)
 
     def save(self, result, run, path):
         import pandas as pd
 
         # one frame built at once: a column inserted per class fragments it (pandas warns from a few hundred classes)
         pd.DataFrame(result.arrays["columns"]).to_csv(path("predictions.csv"), index=False)
+        if "trust_columns" in result.arrays:
+            pd.DataFrame(result.arrays["trust_columns"]).to_csv(path("trust.csv"), index=False)
 
 
 class EvaluationStage(Stage):
@@ -824,6 +832,7 @@ class CounterfactualStage(Stage):
 
 # -----------------------------------------------------------------------------
 # Trust in each prediction (hybrid_explain/trust/, docs/trust.md)
+UNCALIBRATED = {"temperature": 1.0, "held_out_rows": 0}  # what a checkpoint without a trust state means
 NO_TRUST_STATE = ("this checkpoint was written before the tool stored what calibration, prediction sets, "
                   "out-of-distribution flags and similar cases need: its probabilities are uncalibrated; train again "
                   "to get them")
@@ -841,9 +850,11 @@ class TrustStage(Stage):
 
     def compute(self, run):
         fitted, scored, samples, config = self.fitted, run.scored, run.samples, run.config
+        calibrated = trust_summary.calibration_summary(fitted or UNCALIBRATED, scored.probabilities, scored.y_true)
         if fitted is None:
-            return Result({"trust": {"reason": NO_TRUST_STATE}}, {}, [f"trust: {NO_TRUST_STATE}"])
-        section = {"calibration": trust_summary.calibration_summary(fitted, scored.probabilities, scored.y_true),
+            section = {"reason": NO_TRUST_STATE, "calibration": calibrated}
+            return Result({"trust": section}, {"neighbours": []}, trust_lines(section))
+        section = {"calibration": calibrated,
                    "conformal": trust_summary.conformal_summary(fitted, scored.trust["prediction_sets"], scored.y_true,
                                                                 config.conformal_level),
                    "ood": trust_summary.ood_summary(fitted, scored.trust["ood_scores"], scored.trust["ood_flags"],
@@ -859,8 +870,6 @@ class TrustStage(Stage):
 
     def draw(self, result, run, path):
         section, fitted, samples = result.metrics["trust"], self.fitted, run.samples
-        if fitted is None:
-            return
         calibrated = section["calibration"]
         if run.scored.labelled:
             trust_figures.reliability_figure(calibrated["reliability_before"],
@@ -876,14 +885,16 @@ class TrustStage(Stage):
 
 def trust_lines(section) -> list[str]:
     """The trust section in a few log lines."""
-    if "reason" in section:
-        return [f"trust: {section['reason']}"]
-    calibration, sets, found = section["calibration"], section["conformal"], section["ood"]
-    measured = (f"; ECE {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after, on "
-                f"{calibration['rows']} labelled rows" if "ece_before" in calibration else "")
+    calibration = section["calibration"]
+    measured = "" if "ece_before" not in calibration else (
+        f"; ECE {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after" if calibration["calibrated"]
+        else f"; ECE {calibration['ece_before']:.3f}") + f" on {calibration.get('rows')} labelled rows"
     lines = [f"calibration: temperature {calibration['temperature']:.3f} from {calibration['held_out_rows']} held-out "
              f"rows{measured}" if calibration["calibrated"] else
-             f"calibration: none, the probabilities are uncalibrated (no rows held out: --val_fraction=0){measured}"]
+             f"calibration: none, the probabilities are uncalibrated (no held-out rows to fit a temperature){measured}"]
+    if "reason" in section:
+        return [f"trust: {section['reason']}"] + lines
+    sets, found = section["conformal"], section["ood"]
     if sets["threshold"] is None:
         lines.append(f"prediction sets: every class in every set ({sets['held_out_rows']} held-out rows, fewer than the "
                      f"{sets['held_out_rows_needed']} that level {sets['level']} needs)")
