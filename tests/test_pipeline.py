@@ -1,4 +1,5 @@
 """End to end: one short run writes every output of the contract, and the checkpoint rebuilds the model."""
+import dataclasses
 import json
 
 import numpy as np
@@ -73,7 +74,10 @@ def test_shap_npz_has_the_contract_arrays_and_shapes(trained_run):
     z = np.load(trained_run[0] / "shap_values.npz")
     n, c, l, k = z["values"].shape
     assert (n, c, l, k) == (2, 2, 24, 3)
-    assert z["inputs"].shape == (n, c, l) and z["background"].shape == (8, c, l)
+    assert z["inputs"].shape == (n, c, l) and z["background"].shape[1:] == (c, l)
+    # the rows the values were computed against: of the 8 background rows, those the SHAP budget rule kept
+    metrics = json.loads((trained_run[0] / "metrics.json").read_text())["shap"]
+    assert len(z["background"]) == metrics["num_background"] <= metrics["background_rows_available"] == 8
     assert z["outputs"].shape == (n, k) and z["expected_value"].shape == (k,) and z["indices"].shape == (n,)
     assert list(z["class_names"]) == ["class_0", "class_1", "class_2"]
 
@@ -82,7 +86,11 @@ def test_checkpoint_loads_with_weights_only_and_carries_the_model_arguments(trai
     checkpoint = torch.load(trained_run[0] / "saved_model_hybrid_explained.pth", weights_only=True)
     hp = checkpoint["hyperparameters"]
     assert (hp["input_channels"], hp["sequence_length"], hp["num_classes"]) == (2, 24, 3)
-    assert {name.lower() for name in train_explain.CONSTANT_NAMES} <= set(hp)
+    config = train_explain.config_from_args([])
+    model_arguments = {f.name for f in dataclasses.fields(config.model)} | {"input_channels", "sequence_length",
+                                                                            "num_classes"}
+    assert set(hp) == model_arguments  # format 2: the model's own arguments, no run settings
+    assert set(checkpoint["training"]) == {f.name for f in dataclasses.fields(config.training)}
     assert checkpoint["channel_names"] == ["ch0", "ch1"] and len(checkpoint["normalization"]["mean"]) == 2
 
 
