@@ -71,6 +71,11 @@ OCCLUSION_WINDOW = 10  # occlusion: time steps of one channel set to 0 at once
 MAX_MISCLASSIFIED = 8  # misclassified test rows drawn with their integrated gradients (most confident first)
 COUNTERFACTUAL_TARGET = ""  # counterfactuals toward this class; "" = each explained sample's most likely other class
 COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual search may spend before "not found"
+# baseline and distillation
+BASELINE = "minirocket"  # a strong non-deep classifier fitted and scored on the same split, its scores beside the network's: "minirocket" (aeon's MiniRocketClassifier; docs/measurements/baseline.md) or "" for none
+DISTILL = False  # True: the network also learns the baseline's out-of-fold class probabilities (knowledge distillation; needs BASELINE)
+DISTILL_TEMPERATURE = 2.0  # distillation temperature T: the teacher's and the network's distributions both softened as softmax(log p / T)
+DISTILL_WEIGHT = 0.5  # share of the distillation term in each network's loss; the rest is the cross-entropy on the labels
 # resources
 THREADS = 0  # torch threads: 0 = automatic (hybrid_explain/pipeline/threads.py: 1 for training, one per core for explanations), N = N threads
 DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
@@ -161,6 +166,12 @@ def check_config(config: dict) -> None:
         raise ConfigError(f"MISSING_VALUES is {config['MISSING_VALUES']!r}; use 'interpolate' or 'error'")
     if config["SHAP_METHOD"] not in ("permutation", "exact", "deep", "all"):
         raise ConfigError(f"SHAP_METHOD is {config['SHAP_METHOD']!r}; use 'permutation', 'exact', 'deep' or 'all'")
+    if config["BASELINE"] not in ("", *BASELINES):
+        raise ConfigError(f"BASELINE is {config['BASELINE']!r}; use {', '.join(map(repr, BASELINES))} or '' for none")
+    if config["DISTILL"] and not config["BASELINE"]:
+        raise ConfigError("DISTILL=True learns from the baseline, but BASELINE is ''; set --baseline=minirocket")
+    if config["BASELINE"] and aeon_problem():
+        raise ConfigError(aeon_problem())
 
 
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
@@ -201,6 +212,7 @@ from hybrid_explain.model import (FRONT_ENDS, NORMALIZATIONS, SETTING_RANGES, Ch
 from hybrid_explain.explainers.regions import SegmentError, parse_segments  # noqa: E402
 from hybrid_explain.pipeline.run_folder import PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder, describe_error  # noqa: E402
 from hybrid_explain.explainers.shapley import ShapSettingError  # noqa: E402
+from hybrid_explain.baseline import BASELINES, BaselineError, aeon_problem, baseline_line  # noqa: E402
 from hybrid_explain.version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 # the training engine, moved to training.py: every name it had here is re-exported (tests and bench/ use them)
 from hybrid_explain.training import (RESUMABLE_CHANGES, RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
@@ -511,6 +523,12 @@ def run(config: dict) -> int:
             if rank == 0:
                 log(f"this run writes {RUNS}/{folder.run_id}{PARTIAL}/ until it is complete")
 
+            # the baseline: on rank 0 beside the network, on every process when it teaches the network
+            fitted_baseline = None
+            if config["TRAIN"] and config["BASELINE"] and (rank == 0 or config["DISTILL"]):
+                fitted_baseline = stages.baseline_fit(train, test, config, log)
+                lap("baseline")
+
             # training: every process under torchrun; everything after it on rank 0 alone
             history = None
             if config["TRAIN"]:
@@ -518,6 +536,8 @@ def run(config: dict) -> int:
                 fit_idx, val_idx = stratified_split(train.y, config["VAL_FRACTION"], config["SEED"], train.class_names)
                 fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx], train.lengths[fit_idx]).to(device)
                 val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
+                teacher, distillation = (stages.distillation_teacher(fitted_baseline, train, fit_idx, config, device)
+                                         if config["DISTILL"] else (None, None))
                 hyperparameters = model_hyperparameters(config, train)
                 model = build_model(hyperparameters).to(device)
                 log(input_description(model))
@@ -528,7 +548,7 @@ def run(config: dict) -> int:
                 resume_path = path(RESUME_NAME) if path else (
                     folder.partial_path(resumed, RESUME_NAME) if resumed else None)
                 history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config,
-                                                                       resume_path, distributed, log)
+                                                                       resume_path, distributed, log, teacher)
                 model.load_state_dict(state)
                 checkpoint = checkpoint_dict(model, hyperparameters, train.class_names, train.channel_names,
                                              train.feature_columns, normalization, epoch, val_acc, val_loss)
@@ -536,7 +556,8 @@ def run(config: dict) -> int:
                 checkpoint.update(background=background.cpu(), background_lengths=torch.from_numpy(background_lengths),
                                   length_range=[int(train.lengths.min()), int(train.lengths.max())],
                                   train_class_counts=np.bincount(train.y, minlength=len(train.class_names)).tolist(),
-                                  label_type="int" if integer_labels(train.class_names) else "str")
+                                  label_type="int" if integer_labels(train.class_names) else "str",
+                                  distillation=distillation)  # how the network was trained: None, or its teacher
                 checkpoint.update(guide_pool(train_x.cpu().numpy(), train.y, train.lengths, config["SEED"]))  # counterfactual guides
             model.eval()
             if distributed:
@@ -576,6 +597,7 @@ def run(config: dict) -> int:
                       "and the explanations; accuracy, confusion matrix and misclassified rows need labels")
             report.data_summary((train, test), scored.y_pred, folder.staging)
             lap("evaluate")
+            baseline = stages.baseline_outputs(fitted_baseline, scored, config)
 
             accuracy = checks.accuracy_check(scored.class_names, checkpoint.get("train_class_counts"),
                                              kept_train_accuracy(history, checkpoint["epoch"]), scored.y_true,
@@ -603,6 +625,8 @@ def run(config: dict) -> int:
                            **{part: counts.summary() for part, counts in series.items()},
                            **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
                 "explained": [samples.describe(i) for i in range(len(samples))], **explanations,
+                **({"baseline": baseline} if baseline else {}),
+                **({"distillation": checkpoint["distillation"]} if checkpoint.get("distillation") else {}),
             }
             drawing.wait(progress)  # the report inlines every figure
             lap("figures")
@@ -617,13 +641,15 @@ def run(config: dict) -> int:
         + f" ({timings['total']:.1f} s)")
     for line in checks.accuracy_lines(accuracy):  # last, where a reader looks: has the model learned its task?
         log(line)
+    if baseline:  # and beside it, what a strong cheap classifier reaches on the same split
+        log(baseline_line(baseline, evaluation["test_accuracy"]))
     return 0
 
 
 # -----------------------------------------------------------------------------
 # main
 USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, SegmentError, ShapSettingError, OutputError,
-               CounterfactualError)
+               CounterfactualError, BaselineError)
 
 
 class Terminated(KeyboardInterrupt):

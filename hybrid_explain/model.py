@@ -505,6 +505,8 @@ SETTING_RANGES = {
     "shap_subwindows": Range(1, 1000), "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
     "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
     "counterfactual_budget": Range(1, 1_000_000),
+    # baseline and distillation
+    "distill_temperature": Range(0.0, 100.0, low_open=True), "distill_weight": Range(0.0, 1.0),
     # resources and the output folder
     "keep_runs": Range(1, 1000), "threads": Range(0, 1024), "drawing_processes": Range(0, 64),
     "progress_seconds": Range(0.0, math.inf, high_open=True),

@@ -23,6 +23,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from hybrid_explain import baseline
+from hybrid_explain.distillation import Teacher
 from hybrid_explain.explainers import attributions
 from hybrid_explain.metrics import checks
 from hybrid_explain.explainers import counterfactuals
@@ -202,6 +204,43 @@ def evaluation_outputs(scored: Samples, path) -> dict:
     return {"test_accuracy": float(accuracy_score(scored.y_true, scored.y_pred)),
             "test_macro_f1": float(f1_score(scored.y_true, scored.y_pred, labels=labels, average="macro",
                                             zero_division=0))}
+
+
+# -----------------------------------------------------------------------------
+# The baseline beside the network (BASELINE), and the teacher it makes (DISTILL)
+def baseline_fit(train, test, config, log) -> dict:
+    """The baseline fitted on the training rows and its predictions of the test rows (baseline.fitted_and_scored)."""
+    fitted = baseline.fitted_and_scored(train, test, config["SEED"])
+    log(f"baseline: {config['BASELINE']} fitted on {len(train.y)} training rows in {fitted['seconds']:.1f} s")
+    return fitted
+
+
+def distillation_teacher(fitted: dict, train, rows: np.ndarray, config, device) -> tuple[Teacher, dict]:
+    """(the distillation.Teacher of the training rows `rows`, the checkpoint's record of it): the baseline's
+    out-of-fold probabilities (baseline.teacher_probabilities)."""
+    found = baseline.teacher_probabilities(fitted["classifier"], train.X, train.y, train.lengths, rows, config["SEED"])
+    teacher = Teacher(torch.tensor(found["probabilities"], dtype=torch.float32, device=device),
+                      config["DISTILL_TEMPERATURE"], config["DISTILL_WEIGHT"])
+    record = {"teacher": config["BASELINE"], "temperature": config["DISTILL_TEMPERATURE"],
+              "weight": config["DISTILL_WEIGHT"],
+              "teacher_probabilities": f"out of fold: {found['folds']} stratified folds of the training rows, a ridge "
+                                       "fitted on the other folds' MiniRocket features, its scores calibrated by "
+                                       "temperature scaling",
+              "calibration_temperature": found["calibration_temperature"],
+              "teacher_out_of_fold_accuracy": found["out_of_fold_accuracy"]}
+    return teacher, record
+
+
+def baseline_outputs(fitted: Optional[dict], scored: Samples, config) -> Optional[dict]:
+    """metrics.json's `baseline` section (baseline.baseline_summary); a note when a reused checkpoint left no
+    training file to fit it on; None without BASELINE."""
+    if not config["BASELINE"]:
+        return None
+    if fitted is None:
+        return {"classifier": config["BASELINE"], "skipped": "--train=False: the baseline is fitted on the training "
+                                                             "file, which a reused checkpoint's run does not read"}
+    return baseline.baseline_summary(scored.y_true if scored.labelled else None, scored.y_pred,
+                                     fitted["predictions"], len(scored.class_names), fitted["seconds"])
 
 
 # -----------------------------------------------------------------------------
