@@ -80,6 +80,11 @@ COUNTERFACTUAL_BUDGET = 2000  # model evaluations per sample the counterfactual 
 CONFORMAL_LEVEL = 0.9  # prediction sets hold the true class with at least this probability (split conformal, from the validation rows: VAL_FRACTION > 0)
 OOD_FALSE_ALARM = 0.01  # out-of-distribution flags: the share of training rows that would be flagged (sets the threshold)
 SIMILAR_CASES = 5  # nearest training rows shown beside each explained row, in the model's representation; 0 = none
+# baseline and distillation
+BASELINE = "minirocket"  # a strong non-deep classifier fitted and scored on the same split, its scores beside the network's: "minirocket" (aeon's MiniRocketClassifier; docs/measurements/baseline.md) or "" for none
+DISTILL = False  # True: the network also learns the baseline's out-of-fold class probabilities (knowledge distillation; needs BASELINE)
+DISTILL_TEMPERATURE = 2.0  # distillation temperature T: the teacher's and the network's distributions both softened as softmax(log p / T)
+DISTILL_WEIGHT = 0.5  # share of the distillation term in each network's loss; the rest is the cross-entropy on the labels
 # resources
 THREADS = 0  # torch threads: 0 = automatic (hybrid_explain/pipeline/threads.py: 1 for training, one per core for explanations), N = N threads
 DRAWING_PROCESSES = 0  # processes drawing figures beside the computation: 0 = one per core (at most 4), 1 = none
@@ -176,6 +181,8 @@ from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalizati
                          read_train, read_train_test, stratified_split)
 from hybrid_explain.checkpoint import (CheckpointError, hyperparameter_problem, load_model,  # noqa: E402,F401
                                        save_checkpoint, training_checkpoint)  # (load_model: re-exported for users)
+from hybrid_explain import baseline  # noqa: E402  (aeon is imported when the baseline is fitted)
+from hybrid_explain.distillation import Teacher  # noqa: E402
 from hybrid_explain.explainers.counterfactuals import CounterfactualError, target_index  # noqa: E402
 from hybrid_explain.explainers.regions import SegmentError, parse_segments  # noqa: E402
 from hybrid_explain.explainers.shapley import ShapSettingError  # noqa: E402
@@ -233,6 +240,8 @@ def check_model_fits(config: Config, train) -> None:
 def read_training_data(config: Config, progress):
     """(training table, test table), both files read and checked, with every setting that depends on the data's
     shape, before any work: bad input fails now, not after training."""
+    if config.explain.baseline and baseline.aeon_problem():
+        raise baseline.BaselineError(baseline.aeon_problem())
     train, test = read_train_test(config.data.train_csv_path, config.data.test_csv_path, config.data.label_column,
                                   config.data.missing_values, progress)
     check_settings_fit_data(config, test, len(test.X))
@@ -458,10 +467,40 @@ def read_inputs(config: Config, train, test, folder, device, log) -> Inputs:
     return Inputs(None, test, test_x, checkpoint["normalization"], *background, series, checkpoint, model, source)
 
 
-def trained_network(config: Config, inputs: Inputs, device, distributed, resume_path, folder, log):
+def fitted_baseline(config: Config, inputs: Inputs, rank: int, log):
+    """The baseline (BASELINE) fitted on the training rows, with its predictions of the test rows
+    (baseline.fitted_and_scored): on rank 0 beside the network, and on every process when it teaches the network
+    (DISTILL); None without BASELINE, or with --train=False, which reads no training file."""
+    if inputs.train is None or not config.explain.baseline or (rank and not config.training.distill):
+        return None
+    fitted = baseline.fitted_and_scored(inputs.train, inputs.test, config.training.seed)
+    log(f"baseline: {config.explain.baseline} fitted on {len(inputs.train.y)} training rows in "
+        f"{fitted['seconds']:.1f} s")
+    return fitted
+
+
+def distillation_teacher(fitted: dict, train, rows: np.ndarray, config: Config, device) -> tuple[Teacher, dict]:
+    """(the distillation.Teacher of the training rows `rows`, the checkpoint's record of it): the baseline's
+    out-of-fold probabilities (baseline.teacher_probabilities)."""
+    training = config.training
+    found = baseline.teacher_probabilities(fitted["classifier"], train.X, train.y, train.lengths, rows, training.seed)
+    teacher = Teacher(torch.tensor(found["probabilities"], dtype=torch.float32, device=device),
+                      training.distill_temperature, training.distill_weight)
+    record = {"teacher": config.explain.baseline, "temperature": training.distill_temperature,
+              "weight": training.distill_weight,
+              "teacher_probabilities": f"out of fold: {found['folds']} stratified folds of the training rows, a ridge "
+                                       "fitted on the other folds' MiniRocket features, its scores calibrated by "
+                                       "temperature scaling",
+              "calibration_temperature": found["calibration_temperature"],
+              "teacher_out_of_fold_accuracy": found["out_of_fold_accuracy"]}
+    return teacher, record
+
+
+def trained_network(config: Config, inputs: Inputs, device, distributed, resume_path, folder, baseline_fit, log):
     """(model in eval mode, checkpoint, history): a network trained on the training table (every torchrun process
-    trains its share; `folder`, rank 0's, checks first that its files fit on the disk), or with --train=False the
-    checkpoint reused, with its training's curves when it has them."""
+    trains its share; `folder`, rank 0's, checks first that its files fit on the disk; with DISTILL it also learns
+    the fitted baseline's probabilities), or with --train=False the checkpoint reused, with its training's curves
+    when it has them."""
     if inputs.train is None:
         return inputs.model, inputs.checkpoint, read_history(inputs.source)
     train = inputs.train
@@ -469,6 +508,8 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
     fit_idx, val_idx = stratified_split(train.y, config.training.val_fraction, config.training.seed, train.class_names)
     fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx], train.lengths[fit_idx]).to(device)
     val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
+    teacher, distillation = (distillation_teacher(baseline_fit, train, fit_idx, config, device)
+                             if config.training.distill else (None, None))
     hyperparameters = model_hyperparameters(config.model, train)
     model = build_model(hyperparameters).to(device)
     log(input_description(model))
@@ -477,12 +518,12 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
     if distributed:
         torch.manual_seed(config.training.seed + distributed.get_rank())  # same initial weights, other dropout masks
     history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config.training, resume_path,
-                                                           distributed, log, resume=config.outputs.resume)
+                                                           distributed, log, resume=config.outputs.resume, teacher=teacher)
     model.load_state_dict(state)
     checkpoint = training_checkpoint(model, hyperparameters, train, inputs.normalization, (epoch, val_acc, val_loss),
                                      train_x.cpu().numpy(), (inputs.background, inputs.background_lengths),
                                      "int" if integer_labels(train.class_names) else "str", config.training.seed,
-                                     val_idx, dataclasses.asdict(config.training))
+                                     val_idx, dataclasses.asdict(config.training), distillation)
     return model.eval(), checkpoint, history
 
 
@@ -530,6 +571,7 @@ def run_metrics(config: Config, model, checkpoint, scored, samples, inputs: Inpu
                    **({"explained_lengths": samples.lengths.tolist()} if samples.lengths is not None else {})},
         "explained": [samples.describe(i) for i in range(len(samples))],
         **({} if len(samples) else {"explanations_skipped": "NUM_SAMPLES_TO_EXPLAIN=0: the file was only scored"}),
+        **({"distillation": checkpoint["distillation"]} if checkpoint.get("distillation") else {}),
     }
 
 
@@ -564,8 +606,10 @@ def run(config: Config) -> int:
             if rank == 0:
                 log(f"this run writes {RUNS}/{folder.run_id}{PARTIAL}/ until it is complete")
             resume_path = path(RESUME_NAME) if path else folder.partial_path(resumed, RESUME_NAME) if resumed else None
+            baseline_fit = fitted_baseline(config, inputs, rank, log)
+            lap("baseline")
             model, checkpoint, history = trained_network(config, inputs, device, distributed, resume_path,
-                                                         folder if rank == 0 else None, log)
+                                                         folder if rank == 0 else None, baseline_fit, log)
             if distributed:  # everything after training runs on rank 0 alone
                 distributed.barrier()
                 distributed.destroy_process_group()
@@ -578,7 +622,8 @@ def run(config: Config) -> int:
             context = scored_run_context(config, model, checkpoint, inputs, device, progress, log)
             scored, samples = context.scored, context.samples
             report.data_summary((inputs.train, inputs.test), scored.y_pred, folder.staging)
-            steps = [stages.PredictionsStage(), stages.EvaluationStage(), stages.TrustStage(checkpoint.get("trust"))]
+            steps = [stages.PredictionsStage(), stages.EvaluationStage(), stages.TrustStage(checkpoint.get("trust")),
+                     stages.BaselineStage(baseline_fit)]
             steps += stages.explanation_stages(chosen_methods(config)) if len(samples) else []
             if not len(samples):
                 log("explanations skipped (NUM_SAMPLES_TO_EXPLAIN=0): predictions, evaluation and the report only")
@@ -602,13 +647,15 @@ def run(config: Config) -> int:
         + f" ({lap.seconds['total']:.1f} s)")
     for line in checks.accuracy_lines(accuracy):  # last, where a reader looks: has the model learned its task?
         log(line)
+    if metrics.get("baseline", {}).get("accuracy") is not None:  # beside it, what a cheap classifier reaches
+        log(baseline.baseline_line(metrics["baseline"], metrics["test_accuracy"]))
     return 0
 
 
 # -----------------------------------------------------------------------------
 # main
 USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, SegmentError, ShapSettingError, OutputError,
-               CounterfactualError)
+               CounterfactualError, baseline.BaselineError)
 
 
 class Terminated(KeyboardInterrupt):

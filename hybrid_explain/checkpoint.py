@@ -61,7 +61,7 @@ def checkpoint_dict(model, hyperparameters, class_names, channel_names, feature_
 
 
 def training_checkpoint(model, hyperparameters, table, normalization, kept, train_x, background, label_type: str,
-                        seed: int, held_out, training: dict) -> dict:
+                        seed: int, held_out, training: dict, distillation: dict | None = None) -> dict:
     """The checkpoint a training writes, script and estimator alike: checkpoint_dict's fields and what
     --train=False needs to explain new data without the training file: the SHAP background, the training lengths
     and class counts, the label type and the counterfactual guides.
@@ -71,7 +71,7 @@ def training_checkpoint(model, hyperparameters, table, normalization, kept, trai
     held_out: the indices of the rows held out from training (the validation split), which calibrate the
     probabilities and the prediction sets (the "trust" field, hybrid_explain/trust/state.py); training: the training
     settings (config.TrainingConfig as a dict), kept as a record of how the weights were made (the model itself is
-    rebuilt from `hyperparameters` alone)."""
+    rebuilt from `hyperparameters` alone); distillation: how the network learned from a teacher (DISTILL), or None."""
     from hybrid_explain.explainers.counterfactuals import guide_pool
     from hybrid_explain.trust import state as trust_state
 
@@ -80,7 +80,8 @@ def training_checkpoint(model, hyperparameters, table, normalization, kept, trai
     checkpoint.update(background=torch.as_tensor(background[0]).cpu(), background_lengths=torch.as_tensor(background[1]),
                       length_range=[int(table.lengths.min()), int(table.lengths.max())],
                       train_class_counts=np.bincount(table.y, minlength=len(table.class_names)).tolist(),
-                      label_type=label_type, training=dict(training), **guide_pool(train_x, table.y, table.lengths, seed))
+                      label_type=label_type, training=dict(training), distillation=distillation,
+                      **guide_pool(train_x, table.y, table.lengths, seed))
     device = next(model.parameters()).device
     checkpoint["trust"] = trust_state.from_model(model, torch.as_tensor(train_x).to(device), table.y, table.lengths,
                                                  held_out, seed)

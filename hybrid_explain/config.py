@@ -74,6 +74,7 @@ SETTING_RANGES = {
     "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
     "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
     "counterfactual_budget": Range(1, 1_000_000), "cpd_fraction": Range(0.0, 1.0),
+    "distill_temperature": Range(0.0, 100.0, low_open=True), "distill_weight": Range(0.0, 1.0),
     "conformal_level": Range(0.0, 1.0, low_open=True, high_open=True),
     "ood_false_alarm": Range(0.0, 1.0, low_open=True, high_open=True), "similar_cases": Range(0, 100),
     # resources and the output folder
@@ -86,6 +87,7 @@ MAX_COLUMNS = 1_000_000  # feature columns (channels x steps): the checkpoint st
 CHOICES = {
     "conv_front_end": FRONT_ENDS, "normalization": NORMALIZATIONS, "device": ("auto", "cpu", "cuda"),
     "missing_values": ("interpolate", "error"), "shap_method": ("permutation", "exact", "deep", "all"),
+    "baseline": ("minirocket", ""),  # hybrid_explain/baseline.py; "" = none
 }
 
 
@@ -193,6 +195,9 @@ class TrainingConfig(Settings):
     mixup_alpha: float
     val_fraction: float
     early_stopping_patience: int
+    distill: bool
+    distill_temperature: float
+    distill_weight: float
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,7 @@ class ExplainConfig(Settings):
     conformal_level: float
     ood_false_alarm: float
     similar_cases: int
+    baseline: str
 
     def rules(self):
         if not self.num_samples_to_explain and self.explain_rows.strip() not in ("", "least_confident"):
@@ -243,6 +249,10 @@ class Config:
     training: TrainingConfig
     explain: ExplainConfig
     resources: ResourceConfig
+
+    def __post_init__(self):
+        if self.training.distill and not self.explain.baseline:
+            raise ConfigError("DISTILL=True learns from the baseline, but BASELINE is ''; set --baseline=minirocket")
 
     @classmethod
     def from_constants(cls, constants: dict) -> "Config":

@@ -96,13 +96,14 @@ def stacked(batches):
 
 
 def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, batch_size, generator, progress,
-                distributed=None, mixup_alpha=0.0):
+                distributed=None, mixup_alpha=0.0, teacher=None):
     """One pass over this process's shard; returns the mean training loss over all processes' samples
     (with mixup, each blended sample's loss weighted w and 1 - w between its two labels). It only
     watches for divergence: the curves score the model afterwards, unblended and in eval mode.
     An Ensemble's members each draw their own batch order and mixup, as networks trained apart would (sharing
     them made the members' errors alike: docs/measurements/accuracy.md), and the loss is the sum of their own losses, so that each
-    member's gradient is that of its loss alone."""
+    member's gradient is that of its loss alone.
+    teacher: a distillation.Teacher of the data's rows, whose term each network's loss also carries, or None."""
     model.train()
     rank, world_size = (distributed.get_rank(), distributed.get_world_size()) if distributed else (0, 1)
     # Accumulated on the device: no host sync per batch.
@@ -117,8 +118,12 @@ def train_epoch(model, data: CustomDataset, optimizer, scheduler, criterion, bat
             logits = [model(x, lengths, mix=mix)]
         else:
             logits = model(*stacked(batches), members=True, mixes=[mix for *_, mix in batches])  # (members, B, K)
-        loss = sum(weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
-                   for own, (_, y, partner_y, weight, *_) in zip(logits, batches))
+        losses = [weight * criterion(own, y) + (1 - weight) * criterion(own, partner_y)
+                  for own, (_, y, partner_y, weight, *_) in zip(logits, batches)]
+        if teacher is not None:  # each network's own rows and mixup: batch[-1] is its mix
+            losses = [teacher.loss(hard, own, idx, batch[-1])
+                      for hard, own, idx, batch in zip(losses, logits, step, batches)]
+        loss = sum(losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -151,7 +156,7 @@ def score_from_rank0(model, data, distributed=None) -> tuple[float, float]:
 
 
 def train_model(model, train_data, val_data, config: TrainingConfig, resume_path, distributed=None, log=print,
-                resume: bool = False):
+                resume: bool = False, teacher=None):
     """Train with AdamW, a warm-up + cosine schedule, label smoothing and mixup; return (history rows, kept
     state dict, its epoch, validation accuracy and loss). With no validation split (the default) the last
     epoch is kept; with one, the epoch with the lowest validation loss, and early stopping ends training.
@@ -160,7 +165,7 @@ def train_model(model, train_data, val_data, config: TrainingConfig, resume_path
     resume_path None: no resume state is written (HybridClassifier.fit); resume: continue from the state there.
     Under torchrun (`distributed` = torch.distributed) the model trains data-parallel on this
     process's shard; rank 0 alone validates, saves and logs, and shares its validation score so
-    every process stops at the same epoch."""
+    every process stops at the same epoch. teacher: a distillation.Teacher of train_data's rows (DISTILL), or None."""
     from tqdm import tqdm
 
     rank = distributed.get_rank() if distributed else 0
@@ -180,7 +185,7 @@ def train_model(model, train_data, val_data, config: TrainingConfig, resume_path
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     progress_state = {"epoch": 0, "history": [], "best": None, "best_key": None, "since_best": 0}
-    trained_on = training_inputs(config, model, train_data)
+    trained_on = training_inputs(config, model, train_data, teacher)
     if resume:
         progress_state = restore_training_state(resume_path, trained_on, model, optimizer, scheduler, generator)
         log(f"resumed after epoch {progress_state['epoch']} from {resume_path}")
@@ -194,7 +199,7 @@ def train_model(model, train_data, val_data, config: TrainingConfig, resume_path
         with tqdm(total=math.ceil(len(train_data) / world_size), desc=f"epoch {epoch}/{config.epochs}",
                   unit="sample", leave=False, disable=True if rank else None, file=sys.stderr) as progress:
             batch_loss = train_epoch(network, train_data, optimizer, scheduler, criterion, config.batch_size,
-                                     generator, progress, distributed, config.mixup_alpha)
+                                     generator, progress, distributed, config.mixup_alpha, teacher)
             if not math.isfinite(batch_loss):
                 raise TrainingError(f"the training loss became {batch_loss} in epoch {epoch}; the learning rate "
                                     f"{config.learning_rate} is likely too high (try --learning_rate="
@@ -248,12 +253,13 @@ RESUME_FIELDS = ("trained_on", "model_state_dict", "optimizer", "scheduler", "ge
                  "epoch", "history", "best", "best_key", "since_best")
 
 
-def training_inputs(config: TrainingConfig, model, train_data) -> dict:
+def training_inputs(config: TrainingConfig, model, train_data, teacher=None) -> dict:
     """What decides the trained weights, as the resume state records it: the training settings, the model's own
-    arguments and a digest of the rows it trains on. A resumed run must match all three; any other setting (an
-    explanation's, the output folder's) may change."""
+    arguments, a digest of the rows it trains on and, when it distils, of its teacher's probabilities. A resumed run
+    must match all of them; any other setting (an explanation's, the output folder's) may change."""
     rows = hashlib.sha256()
-    for tensor in (train_data.X, train_data.y, train_data.lengths):  # lengths None: every row full length
+    teacher_rows = None if teacher is None else teacher.probabilities
+    for tensor in (train_data.X, train_data.y, train_data.lengths, teacher_rows):  # None: full length, no teacher
         if tensor is not None:
             rows.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return {"training": dataclasses.asdict(config), "model": dict(getattr(model, "arguments", {})),

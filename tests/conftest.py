@@ -34,7 +34,8 @@ def write_series_csvs(folder, channels=2, length=24, classes=3, rows_per_class=8
 
 
 FAST = ["--epochs=3", "--num_samples_to_explain=2", "--num_shap_background_samples=8", "--shap_permutations=2",
-        "--cnn_channels=8", "--lstm_hidden_size=8", "--attention_heads=2"]
+        "--cnn_channels=8", "--lstm_hidden_size=8", "--attention_heads=2",
+        "--baseline="]  # no MiniRocket beside the tests' runs: tests/test_baseline.py runs it
 
 
 def run_args(train, test, output_dir, *extra):

@@ -40,6 +40,8 @@ class Metrics(TypedDict, total=False):
     attention: dict  # stages.AttentionStage
     counterfactuals: list  # stages.CounterfactualStage: one entry per explained row
     counterfactual_summary: dict
+    baseline: dict  # stages.BaselineStage: the baseline beside the network (BASELINE)
+    distillation: dict  # how the network learned from the baseline (DISTILL)
     trust: dict  # stages.TrustStage: calibration, prediction sets, out-of-distribution flags, similar cases
 
 

@@ -19,6 +19,7 @@ import struct
 
 import numpy as np
 
+from hybrid_explain.baseline import baseline_line
 from hybrid_explain.figures import plots
 
 CSS = """
@@ -236,6 +237,11 @@ def accuracy_box(check):
 def flags_as_code(text):
     """Command-line flags in text as <code>, kept on one line: a browser may break a line after a hyphen."""
     return re.sub(r"(--[\w=.]+)", r"<code>\1</code>", text)
+
+
+def baseline_note(summary, network_accuracy):
+    """The baseline's scores beside the network's (metrics.json's `baseline`), one line under the summary."""
+    return f"<p class='muted'>{esc(baseline_line(summary, network_accuracy))}.</p>" if summary else ""
 
 
 def skipped_note(reason):
@@ -800,6 +806,7 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
               + stat(metrics.get("best_epoch", "?"), "kept epoch")
               + stat(f"{sum(v for k, v in metrics['timings_s'].items() if k != 'total'):.0f} s", "run time")
               + "</div>" + accuracy_box(metrics["accuracy_check"])
+              + baseline_note(metrics.get("baseline"), metrics["test_accuracy"])
               + skipped_note(metrics.get("explanations_skipped")) + "</header>")
     if labelled:
         with open(os.path.join(figure_dir, "classification_report.txt"), encoding="utf-8") as f:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import data_loader
+from hybrid_explain import baseline
 from hybrid_explain.config import ExplainConfig
 from hybrid_explain.explainers import attributions, counterfactuals, global_importance, regions, shapley
 from hybrid_explain.figures import plots
@@ -904,6 +905,31 @@ def trust_lines(section) -> list[str]:
     lines.append(f"out of distribution: {found['flagged']} of {found['rows']} rows flagged ({found['score']}, "
                  f"{found['false_alarm_rate']:.0%} of training rows above the threshold)")
     return lines
+
+
+# -----------------------------------------------------------------------------
+# The baseline beside the network (BASELINE)
+class BaselineStage(Stage):
+    """metrics["baseline"]: the baseline's accuracy, macro F1, seconds and agreement with the network on the same
+    test rows (baseline.baseline_summary); a note when a reused checkpoint left no training file to fit it on.
+    `fitted`: train_explain.fitted_baseline's, or None."""
+    name, phase = "baseline", "evaluate"
+
+    def __init__(self, fitted):
+        self.fitted = fitted
+
+    def applies(self, run):
+        return bool(run.config.baseline)
+
+    def compute(self, run):
+        scored = run.scored
+        if self.fitted is None:
+            return Result({"baseline": {"classifier": run.config.baseline, "skipped": (
+                "--train=False: the baseline is fitted on the training file, which a reused checkpoint's run does "
+                "not read")}})
+        return Result({"baseline": baseline.baseline_summary(scored.y_true if scored.labelled else None, scored.y_pred,
+                                                             self.fitted["predictions"], len(scored.class_names),
+                                                             self.fitted["seconds"])})
 
 
 def explanation_stages(methods: list[str]) -> list[Stage]:

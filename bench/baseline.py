@@ -1,0 +1,74 @@
+"""The baseline beside the network, and the network distilled from it (BASELINE, DISTILL; docs/measurements/baseline.md).
+
+    python bench/aeon_sets.py                                    # bench/data/<set>/ (once)
+    python bench/baseline.py bench/data/ArrowHead bench/data/UnitTest --seeds=1
+    python bench/baseline.py DIR [DIR ...] --seeds=2 --extra="--distill_weight=0.7"
+
+Per (data set, seed), two whole runs of train_explain.py on the set's own split (scoring only,
+NUM_SAMPLES_TO_EXPLAIN=0, so that explanations add no time): the default run with BASELINE=minirocket, which gives
+the network alone and the MiniRocket classifier on the same rows (its accuracy and seconds are in metrics.json), and
+the same run with DISTILL=True, the network distilled from MiniRocket's out-of-fold probabilities. Seconds are
+metrics.json's phase timings of the same runs: `baseline` (MiniRocket fit + test predictions), `train` (with
+DISTILL, it includes the teacher's cross-fitting). A markdown table goes to stdout: mean ± sd over seeds of each
+accuracy, the teacher's out-of-fold accuracy on the training rows, the distilled minus the plain network per seed.
+"""
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+
+from accuracy import dataset_name, markdown_table, run_pipeline
+
+
+def mean_sd(values) -> str:
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+", help="directories with train_set.csv and test_set.csv")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per data set (default 3)")
+    parser.add_argument("--extra", default="", help="flags for both runs, e.g. \"--epochs=100\"")
+    parser.add_argument("--distill_extra", default="", help="flags for the distilled run only")
+    args = parser.parse_args()
+    common = ["--num_samples_to_explain=0", "--baseline=minirocket", *shlex.split(args.extra)]
+    rows, means = [], {"baseline": [], "network": [], "distilled": []}
+    for directory in args.datasets:
+        name, runs = dataset_name(directory), []
+        for seed in range(args.seeds):
+            with tempfile.TemporaryDirectory(prefix="bench_baseline_") as out:
+                plain, shape = run_pipeline(os.path.abspath(directory), seed, common, os.path.join(out, "plain"))
+                distilled, _ = run_pipeline(os.path.abspath(directory), seed,
+                                            [*common, "--distill=True", *shlex.split(args.distill_extra)],
+                                            os.path.join(out, "distilled"))
+            runs.append((plain, distilled))
+            print(f"{name} seed {seed}: MiniRocket {plain['baseline']['test_accuracy']:.4f} "
+                  f"({plain['timings_s']['baseline']:.1f} s), network {plain['test_accuracy']:.4f} "
+                  f"(train {plain['timings_s']['train']:.1f} s), distilled {distilled['test_accuracy']:.4f} "
+                  f"(train {distilled['timings_s']['train']:.1f} s), teacher out of fold "
+                  f"{distilled['distillation']['teacher_out_of_fold_accuracy']:.3f}", file=sys.stderr, flush=True)
+        baseline = [p["baseline"]["test_accuracy"] for p, _ in runs]
+        network = [p["test_accuracy"] for p, _ in runs]
+        student = [d["test_accuracy"] for _, d in runs]
+        for key, values in (("baseline", baseline), ("network", network), ("distilled", student)):
+            means[key].append(statistics.mean(values))
+        rows.append([name, shape, mean_sd(baseline), mean_sd(network), mean_sd(student),
+                     " / ".join(f"{d - n:+.3f}" for n, d in zip(network, student)),
+                     f"{statistics.mean(d['distillation']['teacher_out_of_fold_accuracy'] for _, d in runs):.3f}",
+                     f"{statistics.mean(p['timings_s']['baseline'] for p, _ in runs):.1f}",
+                     f"{statistics.mean(p['timings_s']['train'] for p, _ in runs):.0f}",
+                     f"{statistics.mean(d['timings_s']['train'] for _, d in runs):.0f}",
+                     f"{statistics.mean(p['timings_s']['total'] for p, _ in runs):.0f}"])
+    rows.append([f"**mean of {len(rows)} sets**", "", *(f"{statistics.mean(means[k]):.3f}" for k in means),
+                 f"{statistics.mean(means['distilled']) - statistics.mean(means['network']):+.3f}", "", "", "", "", ""])
+    print(f"flags of both runs: {' '.join(common)}; distilled run adds --distill=True {args.distill_extra}\n")
+    print(markdown_table(["data set", "shape (train rows×channels×length, classes)",
+                          f"MiniRocket (mean ± sd, {args.seeds} seeds)", "network alone", "network distilled",
+                          "distilled − alone, per seed", "teacher out-of-fold accuracy (training rows)",
+                          "MiniRocket s", "train s, alone", "train s, distilled", "whole run s, alone"], rows))
+
+
+if __name__ == "__main__":
+    main()
