@@ -91,7 +91,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                 why = setting_problem(name.lower(), params[name])
                 if why:
                     raise ConfigError(why, name.lower())
-            return ModelConfig.from_constants(params), TrainingConfig.from_constants(params)
+            # the estimator does not distil (DISTILL is the script's, with its baseline)
+            no_teacher = {"DISTILL": False, "DISTILL_TEMPERATURE": 1.0, "DISTILL_WEIGHT": 0.0}
+            return ModelConfig.from_constants(params), TrainingConfig.from_constants({**params, **no_teacher})
         except ConfigError as error:  # scikit-learn's convention: a ValueError that names the parameter
             raise ValueError(f"{error.setting} {error.why}" if error.setting else str(error)) from None
 
