@@ -502,7 +502,8 @@ SETTING_RANGES = {
     # explanations
     "num_shap_background_samples": Range(1, 5_000), "num_samples_to_explain": Range(0, 500),
     "shap_segments_per_channel": Range(1, 1000), "shap_permutations": Range(0, 10_000),
-    "shap_subwindows": Range(1, 1000), "shap_min_pairs_per_row": Range(1, 10_000), "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
+    "shap_subwindows": Range(1, 1000), "shap_min_pairs_per_row": Range(1, 10_000),
+    "global_explain_rows": Range(0, 10_000), "attribution_windows": Range(1, 1000),
     "ig_steps": Range(1, 2_000), "occlusion_window": Range(1, 100_000), "max_misclassified": Range(0, 100),
     "counterfactual_budget": Range(1, 1_000_000), "cpd_fraction": Range(0.0, 1.0),
     # resources and the output folder

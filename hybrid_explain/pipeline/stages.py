@@ -269,10 +269,11 @@ def shap_outputs(model, samples: Samples, background: torch.Tensor, config, path
     x = samples.x
     groups = shap_players(x.shape[1:], samples.feature_names, config["SHAP_SEGMENTS_PER_CHANNEL"])
     available = len(background)
-    if config["SHAP_METHOD"] in ("permutation", "all") and config["SHAP_SUBWINDOWS"] > 1:
-        # the same walks over fewer rows, so that coarse to fine can split (shapley.budget_background)
-        rows, permutations = shapley.budget_background(available, int(groups.max()) + 1, x.shape[2],
-                                                       config["SHAP_PERMUTATIONS"] or None,
+    automatic = not config["SHAP_PERMUTATIONS"]
+    if config["SHAP_METHOD"] in ("permutation", "all") and config["SHAP_SUBWINDOWS"] > 1 and automatic:
+        # the automatic budget's walks over fewer rows, so that coarse to fine can split (shapley.budget_background);
+        # permutations given by the user are spent over every row, as asked
+        rows, permutations = shapley.budget_background(available, int(groups.max()) + 1, x.shape[2], None,
                                                        config["SHAP_MIN_PAIRS_PER_ROW"])
         if len(rows) < available:
             background = background[torch.as_tensor(rows, device=background.device)]
