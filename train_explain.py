@@ -65,7 +65,7 @@ SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exac
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
 SHAP_SUBWINDOWS = 5  # coarse to fine: the windows with the largest SHAP values split into up to this many parts (Owen values), as far as the permutation budget allows; 1 = flat windows
-SHAP_MIN_PAIRS_PER_ROW = 4  # permutation SHAP with SHAP_SUBWINDOWS > 1: the same walks spread over as few background rows as give each this many pairs (4 lets coarse to fine split); 1 = every background row
+SHAP_MIN_PAIRS_PER_ROW = 4  # permutation SHAP with SHAP_SUBWINDOWS > 1 and SHAP_PERMUTATIONS = 0: the same walks spread over as few background rows as give each this many pairs (4 lets coarse to fine split); 1 = every background row
 GLOBAL_EXPLAIN_ROWS = 24  # rows (seeded, stratified over the predicted classes) of the global channel and time-window importance; 0 = none
 ATTRIBUTION_METHODS = "all"  # the attribution suite's methods: "all" (every method but the costly *_tsr ones), names "saliency,integrated_gradients,shap,saliency_tsr,...", or "" for no suite (a quick run)
 ATTRIBUTION_WINDOWS = 10  # attribution region heatmaps: each channel cut into this many time windows

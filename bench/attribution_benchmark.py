@@ -148,8 +148,8 @@ def print_table(result, args):
     removals = min(prediction_difference.MAX_REMOVALS, int(train_explain.CPD_FRACTION * channels * length))
     print(f"Settings: {args.train} training rows, seed {args.seed}, {args.epochs} epochs; background "
           f"{result['background']} rows (--background {args.background}); SHAP players WINDOWSxSPLITxMIN_PAIRS: "
-          + "; ".join(f"{name} = {r['background_rows']} background rows, {r['walks']} walks, {r['model_rows']:,} model "
-                      "rows per sample" for name, r in result["shap_rows"].items())
+          + ("; ".join(f"{name} = {r['background_rows']} background rows, {r['walks']} walks, {r['model_rows']:,} model "
+                      "rows per sample" for name, r in result["shap_rows"].items()) or "no SHAP")
           + f"; CPD/CPP: {removals} removals per sample ({train_explain.CPD_FRACTION:.0%} of {channels * length} "
           f"features, at most {prediction_difference.MAX_REMOVALS}), fills {', '.join(args.cpd_fills)} "
           f"({result['cpd_seconds']:.0f} s for every method)\n")

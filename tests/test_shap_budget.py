@@ -1,11 +1,15 @@
 """shapley.budget_background: the permutation budget spread over fewer background rows, so that coarse to fine
 splits players, at the same number of walks."""
+import dataclasses
 import math
 
 import numpy as np
 import torch
 
+import train_explain
 from hybrid_explain.explainers import shapley
+from hybrid_explain.model import HybridCNNLSTMAttention
+from hybrid_explain.pipeline import stages
 
 
 def test_the_default_budget_over_100_rows_and_40_players_goes_to_25_rows_of_4_pairs():
@@ -56,3 +60,28 @@ def test_with_the_rows_it_chooses_coarse_to_fine_splits_and_the_values_still_add
     assert len(rows) == 2 and distinct(flat) == 1 and distinct(split) > 1
     expected = (f(x) - f(background[rows]).mean(0)).item()
     assert abs(split.sum() - expected) < 1e-9 * max(1.0, abs(expected))
+
+
+def small_samples():
+    torch.manual_seed(0)
+    model = HybridCNNLSTMAttention(2, 20, 2, cnn_channels=4, lstm_hidden_size=4, attention_heads=1).eval()
+    x = torch.randn(1, 2, 20)
+    samples = stages.Samples(x, np.array([0]), None, np.array([0]), np.array([[0.5, 0.5]]), ["a", "b"], ["u", "v"])
+    return model, samples, torch.randn(40, 2, 20)
+
+
+def test_the_shap_stage_uses_the_rows_the_rule_keeps_and_its_values_add_up_to_them(tmp_path, monkeypatch):
+    """The automatic budget cut to 10 permutations (STEPS_PER_SAMPLE patched): 40 pairs over 40 rows, 1 each; the rule
+    keeps 10 rows x 4 pairs, the stage saves those rows, and the values add up to f(x) minus their mean."""
+    monkeypatch.setattr(shapley, "STEPS_PER_SAMPLE", 20 * 19 * 2 * 10)
+    monkeypatch.setattr(stages.plots, "shap_figures", lambda *args: None)  # figures are not what this test is about
+    model, samples, background = small_samples()
+    config = dataclasses.replace(train_explain.config_from_args([]).explain, shap_method="permutation",
+                                 shap_segments_per_channel=10, shap_permutations=0, shap_subwindows=5,
+                                 shap_min_pairs_per_row=4, seed=0)
+    run = stages.RunContext(model, config, samples, samples, background)
+    summary = stages.ShapStage()(run, lambda name: str(tmp_path / name)).metrics["shap"]
+    saved = np.load(tmp_path / "shap_values.npz")
+    assert summary["num_background"] == 10 and summary["background_rows_available"] == 40
+    assert saved["background"].shape == (10, 2, 20) and summary["permutations"] == 40
+    assert summary["additivity_rel_error_max"] < 1e-5

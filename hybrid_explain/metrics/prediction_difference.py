@@ -14,7 +14,7 @@ cancelling within one step (the paper's argument). The reference code sums the s
 samples; so does `prediction_difference`, and it returns the per-sample sums.
 
 Fill values (`FILLS`), the value a removed feature takes (the paper reports zero fill and "Average", each
-sample's own mean over time per channel; CPD depends on it: the issue quotes an independent rerun of Boiler with
+sample's own mean over time per channel; CPD depends on it: issue 34 quotes an independent rerun of Boiler with
 TIMING 1.465 at zero fill and 0.773 with an in-distribution fill):
   zero             0 in normalized space (the training mean; the deletion curves' baseline)
   background_mean  the mean over the SHAP background rows of each (channel, step)

@@ -587,12 +587,14 @@ def prediction_difference_table(attributions) -> str:
     fills = list(settings["fills"])
 
     def cells(values):
-        return [("html", f"{number(values[fill]['cpd'])} {'&#10003;' if values[fill]['cpd'] > control[fill]['cpd'] else ''}"
-                         f" / {number(values[fill]['cpp'])} {'&#10003;' if values[fill]['cpp'] < control[fill]['cpp'] else ''}")
-                for fill in fills]
+        def mark(better):
+            return "&#10003;" if better else ""
+        return [("html", f"{number(v['cpd'])} {mark(v['cpd'] > control[fill]['cpd'])} / {number(v['cpp'])} "
+                         f"{mark(v['cpp'] < control[fill]['cpp'])}") for fill, v in ((f, values[f]) for f in fills)]
 
     rows = [[name, *cells(m["prediction_difference"])] for name, m in attributions["methods"].items()]
-    rows.append(["random ordering (control)", *[f"{number(control[f]['cpd'])} / {number(control[f]['cpp'])}" for f in fills]])
+    rows.append(["random ordering (control)",
+                 *[f"{number(control[f]['cpd'])} / {number(control[f]['cpp'])}" for f in fills]])
     note = ("<p class='note'><b>Cumulative prediction difference</b> (CPD, Jang et al. 2025): the "
             f"{settings['fraction']:.0%} most attributed features (by |attribution|; at most {settings['max_removals']} "
             "per sample) are removed one at a time, each set "

@@ -387,10 +387,10 @@ class ShapStage(Stage):
         background, background_lengths = run.background, run.background_lengths
         groups = shap_players(x.shape[1:], samples.feature_names, config.shap_segments_per_channel)
         available, permutations = len(background), config.shap_permutations
-        if config.shap_method in ("permutation", "all") and config.shap_subwindows > 1:
-            # the same walks over fewer rows, so that coarse to fine can split (shapley.budget_background)
-            rows, permutations = shapley.budget_background(available, int(groups.max()) + 1, x.shape[2],
-                                                           config.shap_permutations or None,
+        if config.shap_method in ("permutation", "all") and config.shap_subwindows > 1 and not permutations:
+            # the automatic budget's walks over fewer rows, so that coarse to fine can split
+            # (shapley.budget_background); permutations given by the user are spent over every row, as asked
+            rows, permutations = shapley.budget_background(available, int(groups.max()) + 1, x.shape[2], None,
                                                            config.shap_min_pairs_per_row)
             if len(rows) < available:
                 background = background[torch.as_tensor(rows, device=background.device)]
