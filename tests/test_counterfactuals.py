@@ -106,8 +106,9 @@ def test_without_labelled_guides_the_models_classes_pick_them():
     """A checkpoint of an earlier version has only its SHAP background: the model's classes label it."""
     background = torch.zeros(4, 1, LENGTH)
     lengths = np.full(4, LENGTH)
-    assert train_explain.counterfactual_guides({"background": background}, background, lengths) == (
-        background, None, lengths)
+    inputs = train_explain.Inputs(None, None, None, {}, background.numpy(), lengths, {})
+    rows, labels, guide_lengths = train_explain.counterfactual_guides({"background": background}, inputs)
+    assert torch.equal(rows, background) and labels is None and guide_lengths is lengths
     model, x = WindowModel(), series(2, 1, True, seed=0)
     results = counterfactuals.counterfactuals(model, x, [NONE] * 2, pool(1)[0], None, window_contrast(x), budget=500)
     assert all(r.found and r.predicted == NONE for r in results)

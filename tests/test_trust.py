@@ -356,7 +356,7 @@ def test_a_level_of_0_9_needs_9_held_out_rows():
 
 
 def test_the_checkpoint_loader_accepts_a_fitted_trust_state_and_refuses_a_damaged_one():
-    from hybrid_explain.model import trust_problem
+    from hybrid_explain.checkpoint import trust_problem
 
     fitted = fitted_state()[2]
     hp = {"num_classes": 3, "input_channels": 2, "sequence_length": 12}
@@ -373,7 +373,8 @@ def test_a_checkpoint_without_a_trust_state_still_reports_the_calibration_error_
     probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])  # right, wrong, right, right
     scored = stages.Samples(torch.zeros(4, 1, 3), np.arange(4), np.array([0, 1, 1, 0]), probabilities.argmax(1),
                             probabilities, ["a", "b"], ["c"])
-    section = stages.trust_outputs(None, scored, scored.subset([]), None, {}, lambda name: str(tmp_path / name))
+    run = stages.RunContext(None, None, scored, scored.subset([]), None)
+    section = stages.TrustStage(None)(run, lambda name: str(tmp_path / name)).metrics["trust"]
     assert section["reason"] == stages.NO_TRUST_STATE and not section["calibration"]["calibrated"]
     assert section["calibration"]["ece_before"] == pytest.approx((0.1 + 0.8 + 0.3 + 0.4) / 4)
     assert (tmp_path / "reliability.png").is_file()
