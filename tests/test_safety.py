@@ -281,6 +281,7 @@ def test_more_shap_values_than_the_bound_are_refused_before_training(data, monke
                                               data_loader.read_train(data[0]), None)
 
 
+@pytest.mark.slow  # draws a 1,000-class confusion matrix: seconds
 def test_the_confusion_matrix_of_the_largest_number_of_classes_stays_a_bounded_image(tmp_path):
     """It grew with the square of the classes: 1,000 classes drew a 66,000-pixel square (22 GB, issue 32)."""
     import numpy as np
