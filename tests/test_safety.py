@@ -14,7 +14,7 @@ import torch
 
 import data_loader
 import train_explain
-from conftest import ROOT, write_series_csvs
+from conftest import ROOT
 from conftest import run_args as full_run_args
 from hybrid_explain.model import SETTING_RANGES, load_model
 from hybrid_explain.pipeline.run_folder import MARKER
@@ -53,16 +53,14 @@ def snapshot(folder, skip=None):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_series_csvs(tmp_path_factory.mktemp("safety"))
+def data(script_data):
+    return script_data
 
 
 @pytest.fixture(scope="module")
-def published(data, tmp_path_factory):
-    """An OUTPUT_DIR holding one complete run, copied by each test."""
-    out = tmp_path_factory.mktemp("published") / "out"
-    assert run_script(*run_args(*data, out))[0] == 0
-    return out
+def published(published_run):
+    """An OUTPUT_DIR holding one complete run, copied by each test (conftest's, shared with test_outputs.py)."""
+    return published_run
 
 
 @pytest.fixture
