@@ -1,4 +1,7 @@
-"""Shared fixtures: small synthetic CSV pairs in the project's format, and one short trained run."""
+"""Shared fixtures: small synthetic CSV pairs in the project's format, one short trained run, and one published
+OUTPUT_DIR made by the script in a subprocess."""
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +54,22 @@ def trained_run(tmp_path_factory):
     train, test = write_series_csvs(folder)
     assert train_explain.main(run_args(train, test, folder / "out")) == 0
     return folder / "out", train, test
+
+
+@pytest.fixture(scope="session")
+def script_data(tmp_path_factory):
+    """The train and test CSVs the script's subprocess tests (test_outputs.py, test_safety.py) run on."""
+    return write_series_csvs(tmp_path_factory.mktemp("script_data"))
+
+
+@pytest.fixture(scope="session")
+def published_run(script_data, tmp_path_factory):
+    """An OUTPUT_DIR holding one complete run of the script in a subprocess, as a user makes it (2 epochs, 2
+    explained samples, no attribution suite or global section): one run for both files' tests, which copy it."""
+    out = tmp_path_factory.mktemp("published") / "out"
+    args = run_args(*script_data, out, "--attribution_methods=", "--global_explain_rows=0", "--epochs=2",
+                    "--num_samples_to_explain=2")
+    result = subprocess.run([sys.executable, str(ROOT / "train_explain.py"), *map(str, args)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    return out

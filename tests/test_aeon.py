@@ -10,10 +10,13 @@ from hybrid_explain.interop.aeon_classifier import HybridAeonClassifier  # noqa:
 from hybrid_explain.interop.estimator import HybridClassifier  # noqa: E402
 
 TINY = {"epochs": 2, "cnn_channels": 4, "lstm_hidden_size": 4, "attention_heads": 2}
+# Each of aeon's checks fits the network once or more on its 5-10 cases: one epoch in one batch keeps that cheap
+# (an instance gets the same checks as the class, _get_test_params' own included).
+CHECKED = HybridAeonClassifier(**{**TINY, "epochs": 1, "batch_size": 32, "warmup_epochs": 0})
 
 
 @pytest.mark.slow
-@parametrize_with_checks([HybridAeonClassifier], use_first_parameter_set=True)
+@parametrize_with_checks([CHECKED])
 def test_aeon_estimator_checks(check):
     check()
 

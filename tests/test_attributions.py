@@ -176,6 +176,7 @@ def test_a_malformed_segment_is_a_one_line_config_error():
         regions.parse_segments("P:0-20,QRS:45-20", 100)
 
 
+@pytest.mark.slow  # the whole attribution stage: 8 methods, their faithfulness curves and 9 figures drawn
 def test_attribution_outputs_writes_one_map_per_method_the_figures_and_the_metrics(planted, planted_maps, tmp_path):
     n = 2
     shap_values = np.zeros((n, CHANNELS, LENGTH, 2))

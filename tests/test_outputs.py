@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import train_explain
-from conftest import ROOT, write_series_csvs
+from conftest import ROOT
 from hybrid_explain.pipeline.run_folder import MARKER, OutputFolder
 from conftest import run_args as full_run_args
 
@@ -79,17 +79,15 @@ QUICK = ["--epochs=1", "--num_samples_to_explain=1"]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("outputs")
-    return write_series_csvs(folder)
+def data(script_data):
+    return script_data
 
 
 @pytest.fixture(scope="module")
-def published(data, tmp_path_factory):
-    """An OUTPUT_DIR holding one complete run (copied by the tests that need an earlier run)."""
-    out = tmp_path_factory.mktemp("published") / "out"
-    assert run_script(*run_args(*data, out, "--epochs=2", "--num_samples_to_explain=2"))[0] == 0
-    return out
+def published(published_run):
+    """An OUTPUT_DIR holding one complete run of 2 epochs (copied by the tests that need an earlier run; conftest's,
+    shared with test_safety.py)."""
+    return published_run
 
 
 def copy_of(published, tmp_path):

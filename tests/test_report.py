@@ -167,6 +167,7 @@ def test_report_screenshot_is_not_blank(report, chromium, tmp_path):
         assert not_white > 0.05, f"only {not_white:.1%} of the screenshot is not white"
 
 
+@pytest.mark.slow  # three full-size figures of 12 channels (72 panels in one): over 10 s of drawing
 def test_figures_stay_legible_with_12_channels_and_1500_steps(tmp_path):
     """Long series are aggregated for drawing only: spikes survive, and the figures keep readable pixel sizes."""
     import numpy as np

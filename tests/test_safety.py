@@ -14,7 +14,7 @@ import torch
 
 import data_loader
 import train_explain
-from conftest import ROOT, write_series_csvs
+from conftest import ROOT
 from conftest import run_args as full_run_args
 from hybrid_explain.checkpoint import load_model
 from hybrid_explain.config import SETTING_RANGES
@@ -54,16 +54,14 @@ def snapshot(folder, skip=None):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_series_csvs(tmp_path_factory.mktemp("safety"))
+def data(script_data):
+    return script_data
 
 
 @pytest.fixture(scope="module")
-def published(data, tmp_path_factory):
-    """An OUTPUT_DIR holding one complete run, copied by each test."""
-    out = tmp_path_factory.mktemp("published") / "out"
-    assert run_script(*run_args(*data, out))[0] == 0
-    return out
+def published(published_run):
+    """An OUTPUT_DIR holding one complete run, copied by each test (conftest's, shared with test_outputs.py)."""
+    return published_run
 
 
 @pytest.fixture
@@ -87,6 +85,7 @@ def latest(out):
 
 
 # 1. A link the program did not make is never followed to delete, write or truncate
+@pytest.mark.slow
 def test_a_partial_run_that_is_a_link_to_another_folder_is_left_alone(data, surroundings):
     folder, out, elsewhere = surroundings
     (out / "runs" / "20200101-000000-1.partial").symlink_to(elsewhere, target_is_directory=True)
@@ -97,6 +96,7 @@ def test_a_partial_run_that_is_a_link_to_another_folder_is_left_alone(data, surr
     assert "left runs/20200101-000000-1.partial as it is" in stdout
 
 
+@pytest.mark.slow
 def test_a_lock_that_is_a_link_to_another_file_is_one_error_line_and_the_file_stays(data, surroundings):
     folder, out, elsewhere = surroundings
     (out / ".lock").unlink()
@@ -107,6 +107,7 @@ def test_a_lock_that_is_a_link_to_another_file_is_one_error_line_and_the_file_st
     assert snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_a_lock_that_is_a_hard_link_to_another_file_is_one_error_line_and_the_file_stays(data, surroundings):
     folder, out, elsewhere = surroundings
     (out / ".lock").unlink()
@@ -117,6 +118,7 @@ def test_a_lock_that_is_a_hard_link_to_another_file_is_one_error_line_and_the_fi
     assert snapshot(folder, skip=out) == before
 
 
+@pytest.mark.slow
 def test_resuming_a_run_whose_folder_holds_a_link_is_one_error_line_and_the_target_stays(data, surroundings):
     folder, out, elsewhere = surroundings
     interrupted = out / "runs" / "20200101-000000-8.partial"
@@ -130,6 +132,7 @@ def test_resuming_a_run_whose_folder_holds_a_link_is_one_error_line_and_the_targ
     assert snapshot(folder, skip=out) == before
 
 
+@pytest.mark.slow
 def test_a_runs_folder_that_is_a_link_is_one_error_line_and_nothing_is_written_through_it(data, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -165,6 +168,7 @@ def test_pruning_removes_only_run_folders_the_program_made(tmp_path):
 
 
 # 3. A clock or time zone that jumps back never loses the run just made
+@pytest.mark.slow
 def test_a_run_made_after_the_clock_went_back_is_published_and_kept(data, surroundings):
     _, out, _ = surroundings
     (earlier,) = complete_runs(out)
@@ -177,6 +181,7 @@ def test_a_run_made_after_the_clock_went_back_is_published_and_kept(data, surrou
 
 
 # 4. OUTPUT_DIR that is not the program's own: one line, and a user's files are never moved
+@pytest.mark.slow
 @pytest.mark.parametrize("output_dir", ["", ".", "home"])
 def test_an_output_dir_that_is_empty_or_the_current_or_home_folder_is_one_error_line(data, tmp_path, output_dir):
     work = tmp_path / "work"
@@ -190,6 +195,7 @@ def test_an_output_dir_that_is_empty_or_the_current_or_home_folder_is_one_error_
     assert snapshot(work) == before
 
 
+@pytest.mark.slow
 def test_an_output_dir_holding_a_users_files_is_one_error_line_and_they_stay(data, tmp_path):
     out = tmp_path / "papers"
     out.mkdir()
@@ -202,6 +208,7 @@ def test_an_output_dir_holding_a_users_files_is_one_error_line_and_they_stay(dat
 
 
 # 9. A copy made by a tool that follows links stays usable
+@pytest.mark.slow
 def test_a_copy_of_output_dir_made_following_links_is_repaired_and_keeps_its_run(data, published, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(published, out)  # `latest` and the top-level names become real folders and files
@@ -215,6 +222,7 @@ def test_a_copy_of_output_dir_made_following_links_is_repaired_and_keeps_its_run
 
 
 # 10. A folder of a user's inside a dead run's folder: left there, and the run goes on
+@pytest.mark.slow
 def test_a_sub_folder_inside_a_dead_runs_folder_stays_and_later_runs_complete(data, surroundings):
     _, out, _ = surroundings
     dead = out / "runs" / "20200101-000000-7.partial"
@@ -235,6 +243,7 @@ def write_csv(path, header, rows):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault, words", [
     ("classes", "1,001 classes, more than 1,000"),
     ("label", "characters, more than 1,000"),
@@ -271,6 +280,7 @@ def test_more_shap_values_than_the_bound_are_refused_before_training(data, monke
                                               data_loader.read_train(data[0]), None)
 
 
+@pytest.mark.slow  # draws a 1,000-class confusion matrix: seconds
 def test_the_confusion_matrix_of_the_largest_number_of_classes_stays_a_bounded_image(tmp_path):
     """It grew with the square of the classes: 1,000 classes drew a 66,000-pixel square (22 GB, issue 32)."""
     import numpy as np
@@ -292,6 +302,7 @@ def test_every_numeric_setting_has_a_range_in_the_one_table():
     assert [name for name in numeric if name.lower() not in SETTING_RANGES] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag, name", [
     ("--seed=-1", "SEED"), ("--seed=99999999999999999999999", "SEED"),
     ("--min_pooled_length=20000000", "MIN_POOLED_LENGTH"), ("--max_pooled_length=20000000", "MAX_POOLED_LENGTH"),
@@ -302,11 +313,13 @@ def test_a_setting_out_of_its_range_is_one_error_line(data, tmp_path, flag, name
     assert code == 2 and one_error_line(stderr) and stderr.startswith(f"error: {name} is"), stderr
 
 
+@pytest.mark.slow
 def test_a_model_too_large_to_save_is_refused_before_training(data, tmp_path):
     code, stdout, stderr = run_script(*run_args(*data, tmp_path / "out", "--cnn_channels=4096"))
     assert code == 2 and one_error_line(stderr) and "parameters" in stderr and "epoch" not in stdout, stderr
 
 
+@pytest.mark.slow
 def test_the_largest_pooled_lengths_training_accepts_give_a_checkpoint_the_loader_accepts(data, tmp_path):
     out = tmp_path / "out"
     largest = SETTING_RANGES["max_pooled_length"].high
@@ -315,6 +328,7 @@ def test_the_largest_pooled_lengths_training_accepts_give_a_checkpoint_the_loade
     assert code == 0, stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field, damage, words", [
     ("normalization", lambda c: c["normalization"].update(mean=["a"] * len(c["normalization"]["mean"])),
      "field normalization"),
@@ -334,6 +348,7 @@ def test_a_checkpoint_with_a_field_of_the_wrong_type_or_damaged_weights_is_one_e
     assert code == 2 and one_error_line(stderr) and words in stderr, stderr
 
 
+@pytest.mark.slow
 def test_a_checkpoint_written_before_the_checksum_still_loads(trained_run, tmp_path):
     out, _, _ = trained_run
     checkpoint = torch.load(out / train_explain.CHECKPOINT_NAME, weights_only=True)
