@@ -647,7 +647,7 @@ def run(config: Config) -> int:
         + f" ({lap.seconds['total']:.1f} s)")
     for line in checks.accuracy_lines(accuracy):  # last, where a reader looks: has the model learned its task?
         log(line)
-    if metrics.get("baseline", {}).get("accuracy") is not None:  # beside it, what a cheap classifier reaches
+    if metrics.get("baseline"):  # beside it, what a strong cheap classifier reaches on the same split
         log(baseline.baseline_line(metrics["baseline"], metrics["test_accuracy"]))
     return 0
 
