@@ -175,5 +175,5 @@ def test_a_distilled_run_shows_the_baseline_and_its_checkpoint_records_the_teach
     assert metrics["timings_s"]["baseline"] > 0 and metrics["distillation"]["teacher"] == "minirocket"
     _, checkpoint = load_model(str(out / train_explain.CHECKPOINT_NAME), torch.device("cpu"))
     assert checkpoint["distillation"] == metrics["distillation"]
-    assert checkpoint["hyperparameters"]["distill"] is True and checkpoint["distillation"]["weight"] == 0.5
+    assert checkpoint["training"]["distill"] is True and checkpoint["distillation"]["weight"] == 0.5
     assert "a MiniRocket classifier on the same split" in (out / "report.html").read_text()
