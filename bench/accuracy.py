@@ -98,6 +98,11 @@ def bakeoff_row(results: dict, name: str) -> dict:
             if table.get(stem, table.get(name)) is not None}
 
 
+def mean_sd(values) -> str:
+    """"mean ± sd" of a set's accuracies over seeds (sd 0 for one seed), as every accuracy table writes it."""
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+
+
 def dataset_name(directory):
     name = os.path.basename(os.path.normpath(directory))
     return "BasicMotions" if name == "data" else name
@@ -192,8 +197,7 @@ def main():
                     variable.append(run_once(copy, seed, extra)[0]["test_accuracy"])
                     print(f"{name} seed {seed}, cut and gapped: accuracy {variable[-1]:.4f}", file=sys.stderr, flush=True)
             means.setdefault("variable", []).append(statistics.mean(variable))
-            variable_text = [f"{statistics.mean(variable):.3f} ± "
-                             f"{statistics.stdev(variable) if len(variable) > 1 else 0.0:.3f}"]
+            variable_text = [mean_sd(variable)]
         dtw, best, published = REFERENCES.get(name, (None, None, "-"))
         scores = bakeoff_row(bakeoff, name)
         means["acc"].append(mean)

@@ -19,11 +19,7 @@ import statistics
 import sys
 import tempfile
 
-from accuracy import dataset_name, markdown_table, run_pipeline
-
-
-def mean_sd(values) -> str:
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+from accuracy import dataset_name, markdown_table, mean_sd, run_pipeline
 
 
 def main():

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from accuracy import mean_sd
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -55,10 +57,6 @@ def trained_logits(directory, seed, extra):
 
 def accuracy(logits, y) -> float:
     return float((logits.argmax(1) == y).mean())
-
-
-def mean_sd(values) -> str:
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
 def main():
