@@ -152,8 +152,9 @@ def hyperparameter_problem(hp: dict):
     front_end = hp.get("conv_front_end", "plain")  # absent in a checkpoint written before there was a choice
     if front_end not in FRONT_ENDS:
         return "conv_front_end", f"is {front_end!r}, expected one of {FRONT_ENDS}"
-    if model_problem(hp):  # the rules that tie two model settings together, as the settings are checked
-        return model_problem(hp)
+    problem = model_problem(hp)  # the rules that tie two model settings together, as the settings are checked
+    if problem:
+        return problem
     normalization = hp.get("normalization", "per_channel")  # absent before there was a choice: per channel
     if normalization not in NORMALIZATIONS:
         return "normalization", f"is {normalization!r}, expected one of {NORMALIZATIONS}"

@@ -190,7 +190,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
         normalization = fit_normalization(values, filled)
         train_x = normalize(values, normalization, lengths)
-        hyperparameters = model_hyperparameters(model_settings, _Layout(values, lengths, class_names))
+        table = _Layout(values, lengths, class_names, channel_names, feature_columns, y_index)
+        hyperparameters = model_hyperparameters(model_settings, table)
         device = self._device()
         fit_idx, val_idx = stratified_split(y_index, self.val_fraction, self.seed, class_names)
         x = torch.from_numpy(train_x)
@@ -203,7 +204,6 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, training_settings, None,
                                                                    log=lambda message: None)
         model.load_state_dict(state)
-        table = _Layout(values, lengths, class_names, channel_names, feature_columns, y_index)
         checkpoint = training_checkpoint(model, hyperparameters, table, normalization, (epoch, val_acc, val_loss),
                                          train_x, train_background(train_x, lengths, BACKGROUND_ROWS, self.seed),
                                          "int" if classes.dtype.kind in "iu" else "str", self.seed, val_idx,
@@ -362,6 +362,6 @@ class _Layout:
     """What model_hyperparameters and training_checkpoint read of a training table: its values (N, C, L), lengths,
     class names and, for the checkpoint, its channel names, columns and labels (class indices)."""
 
-    def __init__(self, X, lengths, class_names, channel_names=None, feature_columns=None, y=None):
+    def __init__(self, X, lengths, class_names, channel_names, feature_columns, y):
         self.X, self.lengths, self.class_names = X, lengths, class_names
         self.channel_names, self.feature_columns, self.y = channel_names, feature_columns, y
