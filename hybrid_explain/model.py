@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from hybrid_explain.config import FRONT_ENDS, NORMALIZATIONS
+from hybrid_explain.series import model_lengths, step_mask, trimmed, zeroed_after
 
 
 def pooling_sizes(length: int, min_pooled_length: int, max_pooled_length: int, blocks: int = 2) -> list[int]:
@@ -42,15 +43,6 @@ def conv_block(in_channels: int, out_channels: int, kernel_size: int, pool: int)
     )
 
 
-def zeroed_after(values: torch.Tensor, count: torch.Tensor, time_dim: int = 2) -> torch.Tensor:
-    """values with the steps from count (N,) on set to 0 (torch.where, so that a NaN there reaches neither the
-    output nor a gradient)."""
-    steps = torch.arange(values.shape[time_dim], device=values.device)
-    keep = steps[None, :] < count[:, None]
-    keep = keep[:, None, :] if time_dim == 2 else keep[:, :, None]
-    return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
-
-
 def edge_padded(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """x (N, C, T) with the steps from count (N,) on replaced by each row's last real step: a max over a window
     that reaches past a row's end then equals MaxPool1d's on the row alone (which pads with -inf)."""
@@ -64,7 +56,7 @@ def normalized(norm: nn.BatchNorm1d, h: torch.Tensor, count=None) -> torch.Tenso
     eval mode its running statistics do not depend on the padding)."""
     if count is None or not norm.training:
         return norm(h)
-    keep = (torch.arange(h.shape[2], device=h.device)[None, :] < count[:, None])[:, None, :].to(h.dtype)  # (N, 1, T)
+    keep = step_mask(count, h.shape[2])[:, None, :].to(h.dtype)  # (N, 1, T)
     steps = keep.sum()
     mean = (h * keep).sum(dim=(0, 2)) / steps
     var = ((h - mean[None, :, None]) ** 2 * keep).sum(dim=(0, 2)) / steps
@@ -139,7 +131,7 @@ def series_statistics(x: torch.Tensor, lengths=None) -> tuple[torch.Tensor, torc
         mean = x.mean(dim=2, keepdim=True)
         var = ((x - mean) ** 2).mean(dim=2, keepdim=True)
     else:
-        keep = (torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None])[:, None, :]
+        keep = step_mask(lengths, x.shape[2])[:, None, :]
         count = keep.sum(dim=2, keepdim=True).clamp(min=1).to(x.dtype)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         mean = torch.where(keep, x, zero).sum(dim=2, keepdim=True) / count
@@ -240,9 +232,7 @@ class HybridCNNLSTMAttention(nn.Module):
         mix (partner indices (N,), weight w), in training: mixup, row i read as w * row i + (1 - w) * row partner[i],
         blended as the network reads them (after the per-series z-score, with the row facts), so that a loud row
         does not drown a quiet partner's shape; rows of different lengths blend to the longer one."""
-        if lengths is not None and bool((lengths >= x.shape[2]).all()):
-            lengths = None
-        lengths = None if lengths is None else lengths.to(x.device).long()
+        lengths = model_lengths(lengths, x.shape[2], x.device)
         x, facts = self.row_facts(x, lengths)
         if mix is not None:
             partner, weight = mix
@@ -270,7 +260,7 @@ class HybridCNNLSTMAttention(nn.Module):
                                                    enforce_sorted=False)
         sequence, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True,
                                                        total_length=features.shape[2])  # zeros after each length
-        padded = torch.arange(features.shape[2], device=x.device)[None, :] >= after2[:, None]
+        padded = ~step_mask(after2, features.shape[2])
         attended, _ = self.attention(sequence, sequence, sequence, key_padding_mask=padded, need_weights=True,
                                      average_attn_weights=False)
         count = after2[:, None].to(features.dtype)
@@ -369,37 +359,6 @@ def build_model(hyperparameters: dict) -> nn.Module:
     return model
 
 
-def row_lengths(lengths, width: int, device=None):
-    """lengths (N,) as a long tensor on device, or None when there are none or every row fills the width: the
-    model's fast path, the same numbers as a model without lengths."""
-    if lengths is None:
-        return None
-    lengths = torch.as_tensor(np.asarray(lengths) if not torch.is_tensor(lengths) else lengths, dtype=torch.long)
-    if bool((lengths >= width).all()):
-        return None
-    return lengths.to(device)
-
-
-def full_lengths(lengths, rows) -> np.ndarray:
-    """(N,) int64 length of each of rows (N, C, L): lengths as an array, or L for every row where it is None."""
-    return np.full(len(rows), rows.shape[2], dtype=np.int64) if lengths is None else np.asarray(lengths)
-
-
-def trimmed(x: torch.Tensor, lengths, minimum: int = 1):
-    """(x cut to its longest row but at least `minimum` steps, lengths or None): a batch padded only to its own
-    longest series."""
-    if lengths is None:
-        return x, None
-    longest = min(x.shape[2], max(int(lengths.max()), minimum))
-    return x[..., :longest], row_lengths(lengths, longest, x.device)
-
-
-def model_at_lengths(model):
-    """f(rows, lengths) for shapley: the model on rows cut to their longest series."""
-    minimum = math.prod(model.pool_factors)
-    return lambda rows, lengths: model(*trimmed(rows, lengths, minimum))
-
-
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X, batch_size: int = 512, lengths=None) -> torch.Tensor:
     """Logits (N, K) of the model in eval mode, batch_size rows per forward pass. X: (N, C, L) tensor or array of
@@ -411,7 +370,7 @@ def predict_logits(model: nn.Module, X, batch_size: int = 512, lengths=None) -> 
                         device=parameter.device)
     if not len(X):
         return X.new_zeros(0)
-    lengths = row_lengths(lengths, X.shape[2], X.device)
+    lengths = model_lengths(lengths, X.shape[2], X.device)
     if lengths is None:
         return torch.cat([model(part) for part in X.split(batch_size)])
     minimum = math.prod(getattr(model, "pool_factors", (1,)))

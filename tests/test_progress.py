@@ -62,11 +62,11 @@ def test_threads_follow_the_constant_then_the_environment(monkeypatch):
 
 def test_a_figure_that_fails_in_a_drawing_process_fails_the_wait(tmp_path):
     from hybrid_explain.figures import drawing
-    from hybrid_explain.figures import plots
+    from hybrid_explain.figures import summary_figures
 
     with drawing.workers(2):
-        plots.confusion_matrix_figure(np.eye(2, dtype=int), ["a", "b"], str(tmp_path / "cm.png"))
-        plots.confusion_matrix_figure(np.eye(2, dtype=int), ["a", "b"], str(tmp_path / "missing" / "cm.png"))
+        summary_figures.confusion_matrix_figure(np.eye(2, dtype=int), ["a", "b"], str(tmp_path / "cm.png"))
+        summary_figures.confusion_matrix_figure(np.eye(2, dtype=int), ["a", "b"], str(tmp_path / "missing" / "cm.png"))
         with pytest.raises(FileNotFoundError):
             drawing.wait()
     assert (tmp_path / "cm.png").stat().st_size > 1000

@@ -173,21 +173,21 @@ def test_figures_stay_legible_with_12_channels_and_1500_steps(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from hybrid_explain.figures import plots
+    from hybrid_explain.figures import base, strips, summary_figures
 
     rng = np.random.default_rng(0)
     signal = rng.normal(size=1500)
     signal[777] = 40.0
-    steps, values = plots.envelope(signal)
-    assert len(steps) <= plots.MAX_DRAWN_STEPS and values.max() == 40.0 and values.min() == signal.min()
+    steps, values = strips.envelope(signal)
+    assert len(steps) <= base.MAX_DRAWN_STEPS and values.max() == 40.0 and values.min() == signal.min()
     x = rng.normal(size=(12, 1500))
     maps = [rng.normal(size=(12, 1500)) for _ in range(8)]
     names = [f"channel_{c}" for c in range(12)]
-    plots.attribution_figure(x, maps[:2], ["predicted", "true"], names, "title", "value", tmp_path / "pair.png")
-    plots.attribution_grid_figure(x, maps, [f"method {k}" for k in range(8)], [k % 4 != 0 for k in range(8)], names,
-                                  "title", tmp_path / "grid.png")
-    plots.example_series_figure(np.repeat(x[None], 18, axis=0), np.arange(18) % 9, [f"class {k}" for k in range(9)],
-                                names, tmp_path / "data.png")
+    strips.attribution_figure(x, maps[:2], ["predicted", "true"], names, "title", "value", tmp_path / "pair.png")
+    strips.attribution_grid_figure(x, maps, [f"method {k}" for k in range(8)], [k % 4 != 0 for k in range(8)], names,
+                                   "title", tmp_path / "grid.png")
+    summary_figures.example_series_figure(np.repeat(x[None], 18, axis=0), np.arange(18) % 9,
+                                          [f"class {k}" for k in range(9)], names, tmp_path / "data.png")
     for name in ("pair.png", "grid.png", "data.png"):
         with Image.open(tmp_path / name) as image:
             width, height = image.size
@@ -196,12 +196,12 @@ def test_figures_stay_legible_with_12_channels_and_1500_steps(tmp_path):
 
 @pytest.mark.parametrize("kind", ["constrained layout", "cropped"])
 def test_a_figure_drawn_on_a_kept_layout_has_the_pixels_of_one_laid_out_anew(tmp_path, kind):
-    """plots.save computes a layout once per layout_key: the second sample's figure, drawn on the first one's
+    """base.save computes a layout once per layout_key: the second sample's figure, drawn on the first one's
     layout, is pixel for pixel the figure laid out for itself; a figure whose tick labels differ gets its own."""
     import numpy as np
     from PIL import Image
 
-    from hybrid_explain.figures import plots
+    from hybrid_explain.figures import base, strips
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 60))
@@ -209,35 +209,35 @@ def test_a_figure_drawn_on_a_kept_layout_has_the_pixels_of_one_laid_out_anew(tmp
 
     def draw(maps, title, path):
         if kind == "cropped":
-            plots.attribution_grid_figure(x, maps, ["m0", "m1"], [True, False], names, title, path)
+            strips.attribution_grid_figure(x, maps, ["m0", "m1"], [True, False], names, title, path)
         else:
-            plots.attribution_figure(x, maps, ["predicted", "true"], names, title, "value", path)
+            strips.attribution_figure(x, maps, ["predicted", "true"], names, title, "value", path)
 
     first = [rng.normal(size=(3, 60)) for _ in range(2)]
     second = [m[:, ::-1].copy() for m in first]  # other maps on the same colour scale
-    plots._layouts.clear()
+    base._layouts.clear()
     draw(first, "sample 0: row 3, predicted a", tmp_path / "first.png")
     draw(second, "sample 1: row 17, predicted bb (a longer title)", tmp_path / "kept.png")
-    assert len(plots._layouts) == 1
-    plots._layouts.clear()
+    assert len(base._layouts) == 1
+    base._layouts.clear()
     draw(second, "sample 1: row 17, predicted bb (a longer title)", tmp_path / "anew.png")
     with Image.open(tmp_path / "kept.png") as kept, Image.open(tmp_path / "anew.png") as anew:
         assert kept.size == anew.size and np.array_equal(np.asarray(kept), np.asarray(anew))
     x = x * 1000  # other value ticks on the signal lines
     draw(second, "sample 1: row 17, predicted bb (a longer title)", tmp_path / "other.png")
-    assert len(plots._layouts) == (2 if kind != "cropped" else 1)  # the grid draws no value ticks
+    assert len(base._layouts) == (2 if kind != "cropped" else 1)  # the grid draws no value ticks
 
 
 def test_every_grad_cam_figure_shares_one_colour_scale_up_to_the_largest_value_of_any_sample(monkeypatch):
     import numpy as np
     import torch
 
-    from hybrid_explain.figures import plots
+    from hybrid_explain.figures import gradcam_attention_figures
     from hybrid_explain.pipeline import stages
 
     scales = []
-    monkeypatch.setattr(plots, "attribution_figure", lambda *args, **kwargs: scales.append(kwargs["bound"]))
+    monkeypatch.setattr(gradcam_attention_figures, "attribution_figure", lambda *args, **kwargs: scales.append(kwargs["bound"]))
     samples = stages.Samples(torch.zeros(2, 1, 3), np.arange(2), None, np.zeros(2, dtype=int), np.full((2, 2), 0.5),
                              ["a", "b"], ["c"])
-    plots.gradcam_figures(np.array([[0.0, 1.0, 0.5], [0.0, 0.1, 0.05]]), samples, lambda name: name)
+    gradcam_attention_figures.gradcam_figures(np.array([[0.0, 1.0, 0.5], [0.0, 0.1, 0.05]]), samples, lambda name: name)
     assert scales == [1.0, 1.0]

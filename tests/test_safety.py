@@ -286,13 +286,13 @@ def test_the_confusion_matrix_of_the_largest_number_of_classes_stays_a_bounded_i
     import numpy as np
     from PIL import Image
 
-    from hybrid_explain.figures import plots
+    from hybrid_explain.figures import base, summary_figures
 
     classes = SETTING_RANGES["num_classes"].high
-    plots.confusion_matrix_figure(np.eye(classes, dtype=int), [f"c{k}" for k in range(classes)],
+    summary_figures.confusion_matrix_figure(np.eye(classes, dtype=int), [f"c{k}" for k in range(classes)],
                                   str(tmp_path / "cm.png"))
     with Image.open(tmp_path / "cm.png") as image:
-        assert max(image.size) <= (plots.MAX_FIGURE_INCHES + 2) * plots.DPI
+        assert max(image.size) <= (base.MAX_FIGURE_INCHES + 2) * base.DPI
 
 
 # 7, 8. One range per setting, read by the command line and the checkpoint loader alike

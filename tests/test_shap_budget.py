@@ -74,7 +74,7 @@ def test_the_shap_stage_uses_the_rows_the_rule_keeps_and_its_values_add_up_to_th
     """The automatic budget cut to 10 permutations (STEPS_PER_SAMPLE patched): 40 pairs over 40 rows, 1 each; the rule
     keeps 10 rows x 4 pairs, the stage saves those rows, and the values add up to f(x) minus their mean."""
     monkeypatch.setattr(shapley, "STEPS_PER_SAMPLE", 20 * 19 * 2 * 10)
-    monkeypatch.setattr(stages.plots, "shap_figures", lambda *args: None)  # figures are not what this test is about
+    monkeypatch.setattr(stages.shap_figures, "shap_figures", lambda *args: None)  # figures are not what this test is about
     model, samples, background = small_samples()
     config = dataclasses.replace(train_explain.config_from_args([]).explain, shap_method="permutation",
                                  shap_segments_per_channel=10, shap_permutations=0, shap_subwindows=5,

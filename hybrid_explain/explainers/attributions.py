@@ -1,5 +1,5 @@
 """Attribution methods of the classifier and the owners of its hooks. Metrics of the maps are in checks.py,
-drawing in plots.py, the pipeline's use of them in stages.py.
+drawing in figures/attribution_figures.py, the pipeline's use of them in stages.py.
 
 Every method has one shape, as in Captum, and is described by data in METHODS (its function, whether its
 maps are signed, which constants it takes), so figures and the report read the description, not the name:
@@ -43,6 +43,7 @@ from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
 
 from hybrid_explain.explainers.lrp import lrp_attribute
 from hybrid_explain.model import predict_logits
+from hybrid_explain.series import Rows, step_mask
 from hybrid_explain.explainers.regions import window_spans
 
 BATCH_ROWS = 512  # model rows per forward pass inside the methods
@@ -90,29 +91,28 @@ class GradCAM:
         its end (the layer's steps there and the input steps after lengths)."""
         self.model.eval()
         x = x.detach().requires_grad_(True)  # so the full-backward hook fires even with frozen inputs
+        rows = Rows.of(x, lengths)
         with torch.enable_grad():
-            logits = self.model(x) if lengths is None else self.model(x, lengths)
+            logits = self.model(x, rows.model_lengths)
             target = logits.argmax(1) if target is None else torch.as_tensor(target, device=x.device)
             self.model.zero_grad(set_to_none=True)
             logits.gather(1, target.view(-1, 1)).sum().backward()
         if len(self.activations) < len(self.layers) or len(self.gradients) < len(self.layers):
             raise RuntimeError("Grad-CAM hooks captured nothing: the layer is not on the path to the output")
-        return sum(self._map(self.activations[i], self.gradients[i], x.shape[2], lengths)
-                   for i in range(len(self.layers)))
+        return sum(self._map(self.activations[i], self.gradients[i], rows) for i in range(len(self.layers)))
 
-    def _map(self, activations, gradients, width, lengths):
-        """One layer's map (N, width) from its activations and gradients (N, F, T)."""
-        if lengths is None:
+    def _map(self, activations, gradients, rows: Rows):
+        """One layer's map (N, L) from its activations and gradients (N, F, T)."""
+        if not rows.ragged:
             weights = gradients.mean(dim=2, keepdim=True)
             cam = torch.relu((weights * activations).sum(dim=1, keepdim=True))  # (N, 1, T)
-            cam = nn.functional.interpolate(cam, size=width, mode="linear", align_corners=False)
+            cam = nn.functional.interpolate(cam, size=rows.width, mode="linear", align_corners=False)
             return cam[:, 0]
-        layer_steps = self.model.pooled_lengths(lengths, width)[1]
-        real = (torch.arange(activations.shape[2], device=activations.device)[None, :] < layer_steps[:, None])[:, None]
+        layer_steps = self.model.pooled_lengths(rows.lengths, rows.width)[1]
+        real = step_mask(layer_steps, activations.shape[2])[:, None]
         weights = gradients.sum(dim=2, keepdim=True) / layer_steps[:, None, None]  # padded steps: no gradient
         cam = torch.relu(torch.where(real, weights * activations, 0.0).sum(dim=1, keepdim=True))
-        cam = nn.functional.interpolate(cam, size=width, mode="linear", align_corners=False)[:, 0]
-        return torch.where(torch.arange(width, device=activations.device)[None, :] < lengths[:, None], cam, 0.0)
+        return rows.zeroed(nn.functional.interpolate(cam, size=rows.width, mode="linear", align_corners=False)[:, 0])
 
     def __exit__(self, *exc):
         for handle in self.handles:
@@ -140,20 +140,18 @@ class AttentionRecorder:
         """The weights for every row of x, in order, however many batches the forward passes take. lengths (N,):
         rows of their own lengths; a padded key's weight is 0 (and a padded query's row is set to 0)."""
         self.batches = []
-        if lengths is None:
-            predict_logits(model, x, batch_size)
-        else:  # at the full width, so that every batch's weights have the same T
-            with torch.inference_mode():
-                for part, part_lengths in zip(x.split(batch_size), torch.as_tensor(lengths).split(batch_size)):
-                    model.eval()(part, part_lengths.to(x.device))
+        rows = Rows.of(x, lengths)
+        with torch.inference_mode():  # at the full width (not trimmed), so that every batch's weights have the same T
+            for start in range(0, len(rows), batch_size):
+                part = rows[start:start + batch_size]
+                model.eval()(part.x, part.model_lengths)
         if not self.batches:
             raise RuntimeError("the attention hook captured nothing")
         # the hooks fire member after member within each forward pass: batches [b0 m0, b0 m1, ..., b1 m0, ...]
         members = len(self.modules)
         weights = torch.cat([torch.cat(self.batches[i:i + members], dim=1) for i in range(0, len(self.batches), members)])
-        if lengths is not None:
-            steps = model.pooled_lengths(torch.as_tensor(lengths).to(x.device), x.shape[2])[1]
-            query = torch.arange(weights.shape[2], device=weights.device)[None, :] < steps[:, None]
+        if rows.ragged:
+            query = step_mask(model.pooled_lengths(rows.lengths, rows.width)[1], weights.shape[2])
             weights = torch.where(query[:, None, :, None], weights, 0.0)
         if len(weights) != len(x):
             raise RuntimeError(f"the attention hook captured {len(weights)} rows for {len(x)} inputs")
@@ -187,25 +185,26 @@ def attention_statistics(weights: torch.Tensor, steps=None) -> dict:
 
 # -----------------------------------------------------------------------------
 # Methods
-def extra_args(lengths):
-    """Captum's additional_forward_args for rows of their own lengths (Captum repeats them with the inputs)."""
-    return None if lengths is None else (lengths,)
+def extra_args(x, lengths):
+    """Captum's additional_forward_args: each row's length (Captum repeats them with the inputs; the model reads
+    rows that all fill the width unmasked)."""
+    return (Rows.of(x, lengths).lengths,)
 
 
 def saliency(model, x, target, lengths=None):
     return Saliency(model).attribute(x.detach().requires_grad_(True), target=target, abs=True,
-                                     additional_forward_args=extra_args(lengths))
+                                     additional_forward_args=extra_args(x, lengths))
 
 
 def input_x_gradient(model, x, target, lengths=None):
     return InputXGradient(model).attribute(x.detach().requires_grad_(True), target=target,
-                                           additional_forward_args=extra_args(lengths))
+                                           additional_forward_args=extra_args(x, lengths))
 
 
 def integrated_gradients(model, x, target, steps=64, lengths=None):
     return IntegratedGradients(model).attribute(x, baselines=0.0, target=target, n_steps=steps,
                                                 internal_batch_size=max(len(x), BATCH_ROWS),
-                                                additional_forward_args=extra_args(lengths))
+                                                additional_forward_args=extra_args(x, lengths))
 
 
 def gradcam(model, x, target, lengths=None):
@@ -226,7 +225,7 @@ def occlusion(model, x, target, window=10, lengths=None):
     return Occlusion(model).attribute(x, sliding_window_shapes=(1, window),
                                       strides=(1, occlusion_stride(x.shape[2], window)), baselines=0.0,
                                       target=target, perturbations_per_eval=max(1, BATCH_ROWS // len(x)),
-                                      additional_forward_args=extra_args(lengths))
+                                      additional_forward_args=extra_args(x, lengths))
 
 
 def masked_copies(x, spans, channel=None):
@@ -241,14 +240,13 @@ def masked_copies(x, spans, channel=None):
     return copies.masked_fill(cells, 0.0)
 
 
-def map_change(method, model, base, copies, target, lengths=None):
-    """(M,) total |change| of the |maps| of `copies` (M, C, L) from `base` (M, C, L), SAMPLES_PER_CALL copies at a time.
-    lengths (M,): each copy's own length (None: all full length)."""
-    def own(rows):
-        return {} if lengths is None else {"lengths": lengths[rows]}
-
-    changes = [(method(model, copies[rows], target[rows], **own(rows)).detach().abs() - base[rows]).abs().sum(dim=(1, 2))
-               for rows in (slice(i, i + SAMPLES_PER_CALL) for i in range(0, len(copies), SAMPLES_PER_CALL))]
+def map_change(method, model, base, copies: Rows, target):
+    """(M,) total |change| of the |maps| of `copies` (M, C, L) from `base` (M, C, L), SAMPLES_PER_CALL copies at a time."""
+    changes = []
+    for start in range(0, len(copies), SAMPLES_PER_CALL):
+        rows = slice(start, start + SAMPLES_PER_CALL)
+        maps = method(model, copies.x[rows], target[rows], lengths=copies.lengths[rows]).detach().abs()
+        changes.append((maps - base[rows]).abs().sum(dim=(1, 2)))
     return torch.cat(changes)
 
 
@@ -265,13 +263,14 @@ def temporal_saliency_rescaling(model, x, target, method, windows=TSR_MAX_WINDOW
     Costs W + (relevant windows x C) maps of `method` per sample, all batched. lengths (N,): rows of their own
     lengths; a window after a row's end changes nothing, so it is never relevant."""
     n, channels, length = x.shape
+    rows = Rows.of(x, lengths)
     spans = window_spans(length, windows)
     w = len(spans)
     method = functools.partial(method, **settings)
-    base = method(model, x, target, **({} if lengths is None else {"lengths": lengths})).detach().abs()
+    base = method(model, x, target, lengths=rows.lengths).detach().abs()
     repeat = functools.partial(torch.repeat_interleave, repeats=w, dim=0)
-    time_relevance = map_change(method, model, repeat(base), masked_copies(x, spans), repeat(target),
-                                None if lengths is None else repeat(lengths)).view(n, w)
+    time_relevance = map_change(method, model, repeat(base), rows.repeat(w).with_values(masked_copies(x, spans)),
+                                repeat(target)).view(n, w)
     relevant = time_relevance > time_relevance.mean(dim=1, keepdim=True)
     feature_relevance = torch.zeros(n, channels, w, dtype=time_relevance.dtype, device=x.device)
     if channels == 1:
@@ -282,8 +281,8 @@ def temporal_saliency_rescaling(model, x, target, method, windows=TSR_MAX_WINDOW
         channel = torch.arange(channels, device=x.device).repeat(len(sample) // channels)
         copies = torch.stack([masked_copies(x[s:s + 1], [spans[int(k)]], c.view(1))[0]
                               for s, k, c in zip(sample, window, channel)]) if len(sample) else x[:0]
-        feature_relevance[sample, channel, window] = map_change(method, model, base[sample], copies, target[sample],
-                                                                None if lengths is None else lengths[sample])
+        feature_relevance[sample, channel, window] = map_change(method, model, base[sample],
+                                                                rows[sample].with_values(copies), target[sample])
     per_window = time_relevance[:, None, :] * feature_relevance * relevant[:, None, :]
     return per_window.repeat_interleave(torch.as_tensor([b - a for a, b in spans], device=x.device), dim=2)
 
@@ -316,9 +315,9 @@ def timing(model, x, target, steps=TIMING_STEPS, segments_per_channel=TIMING_SEG
     sum. Signed, logit units; steps forward and backward passes per
     sample, BATCH_ROWS rows each. lengths (N,): rows of their own lengths, segments within each row's own steps."""
     n, channels, width = x.shape
-    own = torch.full((n,), width) if lengths is None else torch.as_tensor(lengths).cpu()
+    rows = Rows.of(x, lengths)
     generator = torch.Generator().manual_seed(seed)
-    on_path = ~fixed_segments(steps, own, channels, width, segments_per_channel * channels,
+    on_path = ~fixed_segments(steps, rows.lengths.cpu(), channels, width, segments_per_channel * channels,
                               generator).to(x.device)
     alpha = (torch.arange(steps, dtype=x.dtype, device=x.device) / steps).view(-1, 1, 1, 1)
     total = torch.zeros_like(x)
@@ -329,9 +328,8 @@ def timing(model, x, target, steps=TIMING_STEPS, segments_per_channel=TIMING_SEG
             part = slice(first, first + per_pass)
             free = on_path[part]
             path = torch.where(free, alpha[part] * x.detach(), x.detach()).requires_grad_(True)
-            rows = path.reshape(-1, channels, width)
-            extra = () if lengths is None else (torch.as_tensor(lengths, device=x.device).repeat(len(free)),)
-            logits = model(rows, *extra)
+            copies = path.reshape(-1, channels, width)
+            logits = model(copies, rows.lengths.repeat(len(free)))
             chosen = logits.gather(1, target.to(x.device).repeat(len(free)).view(-1, 1)).sum()
             gradient, = torch.autograd.grad(chosen, path)
             total += torch.where(free, gradient, 0.0).sum(0)
@@ -383,18 +381,15 @@ def compute_maps(methods: dict, model, x, target, lengths=None) -> tuple[dict, d
     lengths (N,) tensor: rows of their own lengths, given to each method, whose maps are then exactly 0 after each
     row's end (a window that straddles the end, as occlusion's do, would otherwise spill over it)."""
     model.eval()
+    batch = Rows.of(x, lengths)
     maps, seconds = {}, {}
     for name, attribute in methods.items():
         start = time.perf_counter()
         parts = []
         for i in range(0, len(x), SAMPLES_PER_CALL):
-            rows = slice(i, i + SAMPLES_PER_CALL)
-            if lengths is None:
-                parts.append(attribute(model, x[rows], target[rows]).detach())
-            else:
-                part = attribute(model, x[rows], target[rows], lengths=lengths[rows]).detach()
-                real = torch.arange(x.shape[2], device=part.device)[None, None, :] < lengths[rows, None, None]
-                parts.append(torch.where(real, part, torch.zeros((), dtype=part.dtype, device=part.device)))
+            rows = batch[i:i + SAMPLES_PER_CALL]
+            own = {"lengths": rows.lengths} if rows.ragged else {}  # a method of full-length rows need not take lengths
+            parts.append(rows.zeroed(attribute(model, rows.x, target[i:i + SAMPLES_PER_CALL], **own).detach()))
         maps[name] = torch.cat(parts).float().cpu().numpy()  # .cpu() waits for the device: the time is complete
         seconds[name] = time.perf_counter() - start
         if maps[name].shape != tuple(x.shape):

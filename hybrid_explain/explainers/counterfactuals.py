@@ -23,7 +23,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from hybrid_explain.model import full_lengths, predict_logits
+from hybrid_explain.model import predict_logits
+from hybrid_explain.series import own_lengths
 
 POSITIONS_PER_SIZE = 3  # starts tried per channel choice and stretch width, the largest attribution mass first
 COARSE_WIDTHS = 12  # widths of the first pass per channel choice: a geometric grid from 1 step to the whole series
@@ -166,7 +167,7 @@ def counterfactuals(model, x: torch.Tensor, targets, pool: torch.Tensor, pool_la
     guides, normalized like x, with their labels pool_labels (G,) (None: the model's classes stand in for them);
     contrasts (N, C, L) guide the search; budget: model evaluations per sample; lengths (N,) and
     pool_lengths (G,): real steps per row (None: every row is whole)."""
-    lengths, pool_lengths = full_lengths(lengths, x), full_lengths(pool_lengths, pool)
+    lengths, pool_lengths = own_lengths(lengths, x), own_lengths(pool_lengths, pool)
     probabilities = torch.softmax(predict_logits(model, x, lengths=lengths).float(), 1).cpu().numpy()
     pool = pool.to(x.device, x.dtype)
     pool_predicted = predict_logits(model, pool, lengths=pool_lengths).argmax(1).cpu().numpy()

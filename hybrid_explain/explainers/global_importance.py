@@ -34,7 +34,7 @@ import torch
 
 from hybrid_explain.explainers import regions
 from hybrid_explain.explainers import shapley
-from hybrid_explain.model import full_lengths, model_at_lengths
+from hybrid_explain.series import model_at_lengths, own_lengths
 
 BACKGROUND_ROWS = 8  # rows of the SHAP background used as the reference here (a seeded subset; cost and error in docs/explanations/global.md)
 EXACT_MAX_PLAYERS = 4  # exact enumeration up to 2^4 coalitions per background row; permutation sampling above
@@ -78,17 +78,13 @@ def group_values(model, x, background, groups, seed: int, lengths=None, backgrou
     each row's values sum over the players to f(x) - mean_b f(b). step() is called after each row (progress)."""
     num_players = int(groups.max()) + 1
     method = method_for(num_players)
-    f = model if lengths is None else model_at_lengths(model)
     values = []
     # A row at a time, to say the progress (interventional_shap computes them so anyway), each row with permutations
     # of its own: with the same ones for every row, their sampling errors would be alike and the bootstrap over
     # the rows would not see them.
     for i in range(len(x)):
-        own = {} if lengths is None else {"lengths": lengths[i:i + 1], "background_lengths": background_lengths}
-        values.append(shapley.interventional_shap(f, x[i:i + 1], background,
-                                                  groups if lengths is None else groups[i:i + 1],
-                                                  method=method, seed=seed + i,
-                                                  num_permutations=PAIRS_PER_BACKGROUND_ROW * len(background), **own))
+        values.append(shapley.row_shap(model, x, i, background, groups, lengths, background_lengths, method=method,
+                                       seed=seed + i, num_permutations=PAIRS_PER_BACKGROUND_ROW * len(background)))
         step()
     values = np.concatenate(values)
     # interventional_shap spreads a player's value over its cells: summing them gives the player's value back
@@ -233,7 +229,7 @@ def global_importance(model, x, background, classes, channel_names, class_names,
     keep = background_rows(len(background), seed)
     reference = background[torch.as_tensor(keep, device=background.device)]
     own = {} if lengths is None else {"lengths": np.asarray(lengths),
-                                      "background_lengths": full_lengths(background_lengths, background)[keep]}
+                                      "background_lengths": own_lengths(background_lengths, background)[keep]}
     arrays, seconds, methods = {}, {}, {}
     for grouping in GROUPINGS:
         groups = (players(grouping, channels, length, windows) if lengths is None

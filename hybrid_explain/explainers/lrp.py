@@ -53,7 +53,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hybrid_explain.model import Ensemble, InceptionBlock, edge_padded, series_statistics, zeroed_after
+from hybrid_explain.model import Ensemble, InceptionBlock, edge_padded, series_statistics
+from hybrid_explain.series import model_lengths, step_mask, zeroed_after
 
 RULES = ("epsilon", "sign")
 
@@ -254,7 +255,7 @@ def _attention(mha, x, eps, bias, lengths=None):
     k = (xd @ w[embed:2 * embed].T + b[embed:2 * embed]).view(n, steps, heads, head_dim).transpose(1, 2)
     scores = (q * math.sqrt(1.0 / head_dim)) @ k.transpose(-2, -1)
     if lengths is not None:
-        padded = torch.arange(steps, device=x.device)[None, :] >= lengths[:, None]
+        padded = ~step_mask(lengths, steps)
         scores = scores.masked_fill(padded[:, None, None, :], float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # (N, h, T, T)
     v = _stabilised(x @ w[2 * embed:].T + bias(b[2 * embed:]).unsqueeze(-2), eps)
@@ -277,9 +278,7 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
         runs = [lrp_forward(member, x, epsilon, track_bias, lengths) for member in model.members]
         return torch.stack([logits for logits, _ in runs]).mean(dim=0), [leaf for _, leaves in runs for leaf in leaves]
     bias = _Biases(x.shape[0], track_bias)
-    if lengths is not None and bool((lengths >= x.shape[2]).all()):
-        lengths = None
-    lengths = None if lengths is None else lengths.to(x.device).long()
+    lengths = model_lengths(lengths, x.shape[2], x.device)
     x, facts = _row_facts(model, x, bias, lengths)
     if lengths is None:
         features = _front_block(model.conv2, _front_block(model.conv1, x, epsilon, bias), epsilon, bias)  # (N, F, T)
@@ -287,11 +286,8 @@ def lrp_forward(model, x, epsilon=1e-6, track_bias=False, lengths=None):
         attended = _attention(model.attention, sequence, epsilon, bias)
         pooled = _stabilised(_stabilised(sequence + attended, epsilon).mean(dim=1), epsilon)
         context = torch.cat([_stabilised(features.mean(dim=2), epsilon), pooled], dim=1)
-    else:
-        def real(values, count):  # (N, F, T) values with the steps from `count` on set to 0
-            keep = torch.arange(values.shape[2], device=values.device)[None, None, :] < count[:, None, None]
-            return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
-
+    else:  # the model's _masked_context, layer by layer
+        real = zeroed_after
         after1, after2 = model.pooled_lengths(lengths, x.shape[2])
         read = model.read_lengths(lengths, x.shape[2])
         first = _front_block(model.conv1, real(x, lengths), epsilon, bias, read)

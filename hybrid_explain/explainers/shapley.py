@@ -42,6 +42,8 @@ import numpy as np
 import torch
 
 from hybrid_explain.explainers.regions import window_of_step
+from hybrid_explain.series import model_at_lengths
+
 
 class ShapSettingError(ValueError):
     """SHAP settings that cannot work on this data (e.g. exact enumeration of too many players); one line."""
@@ -338,6 +340,16 @@ def interventional_shap(f, x, background, groups, method="permutation", num_perm
             errors.append(relative_standard_error(phi, error, sizes))
     values = np.concatenate(values)                               # (N, C, L, K)
     return (values, np.concatenate(errors)) if return_error else values
+
+
+def row_shap(model, x, i: int, background, groups, lengths=None, background_lengths=None, **settings):
+    """interventional_shap of the model's row i of x alone (settings: its method, budget, seed, ...). lengths (N,):
+    rows of their own lengths, groups (N, C, L) their own players, the model read at each row's length
+    (series.model_at_lengths); None: groups (C, L) shared by every row, the model read at the full width."""
+    if lengths is None:
+        return interventional_shap(model, x[i:i + 1], background, groups, **settings)
+    return interventional_shap(model_at_lengths(model), x[i:i + 1], background, groups[i:i + 1],
+                               lengths=lengths[i:i + 1], background_lengths=background_lengths, **settings)
 
 
 def _at_length(f, length, rows):

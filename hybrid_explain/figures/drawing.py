@@ -3,7 +3,7 @@ about as much Python as it has axes and texts, so a run draws in a few forked pr
 process goes on computing, and waits for them before the report inlines the files.
 
     with drawing.workers(2):          # at the start of a run, before torch starts its threads
-        plots.attribution_figure(...)  # a function marked @drawing.in_background is queued, not drawn here
+        strips.attribution_figure(...)  # a function marked @drawing.in_background is queued, not drawn here
         drawing.wait(log)              # every queued figure written (the first failure raised here)
 
 Outside `workers()`, or with fewer than 2 workers, a marked function draws at once, in the caller's process."""

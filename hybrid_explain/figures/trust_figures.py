@@ -4,7 +4,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hybrid_explain.figures import drawing
-from hybrid_explain.figures.plots import CATEGORICAL, envelope, save, wrapped
+from hybrid_explain.figures.base import CATEGORICAL, save, wrapped
+from hybrid_explain.figures.strips import envelope
 
 MAX_CHANNELS_DRAWN = 6  # channels overlaid in one small panel of the similar-cases figure
 

@@ -28,7 +28,8 @@ from api import class_values
 from hybrid_explain.formats import padded, series_columns
 from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normalization, normalize,
                          stratified_split, table_from_frame)
-from hybrid_explain.model import build_model, full_lengths, model_at_lengths, predict_logits
+from hybrid_explain.model import build_model, predict_logits
+from hybrid_explain.series import model_at_lengths, own_lengths
 from hybrid_explain.checkpoint import load_model, save_checkpoint, training_checkpoint
 from hybrid_explain.config import ConfigError, ModelConfig, TrainingConfig, setting_problem
 from hybrid_explain.training import model_hyperparameters, train_background, train_model
@@ -294,7 +295,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                     raise ValueError("this checkpoint carries no SHAP background (written before version 0.9.0); "
                                      "train again, or ask for methods without 'shap'")
                 background = self.checkpoint_["background"][:background_rows].to(device)
-                background_lengths = full_lengths(self.checkpoint_.get("background_lengths"), background)
+                background_lengths = own_lengths(self.checkpoint_.get("background_lengths"), background)
                 background_lengths = np.asarray(background_lengths)[:len(background)]
                 variable = variable_rows or bool((background_lengths < x.shape[2]).any())
                 if variable and shap_method == "deep":

@@ -11,6 +11,7 @@ import torch
 
 from hybrid_explain.explainers.attributions import compute_maps
 from hybrid_explain.model import predict_logits
+from hybrid_explain.series import Rows, step_mask
 
 # A model that fitted its training rows is far above always answering the largest class: training accuracy below
 # halfway from that rate to 1 means it has not (the issue's recordings: 0.25-0.33 against a needed 0.58 before the
@@ -105,8 +106,7 @@ def feature_ranks(attribution: np.ndarray, rng) -> np.ndarray:
 
 def real_features(lengths, channels: int, length: int) -> np.ndarray:
     """(N, C*L) bool: the (channel, step) features before each row's end, in feature_ranks' order."""
-    return np.repeat((np.arange(length)[None, :] < np.asarray(lengths)[:, None])[:, None, :], channels,
-                     axis=1).reshape(len(lengths), -1)
+    return np.repeat(step_mask(np.asarray(lengths), length)[:, None, :], channels, axis=1).reshape(len(lengths), -1)
 
 
 def deletion_insertion(model, x, target, ranks: np.ndarray, fractions: np.ndarray,
@@ -115,17 +115,14 @@ def deletion_insertion(model, x, target, ranks: np.ndarray, fractions: np.ndarra
     baseline 0 (deletion), and after restoring them from the all-zeros baseline (insertion). lengths (N,) tensor:
     rows of their own lengths; a fraction is then of each row's own features (ranked first by faithfulness)."""
     n, channels, length = x.shape
-    if lengths is None:
-        counts = np.round(fractions * channels * length).astype(int)[None, :]
-    else:
-        counts = np.round(fractions[None, :] * channels * lengths.cpu().numpy()[:, None]).astype(int)  # (N, F)
+    batch = Rows.of(x, lengths)
+    counts = np.round(fractions[None, :] * channels * batch.own[:, None]).astype(int)  # (N, F)
     first = torch.from_numpy(ranks[:, None, :] < counts[:, :, None]).to(x.device)  # (N, F, C*L)
     first = first.reshape(n, len(fractions), channels, length)
     rows = x[:, None].expand(-1, len(fractions), -1, -1)
     deleted = torch.where(first, 0.0, rows).reshape(-1, channels, length)
     inserted = torch.where(first, rows, 0.0).reshape(-1, channels, length)
-    curves = []
-    variant_lengths = None if lengths is None else lengths.repeat_interleave(len(fractions))
+    curves, variant_lengths = [], batch.lengths.repeat_interleave(len(fractions))
     for variant in (deleted, inserted):
         probability = torch.softmax(predict_logits(model, variant, BATCH_ROWS, variant_lengths).float(), dim=1)
         probability = probability.reshape(n, len(fractions), -1)
@@ -158,16 +155,12 @@ def faithfulness(model, x, target, maps: dict, seed: int, lengths=None):
     n, channels, length = x.shape
     fractions = np.linspace(0.0, 1.0, FAITHFULNESS_FRACTIONS + 1)
     rng = np.random.default_rng(seed)
-    if lengths is None:
-        curves = {name: deletion_insertion(model, x, target, feature_ranks(m, rng), fractions)
-                  for name, m in maps.items()}
-        random_ranks = rng.permuted(np.tile(np.arange(channels * length), (n, 1)), axis=1)
-        return fractions, curves, deletion_insertion(model, x, target, random_ranks, fractions)
-    real = real_features(lengths.cpu().numpy(), channels, length).reshape(n, channels, length)
+    rows = Rows.of(x, lengths)
+    real = real_features(rows.own, channels, length).reshape(n, channels, length)
     curves = {name: deletion_insertion(model, x, target, feature_ranks(np.where(real, m, -np.inf), rng), fractions,
-                                       lengths) for name, m in maps.items()}
+                                       rows.lengths) for name, m in maps.items()}
     random_ranks = feature_ranks(np.where(real, rng.random(real.shape), -np.inf), rng)
-    return fractions, curves, deletion_insertion(model, x, target, random_ranks, fractions, lengths)
+    return fractions, curves, deletion_insertion(model, x, target, random_ranks, fractions, rows.lengths)
 
 
 # -----------------------------------------------------------------------------
@@ -221,7 +214,8 @@ def sanity_check(methods: dict, model, x, target, trained_maps: dict, seed: int,
     its maps keep their ranking and their sign without the trained weights. |attribution| alone is not
     enough: x * gradient methods keep the input's shape in |map| (|rho| ~ 0.5) while their signs change."""
     random_maps, _ = compute_maps(methods, randomized_copy(model, seed), x, target, lengths)
-    own = None if lengths is None else lengths.cpu().numpy()
+    rows = Rows.of(x, lengths)
+    own = rows.own if rows.ragged else None  # full-length rows: one rank correlation over the whole batch
     result = {}
     for name in methods:
         absolute = rank_correlations(trained_maps[name], random_maps[name], lengths=own)

@@ -29,6 +29,7 @@ import torch
 
 from hybrid_explain.metrics.checks import feature_ranks, real_features
 from hybrid_explain.model import predict_logits
+from hybrid_explain.series import Rows, own_lengths
 
 CPD_FRACTION = 0.1  # features removed per sample: the reference code's 10 % runs (--areas 0.1, --top 0)
 MAX_REMOVALS = 100  # the pipeline's cap on removals per sample (the reference's MIMIC-III runs: --top 100), so that
@@ -47,15 +48,17 @@ def fill_values(fill: str, x: torch.Tensor, background=None, lengths=None, backg
     if fill == "background_mean":
         if background is None or len(background) == 0:
             raise ValueError("fill='background_mean' needs background rows")
-        if background_lengths is None:
-            return background.to(x).mean(0, keepdim=True).expand(n, -1, -1)
-        own = (torch.arange(length)[None, :] < torch.as_tensor(background_lengths)[:, None]).to(x)[:, None, :]
-        mean = (background.to(x) * own).sum(0) / own.sum(0).clamp_min(1)
+        reference = Rows.of(background.to(x), background_lengths)
+        if not reference.ragged:
+            return reference.x.mean(0, keepdim=True).expand(n, -1, -1)
+        own = reference.mask.to(x)[:, None, :]
+        mean = (reference.x * own).sum(0) / own.sum(0).clamp_min(1)
         return mean[None].expand(n, -1, -1)
     if fill == "row_mean":
-        if lengths is None:
+        rows = Rows.of(x, lengths)
+        if not rows.ragged:
             return x.mean(2, keepdim=True).expand(-1, -1, length)
-        own = (torch.arange(length, device=x.device)[None, :] < lengths[:, None].to(x.device)).to(x)[:, None, :]
+        own = rows.mask.to(x)[:, None, :]
         return ((x * own).sum(2, keepdim=True) / own.sum(2, keepdim=True)).expand(-1, -1, length)
     raise ValueError(f"unknown fill {fill!r}: choose one of {', '.join(FILLS)}")
 
@@ -65,16 +68,14 @@ def removal_ranks(maps: np.ndarray, rng, smallest_first: bool, lengths=None) -> 
     (CPP), ties in random order; the features after a row's end rank last (never removed)."""
     size = np.abs(maps.astype(np.float64))
     key = -size if smallest_first else size
-    if lengths is not None:
-        real = real_features(lengths, maps.shape[1], maps.shape[2]).reshape(maps.shape)
-        key = np.where(real, key, -np.inf)
-    return feature_ranks(key, rng)
+    real = real_features(own_lengths(lengths, maps), maps.shape[1], maps.shape[2]).reshape(maps.shape)
+    return feature_ranks(np.where(real, key, -np.inf), rng)
 
 
 def removal_counts(fraction: float, channels: int, length: int, n: int, lengths=None, most=None) -> np.ndarray:
     """(N,) features removed per sample: int(fraction x its own features), the reference's rounding, at least 1 and
     at most `most` (None: no cap)."""
-    own = np.full(n, length) if lengths is None else np.asarray(lengths)
+    own = np.full(n, length) if lengths is None else np.asarray(lengths)  # lengths of rows not at hand (n of them)
     counts = np.maximum(1, (fraction * channels * own).astype(int))
     return counts if most is None else np.minimum(counts, most)
 
@@ -84,6 +85,7 @@ def cumulative_differences(model, x, ranks: np.ndarray, counts: np.ndarray, fill
     """(N,) sum over j < counts[i] of mean_k |p_k(x_j) - p_k(x_{j+1})|, x_j = x with the features of rank < j set to
     fill (N, C, L); p the softmax of the model's logits. Copies of several samples share forward passes."""
     n, channels, length = x.shape
+    batch = Rows.of(x, lengths)
     steps = int(counts.max()) + 1  # copies per sample: x_0 .. x_k
     per_chunk = max(1, MAX_COPY_CELLS // (steps * channels * length))
     sums = []
@@ -95,9 +97,8 @@ def cumulative_differences(model, x, ranks: np.ndarray, counts: np.ndarray, fill
         gone = torch.from_numpy(ranks[rows, None, :] < removed_upto[:, :, None]).to(x.device)
         gone = gone.reshape(m, steps, channels, length)
         copies = torch.where(gone, fill[rows, None], x[rows, None]).reshape(-1, channels, length)
-        copy_lengths = None if lengths is None else lengths[rows].repeat_interleave(steps)
         with torch.inference_mode():
-            logits = predict_logits(model, copies, BATCH_ROWS, copy_lengths).double()
+            logits = predict_logits(model, copies, BATCH_ROWS, batch.lengths[rows].repeat_interleave(steps)).double()
         probability = torch.softmax(logits, dim=1).reshape(m, steps, -1)
         sums.append((probability[:, 1:] - probability[:, :-1]).abs().mean(dim=2).sum(dim=1).cpu().numpy())
     return np.concatenate(sums)
@@ -111,7 +112,7 @@ def prediction_difference(model, x, maps: dict, seed: int, fills=("zero", "backg
     per sample (None: int(fraction x features), the reference's)."""
     model.eval()
     n, channels, length = x.shape
-    own = None if lengths is None else lengths.cpu().numpy()
+    own = Rows.of(x, lengths).own
     counts = removal_counts(fraction, channels, length, n, own, most)
     fill_tensors = {fill: fill_values(fill, x, background, lengths, background_lengths) for fill in fills}
     result = {}

@@ -20,7 +20,7 @@ import struct
 import numpy as np
 
 from hybrid_explain.baseline import baseline_line
-from hybrid_explain.figures import plots
+from hybrid_explain.figures import base, summary_figures
 
 CSS = """
 :root { --ok: #1a7f37; --ok-bg: #f0f9f2; --wrong: #c2185b; --wrong-bg: #fdf0f5; --line: #d8dde3; --muted: #57606a; }
@@ -530,9 +530,9 @@ def samples_section(metrics, config, figure):
              + (f"; {esc(', '.join(unsigned))} {'is' if len(unsigned) == 1 else 'are'} unsigned (white = none, red "
                 "= most)" if unsigned else "") + ". Click a figure to see it at full size.</p>")
     unfaithful = no_better_than_random(methods)
-    warnings = {"gradcam": f"; {plots.NO_BETTER_THAN_RANDOM}" if metrics["gradcam"]["better_than_random"] is False
+    warnings = {"gradcam": f"; {base.NO_BETTER_THAN_RANDOM}" if metrics["gradcam"]["better_than_random"] is False
                 else "",
-                "attribution": f"; {', '.join(unfaithful)}: {plots.NO_BETTER_THAN_RANDOM}" if unfaithful else ""}
+                "attribution": f"; {', '.join(unfaithful)}: {base.NO_BETTER_THAN_RANDOM}" if unfaithful else ""}
     return section("samples", "".join(sample_card(i, e, figure, warnings) for i, e in enumerate(explained)), intro)
 
 
@@ -658,7 +658,7 @@ def methods_section(attributions, figure):
     if flagged:
         intro += f"<p class='warn'>Flagged as insensitive to the model: <b>{esc(', '.join(flagged))}</b>.</p>"
     if unfaithful:
-        intro += (f"<p class='warn'>Deletion curve {esc(plots.NO_BETTER_THAN_RANDOM)}: "
+        intro += (f"<p class='warn'>Deletion curve {esc(base.NO_BETTER_THAN_RANDOM)}: "
                   f"<b>{esc(', '.join(unfaithful))}</b>.</p>")
     body = table(rows, ["method", "deletion AUC (lower is better; minus random)", "insertion AUC (higher is better)",
                         "sanity: rank corr. |map|", "sanity: rank corr. signed", "sanity verdict", "seconds"],
@@ -770,7 +770,7 @@ def data_summary(tables, predicted, figure_dir, per_class=3):
     counts = np.bincount(y, minlength=len(shown.class_names))
     y = y[:len(shown.X)]
     rows = np.sort(np.concatenate([np.flatnonzero(y == k)[:per_class] for k in range(len(shown.class_names))]))
-    plots.example_series_figure(shown.X[rows], y[rows], shown.class_names, shown.channel_names,
+    summary_figures.example_series_figure(shown.X[rows], y[rows], shown.class_names, shown.channel_names,
                                 os.path.join(figure_dir, "data_summary.png"), per_class=per_class,
                                 feature_names=shown.feature_names,
                                 source="Training data" if train is not None else "The explained file",

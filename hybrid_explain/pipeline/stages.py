@@ -31,9 +31,11 @@ import data_loader
 from hybrid_explain import baseline
 from hybrid_explain.config import ExplainConfig
 from hybrid_explain.explainers import attributions, counterfactuals, global_importance, regions, shapley
-from hybrid_explain.figures import plots
+from hybrid_explain.figures import (attribution_figures, base, counterfactual_figures, global_figures,
+                                    gradcam_attention_figures, shap_figures, strips, summary_figures)
 from hybrid_explain.metrics import checks, prediction_difference
-from hybrid_explain.model import ensemble_size, full_lengths, model_at_lengths, predict_logits, row_lengths
+from hybrid_explain.model import ensemble_size, predict_logits
+from hybrid_explain.series import model_at_lengths, model_lengths, own_lengths
 from hybrid_explain.pipeline.progress import Silent
 from hybrid_explain.figures import trust_figures
 from hybrid_explain.trust import representation
@@ -76,12 +78,12 @@ class Samples:
     @property
     def own_lengths(self) -> np.ndarray:
         """(N,) each row's length, the full width where lengths is None."""
-        return full_lengths(self.lengths, self.x)
+        return own_lengths(self.lengths, self.x)
 
     @property
     def length_tensor(self) -> Optional[torch.Tensor]:
         """lengths as the model takes them, on x's device; None when every row is full length (the fast path)."""
-        return row_lengths(self.lengths, self.x.shape[2], self.x.device)
+        return model_lengths(self.lengths, self.x.shape[2], self.x.device)
 
     def least_confident(self, count: int) -> np.ndarray:
         """Indices of the `count` rows whose predicted class has the lowest probability, least confident first."""
@@ -315,7 +317,7 @@ class EvaluationStage(Stage):
 
     def draw(self, result, run, path):
         if "confusion" in result.arrays:
-            plots.confusion_matrix_figure(result.arrays["confusion"], run.scored.class_names,
+            summary_figures.confusion_matrix_figure(result.arrays["confusion"], run.scored.class_names,
                                           path("confusion_matrix.png"))
 
 
@@ -363,12 +365,10 @@ def shap_values_for(method, model, x, background, groups, permutations: int, sub
         # A sample at a time, to say how far it is: a sample's values do not depend on the others explained.
         values, error = [], []
         for i in range(len(x)):
-            own = {} if lengths is None else {"lengths": lengths[i:i + 1], "background_lengths": background_lengths}
-            row_values, row_error = shapley.interventional_shap(
-                model if lengths is None else model_at_lengths(model), x[i:i + 1], background,
-                groups if lengths is None else groups[i:i + 1], method=method,
+            row_values, row_error = shapley.row_shap(
+                model, x, i, background, groups, lengths, background_lengths, method=method,
                 num_permutations=permutations or None, seed=seed, return_error=True,
-                split=subwindows if method == "permutation" else 1, **own)
+                split=subwindows if method == "permutation" else 1)
             values.append(row_values)
             error.append(row_error)
             step()
@@ -400,11 +400,11 @@ class ShapStage(Stage):
         outputs = predict_logits(model, x, lengths=samples.lengths).cpu().numpy()
         expected_value = predict_logits(model, background, lengths=background_lengths).cpu().numpy().mean(0)
         windows = int(groups.max()) // x.shape[1] + 1
-        variable = samples.lengths is not None or row_lengths(background_lengths, x.shape[2]) is not None
+        variable = samples.lengths is not None or model_lengths(background_lengths, x.shape[2]) is not None
         lengths = base_values = None
         if variable:
             lengths = samples.own_lengths
-            background_lengths = full_lengths(background_lengths, background)
+            background_lengths = own_lengths(background_lengths, background)
             groups = shap_players_per_row(x.shape[1:], lengths, samples.feature_names, config.shap_segments_per_channel)
             base_values = shapley.expected_outputs(model_at_lengths(model), background, background_lengths, lengths)
         methods = shap_methods(config.shap_method, int(groups.max()) + 1, variable)
@@ -452,7 +452,7 @@ class ShapStage(Stage):
         np.savez(path("shap_values.npz"), **result.arrays)
 
     def draw(self, result, run, path):
-        plots.shap_figures(result.arrays["values"], run.samples, result.metrics["shap"]["segments_per_channel"], path)
+        shap_figures.shap_figures(result.arrays["values"], run.samples, result.metrics["shap"]["segments_per_channel"], path)
 
 
 def shap_methods(setting: str, players: int, variable: bool) -> list[str]:
@@ -523,8 +523,8 @@ class GlobalStage(Stage):
         if "relative_window_edges" in a:
             edges, axis_label = a["relative_window_edges"], "share of each row's own length (%)"
         else:
-            edges, axis_label = a["window_edges"] - 0.5, plots.step_axis_label(scored.feature_names)
-        plots.global_figures(result.metrics["global"], a["class_mean_inputs"], a["class_mean_positions"], edges,
+            edges, axis_label = a["window_edges"] - 0.5, strips.step_axis_label(scored.feature_names)
+        global_figures.global_figures(result.metrics["global"], a["class_mean_inputs"], a["class_mean_positions"], edges,
                              axis_label, a["class_mean_cell_evidence"], scored.channel_names, scored.class_names,
                              a["window_labels"].tolist(), scored.feature_names, path)
 
@@ -613,27 +613,27 @@ class AttributionStage(Stage):
         a, section, samples = result.arrays, result.metrics["attributions"], run.samples
         maps, shares, windows, segments, summary = a["maps"], a["shares"], a["windows"], a["segments"], section["methods"]
         n = len(samples)
-        plots.method_sample_figures(maps, attributions.METHODS, samples, path,
+        attribution_figures.method_sample_figures(maps, attributions.METHODS, samples, path,
                                     [name for name, better in better_than_random(summary).items() if not better])
-        plots.method_overlay_figure(maps, samples, 0, segments, path("attribution_overlay.png"))
-        plots.method_comparison_figure(summary, section["random_control"], checks.SANITY_THRESHOLD,
+        attribution_figures.method_overlay_figure(maps, samples, 0, segments, path("attribution_overlay.png"))
+        attribution_figures.method_comparison_figure(summary, section["random_control"], checks.SANITY_THRESHOLD,
                                        path("attribution_comparison.png"))
-        plots.region_figure({name: regions.span_sums(s, windows).mean(axis=0) for name, s in shares.items()},
+        attribution_figures.region_figure({name: regions.span_sums(s, windows).mean(axis=0) for name, s in shares.items()},
                             samples.channel_names, [regions.span_label(a, b, samples.feature_names) for a, b in windows],
                             "features" if samples.feature_names is not None else f"{len(windows)} time windows", n,
                             path("attribution_regions.png"))
         if segments:
-            plots.region_figure({name: regions.span_sums(s, [(a, b) for _, a, b in segments]).mean(axis=0)
+            attribution_figures.region_figure({name: regions.span_sums(s, [(a, b) for _, a, b in segments]).mean(axis=0)
                                  for name, s in shares.items()}, samples.channel_names,
                                 [f"{name} {regions.span_label(a, b)}" for name, a, b in segments], "named segments", n,
                                 path("attribution_segments.png"))
         curves, random_curves = a["curves"], a["random_curves"]
-        plots.faithfulness_figure(a["fractions"], {name: c[0].mean(axis=0) for name, c in curves.items()},
+        attribution_figures.faithfulness_figure(a["fractions"], {name: c[0].mean(axis=0) for name, c in curves.items()},
                                   {name: c[1].mean(axis=0) for name, c in curves.items()},
                                   random_curves[0].mean(axis=0), random_curves[1].mean(axis=0), summary,
                                   section["random_control"], n, path("attribution_faithfulness.png"))
         if a.get("misclassified"):
-            plots.misclassified_figures(*a["misclassified"], path)
+            attribution_figures.misclassified_figures(*a["misclassified"], path)
 
 
 def mean_share(magnitude: np.ndarray) -> list[float]:
@@ -742,7 +742,7 @@ class GradCamStage(Stage):
                       {"maps": maps, "members": members})
 
     def draw(self, result, run, path):
-        plots.gradcam_figures(result.arrays["maps"], run.samples, path, result.arrays["members"],
+        gradcam_attention_figures.gradcam_figures(result.arrays["maps"], run.samples, path, result.arrays["members"],
                               result.metrics["gradcam"]["better_than_random"])
 
 
@@ -762,7 +762,7 @@ class AttentionStage(Stage):
 
     def draw(self, result, run, path):
         a = result.arrays
-        plots.attention_figures(a["weights"], run.samples, path, a["steps"], a["members"])
+        gradcam_attention_figures.attention_figures(a["weights"], run.samples, path, a["steps"], a["members"])
 
 
 # -----------------------------------------------------------------------------
@@ -827,7 +827,7 @@ class CounterfactualStage(Stage):
 
     def draw(self, result, run, path):
         a = result.arrays
-        plots.counterfactual_figures(a["inputs"], a["counterfactuals"], a["mask"], result.metrics["counterfactuals"],
+        counterfactual_figures.counterfactual_figures(a["inputs"], a["counterfactuals"], a["mask"], result.metrics["counterfactuals"],
                                      run.samples, path)
 
 
@@ -878,7 +878,7 @@ class TrustStage(Stage):
                                              calibrated["ece_before"], calibrated["ece_after"], path("reliability.png"))
         for i, (entry, order) in enumerate(zip(section.get("similar", []), result.arrays["neighbours"])):
             trust_figures.similar_cases_figure(
-                samples.inputs[i], plots.own_steps(samples, i), plots.sample_heading(samples, i),
+                samples.inputs[i], base.own_steps(samples, i), base.sample_heading(samples, i),
                 fitted["case_series"][order].numpy(), fitted["case_lengths"][order].numpy(),
                 [f"training row {n['training_row']}: {n['label']}, distance {n['distance']:.3g}"
                  for n in entry["neighbours"]], samples.channel_names, path(f"similar_cases_{i}.png"))
