@@ -530,7 +530,7 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
 def write_training_outputs(checkpoint, history, inputs: Inputs, path) -> None:
     """The checkpoint and the training curves in this run's folder; with --train=False the checkpoint explained
     (linked, not copied, where the filesystem allows) and that training's curves."""
-    from hybrid_explain.figures import plots
+    from hybrid_explain.figures import summary_figures
 
     if inputs.source is None:
         save_checkpoint(checkpoint, path(CHECKPOINT_NAME))
@@ -538,7 +538,7 @@ def write_training_outputs(checkpoint, history, inputs: Inputs, path) -> None:
         link_or_copy(os.path.join(inputs.source, CHECKPOINT_NAME), path(CHECKPOINT_NAME))
     if history:
         write_history(history, path("train_results_hybrid_explained.csv"))
-        plots.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
+        summary_figures.training_curves(history, checkpoint["epoch"], path("train_plots_hybrid_explained"))
 
 
 def scored_run_context(config: Config, model, checkpoint, inputs: Inputs, device, progress, log):
@@ -642,14 +642,19 @@ def run(config: Config) -> int:
             lap.total()
             save_json(metrics, path("metrics.json"))
             published, replaced = folder.publish()
-    log(f"outputs in {config.outputs.output_dir}/ = {os.path.relpath(published, folder.root)}"
-        + (f" (replaces {os.path.relpath(replaced, folder.root)} as the latest, which is kept)" if replaced else "")
-        + f" ({lap.seconds['total']:.1f} s)")
-    for line in checks.accuracy_lines(accuracy):  # last, where a reader looks: has the model learned its task?
+    for line in closing_lines(config, folder, published, replaced, metrics, accuracy):
         log(line)
-    if metrics.get("baseline"):  # beside it, what a strong cheap classifier reaches on the same split
-        log(baseline.baseline_line(metrics["baseline"], metrics["test_accuracy"]))
     return 0
+
+
+def closing_lines(config, folder, published, replaced, metrics, accuracy) -> list[str]:
+    """The console's last lines: where the outputs are, then, where a reader looks last, whether the model has
+    learned its task, and beside it what a strong cheap classifier reaches on the same split."""
+    where = (f"outputs in {config.outputs.output_dir}/ = {os.path.relpath(published, folder.root)}"
+             + (f" (replaces {os.path.relpath(replaced, folder.root)} as the latest, which is kept)" if replaced else "")
+             + f" ({metrics['timings_s']['total']:.1f} s)")
+    return [where, *checks.accuracy_lines(accuracy),
+            *([baseline.baseline_line(metrics["baseline"], metrics["test_accuracy"])] if metrics.get("baseline") else [])]
 
 
 # -----------------------------------------------------------------------------
