@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 
 from hybrid_explain import formats
 from hybrid_explain.config import MAX_COLUMNS, SETTING_RANGES
@@ -271,6 +270,8 @@ def stratified_split(y, val_fraction, seed, class_names=None):
             f"VAL_FRACTION={val_fraction} leaves a training part of size {len(y) - val_size}, fewer "
             f"than the {len(classes)} classes; lower --val_fraction or add samples"
         )
+    from sklearn.model_selection import train_test_split  # here: scikit-learn takes seconds to import
+
     train_idx, val_idx = train_test_split(
         indices, test_size=val_size, stratify=y, random_state=seed
     )

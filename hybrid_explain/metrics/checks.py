@@ -9,7 +9,6 @@ import math
 import numpy as np
 import torch
 
-from hybrid_explain.explainers.attributions import compute_maps
 from hybrid_explain.model import predict_logits
 from hybrid_explain.series import Rows, step_mask
 
@@ -213,6 +212,8 @@ def sanity_check(methods: dict, model, x, target, trained_maps: dict, seed: int,
     (Adebayo et al. show both). A method is flagged "insensitive_to_model" when both exceed SANITY_THRESHOLD:
     its maps keep their ranking and their sign without the trained weights. |attribution| alone is not
     enough: x * gradient methods keep the input's shape in |map| (|rho| ~ 0.5) while their signs change."""
+    from hybrid_explain.explainers.attributions import compute_maps  # here: Captum takes seconds to import
+
     random_maps, _ = compute_maps(methods, randomized_copy(model, seed), x, target, lengths)
     rows = Rows.of(x, lengths)
     own = rows.own if rows.ragged else None  # full-length rows: one rank correlation over the whole batch
