@@ -3,6 +3,7 @@
     python bench/aeon_sets.py                                    # bench/data/<set>/ (once)
     python bench/baseline.py bench/data/ArrowHead bench/data/UnitTest --seeds=1
     python bench/baseline.py DIR [DIR ...] --seeds=2 --extra="--distill_weight=0.7"
+    python bench/baseline.py DIR [DIR ...] --keep=/tmp/baseline_runs      # resumes; rebuilds the table from kept runs
 
 Per (data set, seed), two whole runs of train_explain.py on the set's own split (scoring only,
 NUM_SAMPLES_TO_EXPLAIN=0, so that explanations add no time): the default run with BASELINE=minirocket, which gives
@@ -11,8 +12,12 @@ the same run with DISTILL=True, the network distilled from MiniRocket's out-of-f
 metrics.json's phase timings of the same runs: `baseline` (MiniRocket fit + test predictions), `train` (with
 DISTILL, it includes the teacher's cross-fitting). A markdown table goes to stdout: mean ± sd over seeds of each
 accuracy, the teacher's out-of-fold accuracy on the training rows, the distilled minus the plain network per seed.
+With --keep=FOLDER each run's metrics.json is kept as FOLDER/<set>/seed<k>_<plain|distilled>.json with its
+command's flags; a run kept there with the same flags is read instead of rerun, so an interrupted bench resumes
+and a table over more sets or seeds reuses the runs already made.
 """
 import argparse
+import json
 import os
 import shlex
 import statistics
@@ -22,23 +27,41 @@ import tempfile
 from accuracy import dataset_name, markdown_table, mean_sd, run_pipeline
 
 
+def kept_or_run(keep, name, seed, kind, directory, flags):
+    """(metrics.json, shape text) of one run of the set in `directory` with `flags`: read from keep (a folder, or
+    None) when the same run was kept there, else run now (and kept there)."""
+    path = os.path.join(keep, name, f"seed{seed}_{kind}.json") if keep else None
+    key = {"directory": os.path.abspath(directory), "seed": seed, "flags": flags}
+    if path and os.path.exists(path):
+        with open(path) as f:
+            kept = json.load(f)
+        if kept["run"] == key:
+            return kept["metrics"], kept["shape"]
+    with tempfile.TemporaryDirectory(prefix="bench_baseline_") as out:
+        metrics, shape = run_pipeline(os.path.abspath(directory), seed, flags, os.path.join(out, kind))
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"run": key, "shape": shape, "metrics": metrics}, f, indent=1)
+    return metrics, shape
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", help="directories with train_set.csv and test_set.csv")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per data set (default 3)")
     parser.add_argument("--extra", default="", help="flags for both runs, e.g. \"--epochs=100\"")
     parser.add_argument("--distill_extra", default="", help="flags for the distilled run only")
+    parser.add_argument("--keep", help="folder that keeps each run's metrics.json; runs kept there are reused")
     args = parser.parse_args()
     common = ["--num_samples_to_explain=0", "--baseline=minirocket", *shlex.split(args.extra)]
     rows, means = [], {"baseline": [], "network": [], "distilled": []}
     for directory in args.datasets:
         name, runs = dataset_name(directory), []
         for seed in range(args.seeds):
-            with tempfile.TemporaryDirectory(prefix="bench_baseline_") as out:
-                plain, shape = run_pipeline(os.path.abspath(directory), seed, common, os.path.join(out, "plain"))
-                distilled, _ = run_pipeline(os.path.abspath(directory), seed,
-                                            [*common, "--distill=True", *shlex.split(args.distill_extra)],
-                                            os.path.join(out, "distilled"))
+            plain, shape = kept_or_run(args.keep, name, seed, "plain", directory, common)
+            distilled, _ = kept_or_run(args.keep, name, seed, "distilled", directory,
+                                       [*common, "--distill=True", *shlex.split(args.distill_extra)])
             runs.append((plain, distilled))
             print(f"{name} seed {seed}: MiniRocket {plain['baseline']['test_accuracy']:.4f} "
                   f"({plain['timings_s']['baseline']:.1f} s), network {plain['test_accuracy']:.4f} "
