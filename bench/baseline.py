@@ -11,7 +11,8 @@ the network alone and the MiniRocket classifier on the same rows (its accuracy a
 the same run with DISTILL=True, the network distilled from MiniRocket's out-of-fold probabilities. Seconds are
 metrics.json's phase timings of the same runs: `baseline` (MiniRocket fit + test predictions), `train` (with
 DISTILL, it includes the teacher's cross-fitting). A markdown table goes to stdout: mean ± sd over seeds of each
-accuracy, the teacher's out-of-fold accuracy on the training rows, the distilled minus the plain network per seed.
+accuracy, the teacher's out-of-fold accuracy on the training rows, the distilled minus the plain network per seed,
+and the share of test rows where the network (alone, distilled) predicts MiniRocket's class.
 With --keep=FOLDER each run's metrics.json is kept as FOLDER/<set>/seed<k>_<plain|distilled>.json with its
 command's flags; a run kept there with the same flags is read instead of rerun, so an interrupted bench resumes
 and a table over more sets or seeds reuses the runs already made.
@@ -76,16 +77,19 @@ def main():
         rows.append([name, shape, mean_sd(baseline), mean_sd(network), mean_sd(student),
                      " / ".join(f"{d - n:+.3f}" for n, d in zip(network, student)),
                      f"{statistics.mean(d['distillation']['teacher_out_of_fold_accuracy'] for _, d in runs):.3f}",
+                     " / ".join(f"{statistics.mean(run['baseline']['same_prediction'] for run in kind):.3f}"
+                                for kind in zip(*runs)),
                      f"{statistics.mean(p['timings_s']['baseline'] for p, _ in runs):.1f}",
                      f"{statistics.mean(p['timings_s']['train'] for p, _ in runs):.0f}",
                      f"{statistics.mean(d['timings_s']['train'] for _, d in runs):.0f}",
                      f"{statistics.mean(p['timings_s']['total'] for p, _ in runs):.0f}"])
     rows.append([f"**mean of {len(rows)} sets**", "", *(f"{statistics.mean(means[k]):.3f}" for k in means),
-                 f"{statistics.mean(means['distilled']) - statistics.mean(means['network']):+.3f}", "", "", "", "", ""])
+                 f"{statistics.mean(means['distilled']) - statistics.mean(means['network']):+.3f}", "", "", "", "", "", ""])
     print(f"flags of both runs: {' '.join(common)}; distilled run adds --distill=True {args.distill_extra}\n")
     print(markdown_table(["data set", "shape (train rows×channels×length, classes)",
                           f"MiniRocket (mean ± sd, {args.seeds} seeds)", "network alone", "network distilled",
                           "distilled − alone, per seed", "teacher out-of-fold accuracy (training rows)",
+                          "same class as MiniRocket (test rows), alone / distilled",
                           "MiniRocket s", "train s, alone", "train s, distilled", "whole run s, alone"], rows))
 
 
