@@ -182,7 +182,7 @@ from data_loader import (CustomDataset, DataError, SeriesCounts, fit_normalizati
 from hybrid_explain.checkpoint import (CheckpointError, hyperparameter_problem, load_model,  # noqa: E402,F401
                                        save_checkpoint, training_checkpoint)  # (load_model: re-exported for users)
 from hybrid_explain import baseline  # noqa: E402  (aeon is imported when the baseline is fitted)
-from hybrid_explain.distillation import Teacher  # noqa: E402
+from hybrid_explain import distillation  # noqa: E402
 from hybrid_explain.explainers.counterfactuals import CounterfactualError, target_index  # noqa: E402
 from hybrid_explain.explainers.regions import SegmentError, parse_segments  # noqa: E402
 from hybrid_explain.explainers.shapley import ShapSettingError  # noqa: E402
@@ -469,31 +469,14 @@ def read_inputs(config: Config, train, test, folder, device, log) -> Inputs:
 
 def fitted_baseline(config: Config, inputs: Inputs, rank: int, log):
     """The baseline (BASELINE) fitted on the training rows, with its predictions of the test rows
-    (baseline.fitted_and_scored): on rank 0 beside the network, and on every process when it teaches the network
-    (DISTILL); None without BASELINE, or with --train=False, which reads no training file."""
-    if inputs.train is None or not config.explain.baseline or (rank and not config.training.distill):
+    (baseline.fitted_and_scored), on rank 0 only (with DISTILL, it sends its teacher's probabilities to the other
+    torchrun processes); None without BASELINE, or with --train=False, which reads no training file."""
+    if inputs.train is None or not config.explain.baseline or rank:
         return None
     fitted = baseline.fitted_and_scored(inputs.train, inputs.test, config.training.seed)
     log(f"baseline: {config.explain.baseline} fitted on {len(inputs.train.y)} training rows in "
         f"{fitted['seconds']:.1f} s")
     return fitted
-
-
-def distillation_teacher(fitted: dict, train, rows: np.ndarray, config: Config, device) -> tuple[Teacher, dict]:
-    """(the distillation.Teacher of the training rows `rows`, the checkpoint's record of it): the baseline's
-    out-of-fold probabilities (baseline.teacher_probabilities)."""
-    training = config.training
-    found = baseline.teacher_probabilities(fitted["classifier"], train.X, train.y, train.lengths, rows, training.seed)
-    teacher = Teacher(torch.tensor(found["probabilities"], dtype=torch.float32, device=device),
-                      training.distill_temperature, training.distill_weight)
-    record = {"teacher": config.explain.baseline, "temperature": training.distill_temperature,
-              "weight": training.distill_weight,
-              "teacher_probabilities": f"out of fold: {found['folds']} stratified folds of the training rows, a ridge "
-                                       "fitted on the other folds' MiniRocket features, its scores calibrated by "
-                                       "temperature scaling",
-              "calibration_temperature": found["calibration_temperature"],
-              "teacher_out_of_fold_accuracy": found["out_of_fold_accuracy"]}
-    return teacher, record
 
 
 def trained_network(config: Config, inputs: Inputs, device, distributed, resume_path, folder, baseline_fit, log):
@@ -508,8 +491,13 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
     fit_idx, val_idx = stratified_split(train.y, config.training.val_fraction, config.training.seed, train.class_names)
     fit_data = CustomDataset(train_x[fit_idx], train.y[fit_idx], train.lengths[fit_idx]).to(device)
     val_data = CustomDataset(train_x[val_idx], train.y[val_idx], train.lengths[val_idx]).to(device)
-    teacher, distillation = (distillation_teacher(baseline_fit, train, fit_idx, config, device)
-                             if config.training.distill else (None, None))
+    teacher, taught = (distillation.baseline_teacher(baseline_fit["classifier"], train.X, train.y, train.lengths,
+                                                     fit_idx, config.training, config.explain.baseline, device)
+                       if config.training.distill and baseline_fit else (None, None))
+    if config.training.distill and distributed:  # fitted once, on rank 0: every process learns the same targets
+        teacher = distillation.broadcast_teacher(teacher, (len(fit_idx), len(train.class_names)),
+                                                 config.training.distill_temperature,
+                                                 config.training.distill_weight, distributed, device)
     hyperparameters = model_hyperparameters(config.model, train)
     model = build_model(hyperparameters).to(device)
     log(input_description(model))
@@ -523,7 +511,7 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
     checkpoint = training_checkpoint(model, hyperparameters, train, inputs.normalization, (epoch, val_acc, val_loss),
                                      train_x.cpu().numpy(), (inputs.background, inputs.background_lengths),
                                      "int" if integer_labels(train.class_names) else "str", config.training.seed,
-                                     val_idx, dataclasses.asdict(config.training), distillation)
+                                     val_idx, dataclasses.asdict(config.training), taught)
     return model.eval(), checkpoint, history
 
 

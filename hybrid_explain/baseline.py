@@ -10,6 +10,7 @@ MINIROCKET_MIN_STEPS, the width of MiniRocket's kernels. Gaps inside a row arriv
 (aeon compiles them with cache=True): the first run pays about a minute, later ones a second
 (docs/measurements/baseline.md).
 """
+import contextlib
 import time
 
 import numpy as np
@@ -44,16 +45,33 @@ def padded_with_last_value(X: np.ndarray, lengths: np.ndarray | None) -> np.ndar
                               ).astype(np.float32)
 
 
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Runs aeon's MiniRocket without changing torch's thread count. Its transform sets numba's threads to n_jobs and
+    then back to numba's default, one per core; numba's OpenMP layer shares its runtime with torch, so each call
+    left torch on every core (measured: 1 thread before a fit, 2 after, on 2 cores), and a run's training after
+    the baseline would not use the threads the run chose (THREADS)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fit_baseline(X: np.ndarray, y: np.ndarray, lengths, seed: int):
     """aeon's MiniRocketClassifier (MiniRocket features, scaled, RidgeClassifierCV) fitted on the rows, one thread."""
     from aeon.classification.convolution_based import MiniRocketClassifier
 
-    return MiniRocketClassifier(random_state=seed, n_jobs=1).fit(padded_with_last_value(X, lengths), y)
+    with torch_threads_kept():
+        return MiniRocketClassifier(random_state=seed, n_jobs=1).fit(padded_with_last_value(X, lengths), y)
 
 
 def baseline_predictions(classifier, X: np.ndarray, lengths) -> np.ndarray:
     """Class indices the fitted baseline gives the rows (padded as for fitting)."""
-    return np.asarray(classifier.predict(padded_with_last_value(X, lengths)), dtype=np.int64)
+    with torch_threads_kept():
+        return np.asarray(classifier.predict(padded_with_last_value(X, lengths)), dtype=np.int64)
 
 
 def agreement(y_true, network, baseline) -> dict:
@@ -141,7 +159,9 @@ def teacher_probabilities(classifier, X: np.ndarray, y: np.ndarray, lengths, row
     if smallest < 2:
         raise BaselineError("DISTILL needs at least 2 training rows of every class for out-of-fold teacher "
                             f"probabilities; a class has {smallest}; use --distill=False")
-    features = classifier.pipeline_[0].transform(padded_with_last_value(X, None if lengths is None else lengths[rows]))
+    with torch_threads_kept():
+        features = classifier.pipeline_[0].transform(padded_with_last_value(X, None if lengths is None
+                                                                            else lengths[rows]))
     head = clone(classifier.pipeline_[1:])  # MiniRocketClassifier's scaler and ridge, unfitted
     folds = min(TEACHER_FOLDS, smallest)
     scores = ridge_scores_as_logits(cross_val_predict(

@@ -115,6 +115,14 @@ def model_problem(model) -> tuple[str, str] | None:
     return None
 
 
+def distill_problem(distill: bool, baseline: str) -> tuple[str, str] | None:
+    """(field, why) when DISTILL cannot be on with this BASELINE, else None: the one copy of the rule, read by Config
+    and by the estimator (interop/estimator.py)."""
+    if distill and not baseline:
+        return "distill", "is True, which learns from the baseline, but BASELINE is ''; set BASELINE to 'minirocket'"
+    return None
+
+
 class Settings:
     """A group of settings: checked when made, each field against its range or choices, then `rules()`."""
 
@@ -251,8 +259,9 @@ class Config:
     resources: ResourceConfig
 
     def __post_init__(self):
-        if self.training.distill and not self.explain.baseline:
-            raise ConfigError("DISTILL=True learns from the baseline, but BASELINE is ''; set --baseline=minirocket")
+        problem = distill_problem(self.training.distill, self.explain.baseline)
+        if problem:
+            raise ConfigError(problem[1], problem[0])
 
     @classmethod
     def from_constants(cls, constants: dict) -> "Config":

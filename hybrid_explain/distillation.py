@@ -8,6 +8,7 @@ the network alone, and every explanation explains the network.
 """
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -48,3 +49,32 @@ def distillation_loss(student_logits: torch.Tensor, target: torch.Tensor, temper
     student's tempered distribution is the target."""
     log_student = F.log_softmax(student_logits / temperature, dim=1)
     return temperature ** 2 * F.kl_div(log_student, target, reduction="batchmean")
+
+
+def baseline_teacher(classifier, X: np.ndarray, y: np.ndarray, lengths, rows: np.ndarray, training, name: str,
+                     device) -> tuple[Teacher, dict]:
+    """(the Teacher of the training rows `rows`, the checkpoint's record of how the network was taught): the
+    fitted baseline's out-of-fold probabilities (baseline.teacher_probabilities) with `training`'s (a
+    TrainingConfig) temperature and weight. The script and the estimator both teach through here."""
+    from hybrid_explain import baseline
+
+    found = baseline.teacher_probabilities(classifier, X, y, lengths, rows, training.seed)
+    teacher = Teacher(torch.tensor(found["probabilities"], dtype=torch.float32, device=device),
+                      training.distill_temperature, training.distill_weight)
+    record = {"teacher": name, "temperature": training.distill_temperature, "weight": training.distill_weight,
+              "teacher_probabilities": f"out of fold: {found['folds']} stratified folds of the training rows, a ridge "
+                                       "fitted on the other folds' MiniRocket features, its scores calibrated by "
+                                       "temperature scaling",
+              "calibration_temperature": found["calibration_temperature"],
+              "teacher_out_of_fold_accuracy": found["out_of_fold_accuracy"]}
+    return teacher, record
+
+
+def broadcast_teacher(teacher: Teacher | None, shape: tuple[int, int], temperature: float, weight: float,
+                      distributed, device) -> Teacher:
+    """Rank 0's teacher on every torchrun process: its probabilities (rows x classes) are computed once, on rank 0
+    (teacher; None on the others), and sent to the others, so that every process learns the same targets."""
+    probabilities = (teacher.probabilities.to(device).contiguous() if teacher is not None
+                     else torch.empty(shape, dtype=torch.float32, device=device))
+    distributed.broadcast(probabilities, src=0)
+    return Teacher(probabilities, temperature, weight)

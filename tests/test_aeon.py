@@ -9,7 +9,7 @@ from aeon.testing.estimator_checking import parametrize_with_checks  # noqa: E40
 from hybrid_explain.interop.aeon_classifier import HybridAeonClassifier  # noqa: E402
 from hybrid_explain.interop.estimator import HybridClassifier  # noqa: E402
 
-TINY = {"epochs": 2, "cnn_channels": 4, "lstm_hidden_size": 4, "attention_heads": 2}
+TINY = {"epochs": 2, "cnn_channels": 4, "lstm_hidden_size": 4, "attention_heads": 2, "baseline": ""}
 # Each of aeon's checks fits the network once or more on its 5-10 cases: one epoch in one batch keeps that cheap
 # (an instance gets the same checks as the class, _get_test_params' own included).
 CHECKED = HybridAeonClassifier(**{**TINY, "epochs": 1, "batch_size": 32, "warmup_epochs": 0})

@@ -177,3 +177,19 @@ def test_a_distilled_run_shows_the_baseline_and_its_checkpoint_records_the_teach
     assert checkpoint["distillation"] == metrics["distillation"]
     assert checkpoint["training"]["distill"] is True and checkpoint["distillation"]["weight"] == 0.5
     assert "a MiniRocket classifier on the same split" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+@needs_aeon
+def test_fitting_and_scoring_the_baseline_leave_torchs_thread_count_as_it_was():
+    # aeon's transform resets numba's threads, which share OpenMP with torch: training would run on every core
+    X, y, lengths = unequal_rows(20, seed=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        classifier = baseline.fit_baseline(X, y, lengths, seed=0)
+        baseline.baseline_predictions(classifier, X, lengths)
+        baseline.teacher_probabilities(classifier, X, y, lengths, np.arange(20), seed=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -12,7 +12,8 @@ from conftest import write_series_csvs
 from hybrid_explain.interop.estimator import HybridClassifier
 from hybrid_explain.checkpoint import load_model
 
-TINY = dict(epochs=2, cnn_channels=8, lstm_hidden_size=8, attention_heads=2)
+TINY = dict(epochs=2, cnn_channels=8, lstm_hidden_size=8, attention_heads=2,
+            baseline="")  # no MiniRocket: the slow tests at the end fit it
 
 
 def series(n=24, channels=2, length=20, seed=0):
@@ -38,7 +39,9 @@ def test_the_defaults_are_the_scripts_constants_and_cover_every_model_and_traini
     assert {name: getattr(train_explain, name.upper()) for name in defaults} == defaults
     source = inspect.getsource(train_explain).split("# model\n", 1)[1].split("# explanations\n", 1)[0]
     shaping = {line.split(" = ")[0].lower() for line in source.splitlines() if " = " in line}
-    assert shaping | {"seed", "device", "missing_values", "label_column"} == set(defaults)
+    source = inspect.getsource(train_explain).split("# baseline and distillation\n", 1)[1].split("# resources\n")[0]
+    teaching = {line.split(" = ")[0].lower() for line in source.splitlines() if " = " in line}
+    assert shaping | teaching | {"seed", "device", "missing_values", "label_column"} == set(defaults)
 
 
 def test_fit_predict_score_and_classes(fitted):
@@ -139,7 +142,7 @@ def test_the_estimator_and_the_script_train_the_same_network(trained_run):
     _, script = load_model(out / "saved_model_hybrid_explained.pth")
     recorded = {**script["training"], **script["hyperparameters"]}  # the model's arguments and how it was trained
     settings = {name: recorded[name] for name in HybridClassifier._get_param_names() if name in recorded}
-    clf = HybridClassifier(**settings).fit(pd.read_csv(train))
+    clf = HybridClassifier(**settings).fit(pd.read_csv(train))  # MiniRocket fitted beside it changes nothing
     for name, weights in script["model_state_dict"].items():
         assert torch.equal(clf.checkpoint_["model_state_dict"][name], weights), name
     from_script = HybridClassifier.load(out / "saved_model_hybrid_explained.pth")  # the script's checkpoint
@@ -206,3 +209,63 @@ def test_numpy_parameters_from_a_grid_still_save_a_loadable_checkpoint(tmp_path)
     checkpoint = load_model(tmp_path / "model.pth")[1]  # weights_only=True: Python numbers, not numpy's
     assert type(checkpoint["estimator"]["params"]["epochs"]) is int
     assert type(checkpoint["hyperparameters"]["dropout"]) is float
+
+
+# -----------------------------------------------------------------------------
+# The baseline beside the network and distillation (BASELINE, DISTILL; the script's code, hybrid_explain/baseline.py)
+def test_distill_without_a_baseline_and_an_unknown_baseline_are_value_errors_before_any_work():
+    X, y = series(n=12, length=12)
+    with pytest.raises(ValueError, match="distill is True, which learns from the baseline"):
+        HybridClassifier(**{**TINY, "distill": True}).fit(X, y)
+    with pytest.raises(ValueError, match="baseline is 'rocket9'"):
+        HybridClassifier(**{**TINY, "baseline": "rocket9"}).fit(X, y)
+    with pytest.raises(ValueError, match="distill_weight"):
+        HybridClassifier(**{**TINY, "distill_weight": 1.5}).fit(X, y)
+
+
+needs_aeon = pytest.mark.skipif(__import__("hybrid_explain.baseline").baseline.aeon_problem() is not None,
+                                reason="aeon is not installed")
+
+
+@pytest.fixture(scope="module")
+def distilled():
+    """A distilled estimator (MiniRocket fitted beside it) on one-channel rows of 14-20 steps."""
+    X, y = series(n=24, channels=1)
+    rows = [x[:, :20 - i % 7] for i, x in enumerate(X)]
+    return HybridClassifier(**{**TINY, "baseline": "minirocket", "distill": True}).fit(rows, y), rows, y
+
+
+@pytest.mark.slow  # aeon's MiniRocket: numba compiles its kernels once per installation (about a minute)
+@needs_aeon
+def test_the_baseline_is_fitted_on_the_same_rows_as_the_scripts_and_scored_beside_the_network(distilled):
+    from hybrid_explain import baseline
+
+    clf, rows, y = distilled
+    values, lengths = clf._rows(rows)
+    by_hand = baseline.fit_baseline(values, np.unique(y, return_inverse=True)[1], lengths, seed=0)
+    expected = clf.classes_[baseline.baseline_predictions(by_hand, values, lengths)]
+    assert np.array_equal(clf.baseline_predict(rows), expected)
+    summary = clf.baseline_summary(rows, y)
+    assert summary["test_accuracy"] == np.mean(expected == y) and clf.baseline_seconds_ > 0
+    shares = summary["agreement"]
+    assert shares["both_right"] + shares["only_network"] == pytest.approx(clf.score(rows, y))
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+@needs_aeon
+def test_a_distilled_estimators_checkpoint_records_the_teacher_and_round_trips(distilled, tmp_path):
+    from hybrid_explain import baseline
+
+    clf, rows, y = distilled
+    values, lengths = clf._rows(rows)
+    labels = np.unique(y, return_inverse=True)[1]
+    teacher = baseline.teacher_probabilities(clf.baseline_, values, labels, lengths, np.arange(len(y)), seed=0)
+    record = clf.checkpoint_["distillation"]
+    assert record["teacher_out_of_fold_accuracy"] == teacher["out_of_fold_accuracy"]
+    assert record["weight"] == 0.5 and clf.checkpoint_["training"]["distill"] is True
+    clf.save(tmp_path / "model.pth")
+    loaded = HybridClassifier.load(tmp_path / "model.pth")
+    assert load_model(tmp_path / "model.pth")[1]["distillation"] == record and loaded.distill is True
+    with pytest.raises(ValueError, match="no baseline was fitted"):  # the checkpoint holds the network alone
+        loaded.baseline_predict(rows)

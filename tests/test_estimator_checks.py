@@ -13,7 +13,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from hybrid_explain.interop.estimator import HybridClassifier
 
 CHECKED = HybridClassifier(epochs=2, batch_size=32, warmup_epochs=0, learning_rate=2e-2, cnn_channels=4,
-                           lstm_hidden_size=4, attention_heads=2, normalization="per_channel")
+                           lstm_hidden_size=4, attention_heads=2, normalization="per_channel",
+                           baseline="")  # the network's contract; MiniRocket beside it: tests/test_estimator.py
 
 
 @pytest.mark.slow

@@ -6,16 +6,20 @@ input in aeon's conventions.
     clf.predict(X_test), clf.predict_proba(X_test), clf.score(X_test, y_test)
     clf.explain(X_test[:3], methods=("shap", "integrated_gradients"))
     clf.save("model.pth"); HybridClassifier.load("model.pth")      # the script's checkpoint format
+    clf.baseline_summary(X_test, y_test)    # MiniRocket fitted on the same rows: its accuracy, agreement with the net
 
 Input: a 3D array (n_cases, n_channels, n_timepoints); a 2D array (n_cases, n_timepoints), one channel; a list of
 2D arrays (n_channels, n_timepoints_i) of different lengths (padded, each row's length kept, as data_loader keeps
 the length of a CSV row that ends early); a pandas DataFrame laid out like the training CSV (with y=None its
 label column holds the classes). The constructor's arguments are the script's constants that shape the model and
 its training, lower case, with the same defaults (tests/test_estimator.py compares them); fit() trains with the
-script's engine (training.train_model) and keeps the checkpoint the script would write.
+script's engine (training.train_model) and keeps the checkpoint the script would write. As the script, fit() also
+fits the baseline (BASELINE, hybrid_explain/baseline.py) on the same rows, and with distill=True the network learns
+its out-of-fold probabilities through the script's own code (distillation.baseline_teacher).
 """
 
 import dataclasses
+import time
 
 import numpy as np
 import pandas as pd
@@ -31,7 +35,9 @@ from data_loader import (CustomDataset, _channel_layout, _is_series, fit_normali
 from hybrid_explain.model import build_model, predict_logits
 from hybrid_explain.series import model_at_lengths, own_lengths
 from hybrid_explain.checkpoint import load_model, save_checkpoint, training_checkpoint
-from hybrid_explain.config import ConfigError, ModelConfig, TrainingConfig, setting_problem
+from hybrid_explain import baseline as baselines
+from hybrid_explain.config import ConfigError, ModelConfig, TrainingConfig, distill_problem, setting_problem
+from hybrid_explain.distillation import baseline_teacher
 from hybrid_explain.training import model_hyperparameters, train_background, train_model
 from hybrid_explain.trust import calibration
 from hybrid_explain.trust import state as trust_state
@@ -44,15 +50,19 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     Every argument is the script's constant of the same name in upper case (python train_explain.py --help says
     what each means). Fitted attributes: classes_, n_features_in_ (channels x steps), n_channels_,
-    n_timepoints_, model_ (the network, eval mode), checkpoint_ (what save() writes), history_ (one dict per
-    epoch; empty after load())."""
+    n_timepoints_, model_ (the network, eval mode), checkpoint_ (what save() writes; with distill=True its
+    "distillation" says how the network was taught, with the teacher's out-of-fold accuracy), history_ (one dict
+    per epoch; empty after load()), baseline_ (aeon's MiniRocketClassifier fitted on the same rows, on class
+    indices; None with baseline='' and after load(): the checkpoint holds the network alone) and
+    baseline_seconds_; baseline_predict() and baseline_summary() score it beside the network."""
 
     def __init__(self, epochs=200, batch_size=8, learning_rate=3e-3, weight_decay=1e-2, warmup_epochs=5,
                  label_smoothing=0.1, mixup_alpha=0.4, val_fraction=0.0, early_stopping_patience=30,
                  cnn_channels=32, ensemble_size=1, conv_front_end="plain", normalization="per_series",
                  amplitude_features=True, length_feature=True, kernel_size=7, lstm_hidden_size=64,
                  lstm_layers=1, attention_heads=4, dropout=0.1, min_pooled_length=16, max_pooled_length=128,
-                 missing_values="interpolate", label_column="label", seed=0, device="auto"):
+                 missing_values="interpolate", label_column="label", seed=0, device="auto", baseline="minirocket",
+                 distill=False, distill_temperature=2.0, distill_weight=0.5):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -79,6 +89,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.label_column = label_column
         self.seed = seed
         self.device = device
+        self.baseline = baseline
+        self.distill = distill
+        self.distill_temperature = distill_temperature
+        self.distill_weight = distill_weight
 
     # -------------------------------------------------------------------------
     # Settings
@@ -88,13 +102,14 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         params = {name.upper(): value.item() if isinstance(value, np.generic) else value
                   for name, value in self.get_params().items()}
         try:
-            for name in ("DEVICE", "MISSING_VALUES"):
+            for name in ("DEVICE", "MISSING_VALUES", "BASELINE"):
                 why = setting_problem(name.lower(), params[name])
                 if why:
                     raise ConfigError(why, name.lower())
-            # the estimator does not distil (DISTILL is the script's, with its baseline)
-            no_teacher = {"DISTILL": False, "DISTILL_TEMPERATURE": 1.0, "DISTILL_WEIGHT": 0.0}
-            return ModelConfig.from_constants(params), TrainingConfig.from_constants({**params, **no_teacher})
+            problem = distill_problem(params["DISTILL"], params["BASELINE"])
+            if problem:
+                raise ConfigError(problem[1], problem[0])
+            return ModelConfig.from_constants(params), TrainingConfig.from_constants(params)
         except ConfigError as error:  # scikit-learn's convention: a ValueError that names the parameter
             raise ValueError(f"{error.setting} {error.why}" if error.setting else str(error)) from None
 
@@ -188,6 +203,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if len(values) < 2:
             raise ValueError("Found 1 sample; training (BatchNorm) needs at least 2 samples")
         class_names = [str(c) for c in classes]
+        if self.baseline and baselines.aeon_problem():
+            raise ImportError(baselines.aeon_problem())
 
         normalization = fit_normalization(values, filled)
         train_x = normalize(values, normalization, lengths)
@@ -198,22 +215,29 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         x = torch.from_numpy(train_x)
         fit_data = CustomDataset(x[fit_idx], y_index[fit_idx], lengths[fit_idx]).to(device)
         val_data = CustomDataset(x[val_idx], y_index[val_idx], lengths[val_idx]).to(device)
+        # the baseline on the same rows as the script's (all training rows, raw values), and its teacher, as the script
+        started = time.perf_counter()
+        fitted_baseline = baselines.fit_baseline(values, y_index, lengths, self.seed) if self.baseline else None
+        seconds = time.perf_counter() - started
+        teacher, taught = (baseline_teacher(fitted_baseline, values, y_index, lengths, fit_idx, training_settings,
+                                            self.baseline, device) if self.distill else (None, None))
         # The script seeds torch once before building the model; forked here, so the caller's generator is untouched.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             model = build_model(hyperparameters).to(device)
             history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, training_settings, None,
-                                                                   log=lambda message: None)
+                                                                   log=lambda message: None, teacher=teacher)
         model.load_state_dict(state)
         checkpoint = training_checkpoint(model, hyperparameters, table, normalization, (epoch, val_acc, val_loss),
                                          train_x, train_background(train_x, lengths, BACKGROUND_ROWS, self.seed),
                                          "int" if classes.dtype.kind in "iu" else "str", self.seed, val_idx,
-                                         dataclasses.asdict(training_settings))
+                                         dataclasses.asdict(training_settings), taught)
         checkpoint["estimator"] = {"params": {name: value.item() if isinstance(value, np.generic) else value
                                               for name, value in self.get_params().items()},
                                    "classes": classes.tolist()}
         self._set_fitted(model, checkpoint, classes)
         self.history_ = history
+        self.baseline_, self.baseline_seconds_ = fitted_baseline, seconds if self.baseline else None
         return self
 
     def _set_fitted(self, model, checkpoint, classes):
@@ -226,13 +250,18 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------------------
     # Prediction
-    def _normalized(self, X):
-        """(normalized rows (N, C, L) float32, zero after each row's end, lengths (N,)) as fed to the model."""
+    def _raw(self, X):
+        """(rows (N, C, L) float32 as given, NaN after each row's end, lengths (N,)) in the fitted layout."""
         if isinstance(X, pd.DataFrame):
             values, lengths, _ = self._frame_rows(X, self.checkpoint_)
         else:
             values, lengths = self._rows(X, self.n_timepoints_ if isinstance(X, (list, tuple)) else None)
             self._check_layout(values)
+        return values, lengths
+
+    def _normalized(self, X):
+        """(normalized rows (N, C, L) float32, zero after each row's end, lengths (N,)) as fed to the model."""
+        values, lengths = self._raw(X)
         return normalize(values, self.checkpoint_["normalization"], lengths), lengths
 
     def predict_proba(self, X) -> np.ndarray:
@@ -247,6 +276,37 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """(n_cases,) the most likely class of each row, from classes_."""
         probabilities = self.predict_proba(X)  # first: it says when the estimator is not fitted
         return self.classes_[probabilities.argmax(1)]
+
+    # -------------------------------------------------------------------------
+    # The baseline beside the network (BASELINE; docs/measurements/baseline.md)
+    def _baseline_indices(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        if self.baseline_ is None:
+            raise ValueError("no baseline was fitted: baseline='' or an estimator loaded from a checkpoint (which "
+                             "holds the network alone); fit with baseline='minirocket'")
+        values, lengths = self._raw(X)
+        return baselines.baseline_predictions(self.baseline_, values, lengths)
+
+    def baseline_predict(self, X) -> np.ndarray:
+        """(n_cases,) the class the baseline (fitted on the training rows in fit()) gives each row, from classes_."""
+        return self.classes_[self._baseline_indices(X)]
+
+    def baseline_summary(self, X, y=None) -> dict:
+        """The baseline beside the network on the rows X, as the script's metrics.json["baseline"]: with labels y,
+        the baseline's accuracy ("test_accuracy") and macro F1, and the shares of the rows both get right, only
+        the network, only the baseline, neither ("agreement"); always, the share of rows where the two predict the
+        same class, and the baseline's fit seconds."""
+        base = self._baseline_indices(X)
+        network = self.predict_proba(X).argmax(1)
+        if y is None:
+            y_index = None
+        else:
+            labels = column_or_1d(y, warn=True)
+            index = {label: k for k, label in enumerate(self.classes_.tolist())}
+            if len(labels) != len(base) or any(label not in index for label in labels.tolist()):
+                raise ValueError(f"y needs one label per row of X, each one of classes_ {self.classes_.tolist()}")
+            y_index = np.array([index[label] for label in labels.tolist()], dtype=np.int64)
+        return baselines.baseline_summary(y_index, network, base, len(self.classes_), self.baseline_seconds_)
 
     # -------------------------------------------------------------------------
     # Explanation
@@ -339,6 +399,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         classes = saved["classes"] if saved else class_values(checkpoint)  # the script's: ints where they were
         estimator._set_fitted(model, checkpoint, np.asarray(classes))
         estimator.history_ = []
+        estimator.baseline_, estimator.baseline_seconds_ = None, None  # the checkpoint holds the network alone
         return estimator
 
     def __getstate__(self):
