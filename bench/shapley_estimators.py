@@ -160,6 +160,11 @@ def main(argv):
     parser.add_argument("--reference_scale", type=int, default=16,
                         help="budget of the reference where exact enumeration is out of reach (> 16 players)")
     args = parser.parse_args(argv)
+    try:
+        import shapiq  # noqa: F401
+    except ImportError:
+        print("error: bench/shapley_estimators.py needs shapiq: pip install '.[bench]'", file=sys.stderr)
+        return 2
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -225,4 +230,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
