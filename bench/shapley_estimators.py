@@ -89,16 +89,15 @@ def one_row_game(f, x, background, groups, seed):
     groups_t = torch.as_tensor(groups).long()
 
     def values(members):
-        inner = members.any(1) & ~members.all(1)
+        one_row, empty = members.any(1), ~members.any(1)
         rows = torch.where(torch.as_tensor(members)[:, groups_t], x, background[rng.integers(len(background),
                                                                                              size=len(members))])
         with torch.inference_mode():
-            out = f(rows[inner | members.all(1)]).double().cpu().numpy()
-            empty = f(background).double().mean(0).cpu().numpy() if (~members.any(1)).any() else None
-        result = np.empty((len(members), out.shape[1]))
-        result[inner | members.all(1)] = out
-        if empty is not None:
-            result[~members.any(1)] = empty
+            parts = [(one_row, f(rows[one_row]))] if one_row.any() else []
+            parts += [(empty, f(background).mean(0, keepdim=True))] if empty.any() else []
+        result = np.empty((len(members), parts[0][1].shape[1]))
+        for chosen, out in parts:
+            result[chosen] = out.double().cpu().numpy()
         return result
     return values, 1
 
