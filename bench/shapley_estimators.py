@@ -29,6 +29,7 @@ classes) to the converged ones (median and max over rows x seeds), the additivit
 with real model calls (the accuracy runs of sets with exact references reuse a table of the model's outputs).
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -71,6 +72,8 @@ def window_values(values, groups):
 
 
 def project_estimator(coarse_to_fine):
+    """estimate(...) -> (P, K) window values of interventional_shap at `permutations`, with or without coarse to
+    fine (SHAP_SUBWINDOWS)."""
     def estimate(f, x, background, groups, rows, permutations, seed, subwindows):
         values = shapley.interventional_shap(f, x[None], background, groups, num_permutations=permutations,
                                              seed=seed, split=subwindows if coarse_to_fine else 1)
@@ -103,6 +106,8 @@ def one_row_game(f, x, background, groups, seed):
 
 
 def shapiq_estimator(name, game_of):
+    """estimate(...) -> (P, K) values of shapiq's approximator `name` on game_of's game, with as many coalitions as
+    `rows` model rows buy, one run per class."""
     def estimate(f, x, background, groups, rows, permutations, seed, subwindows):
         import shapiq
 
@@ -159,9 +164,7 @@ def main(argv):
     parser.add_argument("--reference_scale", type=int, default=16,
                         help="budget of the reference where exact enumeration is out of reach (> 16 players)")
     args = parser.parse_args(argv)
-    try:
-        import shapiq  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("shapiq") is None:
         print("error: bench/shapley_estimators.py needs shapiq: pip install '.[bench]'", file=sys.stderr)
         return 2
     warnings.filterwarnings("ignore")
