@@ -2,7 +2,7 @@
 and test accuracy against always answering the largest training class, with a Wilson interval), faithfulness
 (deletion and insertion curves, Samek et al. 2017; Petsiuk et al. 2018, with a seeded random ordering as the
 control) and the model-parameter randomization sanity check (Adebayo et al. 2018). Metrics only: the methods are
-in attributions.py, drawing in plots.py."""
+in attributions.py, drawing in figures/attribution_figures.py."""
 import copy
 import math
 
