@@ -1,6 +1,6 @@
 """The project's Shapley estimator against shapiq's approximators, at equal numbers of model evaluations.
 
-    python bench/shapley_estimators.py --sets=default=/work/shared/data,GunPoint=/work/shared/data/dev/GunPoint \
+    python bench/shapley_estimators.py --sets=default=../shared/data,GunPoint=../shared/data/dev/GunPoint \
         --work_dir=/tmp/shapley_estimators
 
 For each set (a folder with train_set.csv and test_set.csv) the default pipeline is run once into WORK_DIR/<name>
