@@ -291,6 +291,13 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """(n_cases,) the class the baseline (fitted on the training rows in fit()) gives each row, from classes_."""
         return self.classes_[self._baseline_indices(X)]
 
+    def _class_indices(self, labels: list):
+        """(N,) int64 position in classes_ of each of labels, or None when one of them is not in classes_."""
+        index = {label: k for k, label in enumerate(self.classes_.tolist())}
+        if any(label not in index for label in labels):
+            return None
+        return np.array([index[label] for label in labels], dtype=np.int64)
+
     def baseline_summary(self, X, y=None) -> dict:
         """The baseline beside the network on the rows X, as the script's metrics.json["baseline"]: with labels y,
         the baseline's accuracy ("test_accuracy") and macro F1, and the shares of the rows both get right, only
@@ -302,10 +309,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             y_index = None
         else:
             labels = column_or_1d(y, warn=True)
-            index = {label: k for k, label in enumerate(self.classes_.tolist())}
-            if len(labels) != len(base) or any(label not in index for label in labels.tolist()):
+            y_index = self._class_indices(labels.tolist())
+            if len(labels) != len(base) or y_index is None:
                 raise ValueError(f"y needs one label per row of X, each one of classes_ {self.classes_.tolist()}")
-            y_index = np.array([index[label] for label in labels.tolist()], dtype=np.int64)
         return baselines.baseline_summary(y_index, network, base, len(self.classes_), self.baseline_seconds_)
 
     # -------------------------------------------------------------------------
@@ -340,11 +346,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if target is None:
             target_index = logits.argmax(1)
         else:
-            index = {label: k for k, label in enumerate(self.classes_.tolist())}
-            wanted = np.broadcast_to(np.asarray(target, dtype=object), (len(x),)).tolist()
-            if any(label not in index for label in wanted):
+            target_index = self._class_indices(np.broadcast_to(np.asarray(target, dtype=object), (len(x),)).tolist())
+            if target_index is None:
                 raise ValueError(f"target names a class that is not in classes_ {self.classes_.tolist()}")
-            target_index = np.array([index[label] for label in wanted], dtype=np.int64)
         result = {"inputs": x.cpu().numpy(), "lengths": lengths, "logits": logits,
                   "target": self.classes_[target_index]}
         columns = self.checkpoint_["feature_columns"]
