@@ -32,7 +32,7 @@ RUN = "latest"  # the run --train=False and --resume=True read: "latest" or a ru
 DEVICE = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
 SEED = 0  # seeds the split, initialisation, batch order and explanations
 TRAIN = True  # False: reuse OUTPUT_DIR's checkpoint, only evaluate and explain
-RESUME = False  # True: continue the interrupted training of RUN (its resume state in OUTPUT_DIR/runs/<id>.partial)
+RESUME = False  # True: continue the interrupted run RUN (with TRAIN=False the newest): its training and the parts of EXPLAIN_ROWS="all" it wrote (OUTPUT_DIR/runs/<id>.partial)
 # model
 CNN_CHANNELS = 32  # filters of the first Conv1d block; the second has twice as many
 ENSEMBLE_SIZE = 1  # networks trained side by side from their own initial weights; the model's logits are their mean, and every explanation explains that mean
@@ -60,7 +60,7 @@ EARLY_STOPPING_PATIENCE = 30  # with a validation split: stop after this many ep
 # explanations
 NUM_SHAP_BACKGROUND_SAMPLES = 100  # training rows that form the SHAP reference distribution
 NUM_SAMPLES_TO_EXPLAIN = 5  # test rows explained by SHAP, Grad-CAM, attention and the other methods; 0 = score only (predictions, evaluation, report; no explanation stage runs)
-EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted ones without labels), "least_confident", or row numbers "0,17,42"
+EXPLAIN_ROWS = ""  # which: "" round-robin over the true classes (the predicted ones without labels), "least_confident", row numbers "0,17,42", or every row "all" (or the first N, "first:N"), explained in parts and shared out over torchrun's processes, with figures for the first NUM_SAMPLES_TO_EXPLAIN (docs/scale.md)
 SHAP_METHOD = "permutation"  # "permutation" (Shapley values that add up), "exact", "deep" (DeepExplainer) or "all"
 SHAP_SEGMENTS_PER_CHANNEL = 10  # SHAP players: each channel cut into this many time windows
 SHAP_PERMUTATIONS = 0  # permutations (each also walked in reverse) per explained sample; 0 = a budget that fits the data
@@ -189,8 +189,8 @@ from hybrid_explain.explainers.shapley import ShapSettingError  # noqa: E402
 from hybrid_explain.metrics import checks  # noqa: E402
 from hybrid_explain.model import build_model, ensemble_size, input_description, predict_logits  # noqa: E402,F401
 from hybrid_explain.pipeline.metrics import METRICS_SCHEMA_VERSION  # noqa: E402
-from hybrid_explain.pipeline.run_folder import (PARTIAL, RESUME_NAME, RUNS, OutputError, OutputFolder,  # noqa: E402
-                                                describe_error)
+from hybrid_explain.pipeline.run_folder import (LATEST, PARTIAL, PARTS_DIR, RESUME_NAME, RUNS, OutputError,  # noqa: E402
+                                                OutputFolder, describe_error)
 from hybrid_explain.version import __version__  # noqa: E402  (in metrics.json and every checkpoint; --version prints it)
 # the training engine (hybrid_explain/training.py): its names are re-exported (tests and bench/ use them)
 from hybrid_explain.training import (RESUME_FIELDS, RESUME_SAVE_SECONDS, TrainingError,  # noqa: E402,F401
@@ -339,10 +339,13 @@ def chosen_methods(config) -> list[str]:
 
 
 def explain_rows(config, num_rows: int):
-    """EXPLAIN_ROWS as stages.rows_to_explain takes it: "" or "least_confident", or a list of row indices."""
+    """EXPLAIN_ROWS as stages.rows_to_explain takes it: "" or "least_confident", or a list of row indices (for
+    "all" and "first:N", explained in parts, the first NUM_SAMPLES_TO_EXPLAIN rows, which the figures show)."""
     text = config.explain.explain_rows.strip()
     if text in ("", "least_confident"):
         return text
+    if config.explain.in_parts:
+        return list(range(min(config.explain.num_samples_to_explain, num_rows)))
     try:
         rows = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -506,7 +509,8 @@ def trained_network(config: Config, inputs: Inputs, device, distributed, resume_
     if distributed:
         torch.manual_seed(config.training.seed + distributed.get_rank())  # same initial weights, other dropout masks
     history, state, epoch, val_acc, val_loss = train_model(model, fit_data, val_data, config.training, resume_path,
-                                                           distributed, log, resume=config.outputs.resume, teacher=teacher)
+                                                           distributed, log, teacher=teacher,
+                                                           resume=config.outputs.resume and os.path.isfile(resume_path))
     model.load_state_dict(state)
     checkpoint = training_checkpoint(model, hyperparameters, train, inputs.normalization, (epoch, val_acc, val_loss),
                                      train_x.cpu().numpy(), (inputs.background, inputs.background_lengths),
@@ -545,6 +549,30 @@ def scored_run_context(config: Config, model, checkpoint, inputs: Inputs, device
                              counterfactual_guides(checkpoint, inputs), progress)
 
 
+def left_process_group(distributed) -> bool:
+    """Leave torchrun's process group once every process is here; True on the processes that stop here (all but
+    rank 0, which goes on alone)."""
+    rank = distributed.get_rank()
+    distributed.barrier()
+    distributed.destroy_process_group()
+    return rank != 0
+
+
+def explained_in_parts(config: Config, context, folder, distributed, log) -> dict:
+    """Every row EXPLAIN_ROWS="all" (or "first:N") chooses, explained in parts by every torchrun process
+    (pipeline/parts.py) and written into rank 0's run folder (`folder`; None on the other ranks, which hold no
+    folder); rank 0's summaries of them, {} on the other ranks."""
+    from hybrid_explain.pipeline import parts
+
+    rows = parts.chosen_rows(config.explain.explain_rows.strip(), len(context.scored))
+    methods = [name for name in chosen_methods(config) if name != "shap"]  # SHAP's values are in every part
+    if folder is not None:
+        folder.check_free_space(parts.estimated_bytes(len(rows), tuple(context.background.shape[1:]),
+                                                      len(context.scored.class_names), len(methods)))
+    return parts.explain_in_parts(context, rows, methods, folder.path(PARTS_DIR) if folder else None, distributed,
+                                  log)
+
+
 def run_metrics(config: Config, model, checkpoint, scored, samples, inputs: Inputs, sections: dict, accuracy: dict,
                 device, world_size: int, run_id: str, timings: dict) -> dict:
     """metrics.json: the stages' sections with the run's facts (schema in hybrid_explain/pipeline/metrics.py)."""
@@ -565,7 +593,7 @@ def run_metrics(config: Config, model, checkpoint, scored, samples, inputs: Inpu
 
 def run(config: Config) -> int:
     from hybrid_explain.figures import drawing
-    from hybrid_explain.pipeline import report, stages
+    from hybrid_explain.pipeline import parts, report, stages
     from hybrid_explain.pipeline.progress import Progress
 
     lap = Laps()
@@ -585,7 +613,9 @@ def run(config: Config) -> int:
     # drawing processes start before the lock is taken, so that none of them holds it
     folder = OutputFolder(config.outputs.output_dir, config.outputs.keep_runs, log)
     with drawing.workers(drawing_processes if rank == 0 else 1), folder if rank == 0 else contextlib.nullcontext():
-        resumed = folder.resumable(config.outputs.run) if config.outputs.train and config.outputs.resume else None
+        # with TRAIN=False, RUN names the checkpoint explained, and the run resumed is the newest interrupted one
+        resumed = folder.resumable(config.outputs.run if config.outputs.train else LATEST) \
+            if config.outputs.resume else None
         inputs = read_inputs(config, train, test, folder, device, log)
         log(data_line(inputs, device, world_size))
         lap("load")
@@ -598,21 +628,26 @@ def run(config: Config) -> int:
             lap("baseline")
             model, checkpoint, history = trained_network(config, inputs, device, distributed, resume_path,
                                                          folder if rank == 0 else None, baseline_fit, log)
-            if distributed:  # everything after training runs on rank 0 alone
-                distributed.barrier()
-                distributed.destroy_process_group()
-                if rank:
+            if distributed and not config.explain.in_parts:  # everything after training runs on rank 0 alone
+                if left_process_group(distributed):
                     return 0
             lap("train")
-            write_training_outputs(checkpoint, history, inputs, path)
+            if rank == 0:
+                write_training_outputs(checkpoint, history, inputs, path)
 
             torch.set_num_threads(explaining_threads)  # batches of up to 1,024 rows from here on
             context = scored_run_context(config, model, checkpoint, inputs, device, progress, log)
             scored, samples = context.scored, context.samples
+            written = explained_in_parts(config, context, folder if rank == 0 else None, distributed, log) \
+                if config.explain.in_parts else None
+            if distributed and left_process_group(distributed):  # EXPLAIN_ROWS="all": shared out until here
+                return 0
+            lap("explained_in_parts")
             report.data_summary((inputs.train, inputs.test), scored.y_pred, folder.staging)
             steps = [stages.PredictionsStage(), stages.EvaluationStage(), stages.TrustStage(checkpoint.get("trust")),
                      stages.BaselineStage(baseline_fit)]
             steps += stages.explanation_stages(chosen_methods(config)) if len(samples) else []
+            steps += [parts.AllRowsStage(written)] if written else []
             if not len(samples):
                 log("explanations skipped (NUM_SAMPLES_TO_EXPLAIN=0): predictions, evaluation and the report only")
             with torch.backends.cudnn.flags(enabled=False):  # cuDNN's LSTM has no backward pass in eval mode

@@ -234,8 +234,18 @@ class ExplainConfig(Settings):
     similar_cases: int
     baseline: str
 
+    @property
+    def in_parts(self) -> bool:
+        """Whether EXPLAIN_ROWS asks for every row ("all") or the first N ("first:N") explained in parts
+        (pipeline/parts.py)."""
+        rule = self.explain_rows.strip()
+        return rule == "all" or rule.startswith("first:")
+
     def rules(self):
-        if not self.num_samples_to_explain and self.explain_rows.strip() not in ("", "least_confident"):
+        rule = self.explain_rows.strip()
+        if rule.startswith("first:") and not (rule[6:].strip().isdigit() and int(rule[6:]) > 0):
+            raise ConfigError(f"is {rule!r}; 'first:N' takes a number of rows, like first:1000", "explain_rows")
+        if not self.num_samples_to_explain and rule not in ("", "least_confident") and not self.in_parts:
             raise ConfigError(f"names rows ({self.explain_rows!r}), but NUM_SAMPLES_TO_EXPLAIN=0 only scores; drop "
                               "one of the two", "explain_rows")
 

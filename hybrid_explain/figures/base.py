@@ -8,7 +8,6 @@ import textwrap
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hybrid_explain.figures import drawing
 
 DPI = 120  # about one image pixel per CSS pixel in report.html at these figure widths
 SIGNED_CMAP = "RdBu_r"  # red = pushes towards the class, blue = away; colour-blind safe, white at zero
@@ -119,9 +118,6 @@ def probability(p):
 def category_style(k):
     """Colour and line style of the k-th method or class: colour-blind safe, distinct even where lines overlap."""
     return {"color": CATEGORICAL[k % len(CATEGORICAL)], "linestyle": LINESTYLES[k % len(LINESTYLES)]}
-
-
-@drawing.in_background
 
 
 def heatmap(ax, matrix, row_labels, column_labels, cmap, limits, colorbar_label=None, extent=None):

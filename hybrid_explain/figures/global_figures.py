@@ -157,3 +157,27 @@ def global_figures(section, class_means, positions, edges, axis_label, cell_map,
                          channel_names, feature_names, path("global_windows_per_class.png"))
     global_map_figure(cell_map, edges, axis_label, channel_names, class_names, section["per_class"], feature_names,
                       section["rows"], path("global_map_per_class.png"))
+
+
+@drawing.in_background
+def explained_rows_figure(per_class: dict, channel_names, window_labels, rows: int, path):
+    """Every explained row (EXPLAIN_ROWS="all", pipeline/parts.py): per predicted class, the share of its rows whose
+    largest |SHAP value| is in each channel (left) and in each time window (right)."""
+    classes = list(per_class)
+    channel_share = np.array([[per_class[k]["top_channel"][c] / per_class[k]["rows"] for c in channel_names]
+                              for k in classes])
+    window_share = np.array([[per_class[k]["top_window"][w] / per_class[k]["rows"] for w in window_labels]
+                             for k in classes])
+    height = 0.35 * len(classes) + 2.4
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, height), layout="constrained",
+                                      gridspec_kw={"width_ratios": [max(1.0, 0.3 * len(channel_names)),
+                                                                    max(1.0, 0.3 * len(window_labels))]})
+    labels = [f"{k} ({per_class[k]['rows']})" for k in classes]
+    heatmap(left, channel_share, labels, channel_names, "Blues", (0, 1))
+    heatmap(right, window_share, None, window_labels, "Blues", (0, 1), "share of the class's rows")
+    left.set(title="top channel", ylabel="predicted class (rows)")
+    right.set(title="top time window (all channels)")
+    right.set_yticks([])
+    fig.suptitle(wrapped(f"Where SHAP puts each row's largest evidence: {rows:,} explained rows, by predicted class",
+                         12), fontsize=11)
+    save(fig, path)

@@ -43,6 +43,7 @@ class Metrics(TypedDict, total=False):
     baseline: dict  # stages.BaselineStage: the baseline beside the network (BASELINE)
     distillation: dict  # how the network learned from the baseline (DISTILL)
     trust: dict  # stages.TrustStage: calibration, prediction sets, out-of-distribution flags, similar cases
+    explained_in_parts: dict  # parts.AllRowsStage: EXPLAIN_ROWS="all" or "first:N", every row in parts
 
 
 # Keys every run writes; the explanation sections are there when NUM_SAMPLES_TO_EXPLAIN > 0.

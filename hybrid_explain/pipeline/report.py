@@ -92,7 +92,7 @@ document.addEventListener('click', function (event) {
 
 SECTIONS = [("data", "Data"), ("training", "Training"), ("evaluation", "Test evaluation"), ("predictions", "Predictions"),
             ("trust", "How far to trust each prediction"),
-            ("global", "What the model relies on"), ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
+            ("global", "What the model relies on"), ("every_row", "Every row explained"), ("samples", "Explained samples"), ("shap", "SHAP"), ("attention", "Attention"),
             ("methods", "Attribution methods compared"), ("misclassified", "Misclassified test samples"),
             ("counterfactuals", "Counterfactuals"),
             ("settings", "Run settings"), ("versions", "Versions and timings")]
@@ -485,6 +485,30 @@ def global_section(summary, figure):
     return section("global", body, intro)
 
 
+def every_row_section(summary, figure):
+    """EXPLAIN_ROWS="all" or "first:N" (pipeline/parts.py): what every row's explanation says, per predicted class."""
+    rate = summary["rows_per_second"]
+    intro = (f"<p><b>{summary['rows']:,}</b> rows explained in {summary['parts']} parts of {summary['part_rows']} "
+             f"rows (<code>{esc(summary['folder'])}/</code>: SHAP values, every attribution method's map and the "
+             f"counterfactual of each row; <code>explained_rows.csv</code>: a line per row). "
+             f"{summary['rows_explained_now']:,} were explained by this run in {summary['processes']} "
+             f"process{'es' * (summary['processes'] > 1)}"
+             + (f" at {rate:.2f} rows/s" if rate else "") + (", the rest kept from the interrupted run it resumed"
+                                                          if summary["rows_explained_now"] < summary["rows"] else "")
+             + f". A row's top channel and window hold its largest {esc(summary['explained_by'])}.</p>")
+    found = summary["counterfactual_found_share"]
+    rows = [[name, entry["rows"], max(entry["top_channel"], key=entry["top_channel"].get),
+             max(entry["top_window"], key=entry["top_window"].get)]
+            for name, entry in summary["per_predicted_class"].items()]
+    body = (table(rows, ["predicted class", "rows", "most frequent top channel", "most frequent top window"],
+                  numeric=(1,))
+            + (f"<p>A counterfactual was found for {found:.0%} of the rows.</p>" if found is not None else "")
+            + "<div class='figs'>" + figure("explained_rows.png", "Per predicted class, the share of rows whose "
+                                            "largest evidence lies in each channel and each time window", wide=True)
+            + "</div>")
+    return section("every_row", body, intro)
+
+
 def no_better_than_random(methods):
     """The attribution methods whose deletion curve does not beat the random ordering (checks.deletion_against_random)."""
     return [name for name, m in methods.items() if not m["deletion_auc_minus_random"]["better_than_random"]]
@@ -817,7 +841,8 @@ def write_report(figure_dir, metrics, config, history, tables, path, train_count
         evaluation = predictions_section(metrics["predictions"])
     parts = [data_section(train_counts, test, metrics["predictions"], figure, metrics.get("series")), training_section(metrics, history, figure), evaluation,
              *([trust_section(metrics["trust"], metrics["explained"], figure)] if "trust" in metrics else []),
-             *([global_section(metrics["global"], figure)] if "global" in metrics else [])]
+             *([global_section(metrics["global"], figure)] if "global" in metrics else []),
+             *([every_row_section(metrics["explained_in_parts"], figure)] if "explained_in_parts" in metrics else [])]
     if metrics["explained"]:
         parts += [samples_section(metrics, config, figure), shap_section(metrics["shap"], figure),
                   attention_section(metrics["attention"])]

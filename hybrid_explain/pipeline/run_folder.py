@@ -3,7 +3,8 @@
     OUTPUT_DIR/
       runs/20261201-104500-1/      a complete run: every file it wrote, and its marker (.train_explain_run)
       runs/20261201-110312-2/      the latest complete run
-      runs/20261201-111500-3.partial/   a run in progress, or an interrupted one (only its resume state kept)
+      runs/20261201-111500-3.partial/   a run in progress, or an interrupted one (only its resume state and its
+                                        explained_rows/ parts kept)
       latest -> runs/20261201-110312-2  the one switch: replaced with os.replace, so it always names a whole run
       report.html -> latest/report.html, metrics.json -> latest/metrics.json, ...   one link per file of the run
       .lock                        held (flock) for the length of a run; names the process
@@ -47,6 +48,10 @@ PARTIAL = ".partial"
 LEGACY = "before-versioning"
 RESUME_NAME = "resume_state.pth"
 MARKER = ".train_explain_run"  # made with each run folder, holding its id: the proof that its files are ours
+# Every row explained in parts (pipeline/parts.py): the one sub-folder of a run, holding only files of these names
+# (a part, the plan they follow, a part being written); the only other state an interrupted run keeps.
+PARTS_DIR = "explained_rows"
+PARTS_FILE = re.compile(r"^(part-\d{6}\.npz|plan\.json|\.part-\d{6}\.npz\.\d+\.tmp)$")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-\d+$")
 # The files the flat OUTPUT_DIR of the last version before runs held (commit e357850~1), by name: only these
 # are ever moved.
@@ -200,10 +205,10 @@ class OutputFolder:
                        and marked_id(os.path.join(self.runs, n)) == n), key=sequence_number)
 
     def interrupted_runs(self) -> list[str]:
-        """Ids of interrupted runs whose resume state is kept, oldest first."""
+        """Ids of interrupted runs whose resume state (training's, or explained parts) is kept, oldest first."""
         names = [n[:-len(PARTIAL)] for n in os.listdir(self.runs) if n.endswith(PARTIAL)]
         return sorted((n for n in names if _RUN_ID.match(n) and marked_id(os.path.join(self.runs, n + PARTIAL)) == n
-                       and is_real_file(os.path.join(self.runs, n + PARTIAL, RESUME_NAME))), key=sequence_number)
+                       and has_resume_state(os.path.join(self.runs, n + PARTIAL))), key=sequence_number)
 
     def latest(self):
         """Id of the latest complete run, or None. `latest` is a link, a pointer file where there are no links,
@@ -237,7 +242,11 @@ class OutputFolder:
                               f"{'to continue' if name == LATEST else repr(name)} (interrupted runs: "
                               f"{', '.join(interrupted) or 'none'}); run without --resume")
         # The resumed run writes into this folder: nothing there may lead its writes elsewhere (a link).
-        foreign = sorted(set(os.listdir(os.path.join(self.runs, run_id + PARTIAL))) - {RESUME_NAME, MARKER})
+        folder = os.path.join(self.runs, run_id + PARTIAL)
+        foreign = sorted(set(os.listdir(folder)) - {RESUME_NAME, MARKER, PARTS_DIR})
+        parts = os.path.join(folder, PARTS_DIR)
+        if os.path.lexists(parts):
+            foreign += [f"{PARTS_DIR}/{n}" for n in own_parts_folder_names(parts)[1]] if is_real_dir(parts) else [PARTS_DIR]
         if foreign:
             raise OutputError(f"{RUNS}/{run_id}{PARTIAL} holds {', '.join(map(repr, foreign))}, which this program "
                               "did not write; move them away to resume, or run without --resume")
@@ -284,7 +293,7 @@ class OutputFolder:
             yield self
         except KeyboardInterrupt:
             if self.keep_resume_state_only():
-                self.log(f"the resume state stays in {RUNS}/{self.run_id}{PARTIAL}; continue this training with "
+                self.log(f"the resume state stays in {RUNS}/{self.run_id}{PARTIAL}; continue this run with "
                          "--resume=True")
             raise
         except BaseException:
@@ -295,12 +304,12 @@ class OutputFolder:
         return os.path.join(self.runs, run_id + PARTIAL, name)
 
     def keep_resume_state_only(self) -> bool:
-        """After an interruption: the run's folder keeps its resume state (for --resume=True) and nothing else of
-        its own; False (and the folder removed) when it has no resume state."""
-        if not is_real_file(self.path(RESUME_NAME)):
+        """After an interruption: the run's folder keeps its resume state (training's, and the parts explained so
+        far, for --resume=True) and nothing else of its own; False (and the folder removed) when it has none."""
+        if not has_resume_state(self.staging):
             self.remove_run_folder(self.staging)
             return False
-        self.remove_own_files(self.staging, keep=(RESUME_NAME, MARKER))
+        self.remove_own_files(self.staging, keep=(RESUME_NAME, MARKER, PARTS_DIR))
         return True
 
     def remove_own_files(self, folder: str, keep=()) -> list[str]:
@@ -310,6 +319,13 @@ class OutputFolder:
         own = [n for n in names if is_real_file(os.path.join(folder, n))]
         for name in own:
             remove(os.path.join(folder, name))
+        if PARTS_DIR in names and is_real_dir(os.path.join(folder, PARTS_DIR)):  # the parts, if only ours are there
+            parts = os.path.join(folder, PARTS_DIR)
+            for name in own_parts_folder_names(parts)[0]:
+                remove(os.path.join(parts, name))
+            if not os.listdir(parts):
+                os.rmdir(parts)
+                own.append(PARTS_DIR)
         foreign = [n for n in names if n not in own]
         if foreign:
             self.log(f"left {', '.join(map(repr, foreign))} in {os.path.relpath(folder, self.root)}: not written by "
@@ -431,8 +447,8 @@ class OutputFolder:
             if marked_id(folder) != name.removesuffix(PARTIAL):
                 self.log(f"left {RUNS}/{name} as it is: not a run folder this program made (a link, a file or a "
                          "folder without its marker)")
-            elif is_real_file(os.path.join(folder, RESUME_NAME)):
-                if self.remove_own_files(folder, keep=(RESUME_NAME, MARKER)):
+            elif has_resume_state(folder):
+                if self.remove_own_files(folder, keep=(RESUME_NAME, MARKER, PARTS_DIR)):
                     self.log(f"removed the files of a run that died from {RUNS}/{name}; its resume state is kept "
                              "for --resume=True")
             else:
@@ -455,8 +471,24 @@ class OutputFolder:
 
 
 def run_files(folder: str) -> list[str]:
-    """The files of a run that the top level shows: all but its marker."""
-    return sorted(n for n in os.listdir(folder) if n != MARKER)
+    """The files of a run that the top level shows: all but its marker (its parts folder is reached through
+    OUTPUT_DIR/latest/explained_rows)."""
+    return sorted(n for n in os.listdir(folder) if n != MARKER and n != PARTS_DIR)
+
+
+def own_parts_folder_names(parts: str) -> tuple[list[str], list[str]]:
+    """(the names in a parts folder that are ours: regular files named as parts.py names them, the others)."""
+    names = sorted(os.listdir(parts))
+    own = [n for n in names if PARTS_FILE.match(n) and is_real_file(os.path.join(parts, n))]
+    return own, [n for n in names if n not in own]
+
+
+def has_resume_state(folder: str) -> bool:
+    """Whether an interrupted run's folder holds what --resume=True continues from: training's resume state, or a
+    part of explained rows."""
+    parts = os.path.join(folder, PARTS_DIR)
+    return is_real_file(os.path.join(folder, RESUME_NAME)) or (
+        is_real_dir(parts) and any(n.startswith("part-") for n in own_parts_folder_names(parts)[0]))
 
 
 def sequence_number(run_id: str) -> int:

@@ -109,18 +109,36 @@ class FileRows:
     def __init__(self, path, layout, label_column, normalization, device, reference=None, missing_values="interpolate"):
         self.path, self.layout, self.label_column, self.reference = path, layout, label_column, reference
         self.normalization, self.device, self.missing_values = normalization, device, missing_values
+        self._reader = self._last = None  # the file read so far by _parts_from, and its last part
+
+    def __getstate__(self):
+        return {**self.__dict__, "_reader": None, "_last": None}  # a file being read does not travel
 
     def parts(self):
         return data_loader.iter_table(self.path, self.layout, self.label_column, CHUNK_ROWS, self.reference,
                                       self.missing_values)
 
+    def _parts_from(self, row: int):
+        """The file's parts from the one holding `row` on. A read of rows at or after the last read's part (every
+        row explained, part after part) goes on where that read stopped, so the file is read once, not once a
+        part."""
+        if self._last is not None and self._last.row_indices[0] <= row:
+            yield self._last
+        else:
+            self._reader = self.parts()
+        for part in self._reader:
+            self._last = part
+            yield part
+
     def __getitem__(self, index) -> torch.Tensor:
         wanted = np.asarray(index.cpu() if torch.is_tensor(index) else index, dtype=np.int64)
         found = {}
-        for part in self.parts():
+        for part in self._parts_from(int(wanted.min())) if len(wanted) else ():
             first, count = part.row_indices[0], len(part.row_indices)
             for row in wanted[(wanted >= first) & (wanted < first + count)]:
                 found[int(row)] = part.X[row - first], part.lengths[row - first]
+            if len(found) == len(set(wanted.tolist())):
+                break
         X = np.stack([found[int(row)][0] for row in wanted]) if len(wanted) else \
             np.zeros((0, len(self.layout["channel_names"]), len(self.layout["feature_columns"]) //
                       len(self.layout["channel_names"])), np.float32)
@@ -376,6 +394,16 @@ def shap_values_for(method, model, x, background, groups, permutations: int, sub
     return values, time.perf_counter() - start, error
 
 
+def window_labels(length: int, windows: int, feature_names=None, own_lengths=False) -> list[str]:
+    """Labels of the windows of each channel: steps of a full-length row ("t20-29"), a table's features, or with
+    own_lengths (rows of different lengths, each cut into windows of its own length, as the SHAP players are) shares
+    of the length ("20-30 %")."""
+    spans = regions.window_spans(length, windows)
+    if own_lengths:
+        return [f"{100 * a / length:.0f}-{100 * b / length:.0f} %" for a, b in spans]
+    return [regions.span_label(a, b, feature_names) for a, b in spans]
+
+
 class ShapStage(Stage):
     """The chosen SHAP method (or all of them, compared) on the explained samples: shap_values.npz, the SHAP figures
     and metrics["shap"]. arrays["values"] (N, C, L, K) are the chosen method's values. Rows of different lengths are
@@ -488,10 +516,7 @@ class GlobalStage(Stage):
                                                                config.seed))
         length = rows.x.shape[2]
         windows = windows_per_channel(length, rows.feature_names, config.shap_segments_per_channel)
-        spans = regions.window_spans(length, windows)
-        labels = [regions.span_label(a, b, rows.feature_names) for a, b in spans]
-        if rows.lengths is not None:  # each row's windows are tenths of its own length, as the SHAP stage's players
-            labels = [f"{100 * a / length:.0f}-{100 * b / length:.0f} %" for a, b in spans]
+        labels = window_labels(length, windows, rows.feature_names, rows.lengths is not None)
         with run.progress(f"global importance ({', '.join(global_importance.GROUPINGS)})",
                           len(rows) * len(global_importance.GROUPINGS), "row") as step:
             arrays, section = global_importance.global_importance(
@@ -549,17 +574,11 @@ class AttributionStage(Stage):
         n, _, length = x.shape
         segments = regions.parse_segments(config.attribution_segments, length)
         target = torch.as_tensor(samples.y_pred, device=x.device, dtype=torch.long)
-        settings = dataclasses.asdict(config)
-        if samples.feature_names is not None:  # a table's features are not neighbours in time: occlude one at a time
-            settings["occlusion_window"] = 1
+        settings = method_settings(config, samples)
         methods = attributions.method_functions(settings, self.methods)
         lengths = samples.length_tensor
-        maps, seconds = {}, {}
         with run.progress("attribution suite", len(methods) + 3, "step") as step:
-            for name, method in methods.items():  # one at a time, to say how far it is
-                computed = attributions.compute_maps({name: method}, model, x, target, lengths)
-                maps[name], seconds[name] = computed[0][name], computed[1][name]
-                step()
+            maps, seconds = attribution_maps(model, samples, methods, step)
             if "shap" in self.methods:
                 shap = run.results["shap"]
                 maps["shap"] = shap.arrays["values"][np.arange(n), :, :, samples.y_pred].astype(np.float32)
@@ -634,6 +653,27 @@ class AttributionStage(Stage):
                                   section["random_control"], n, path("attribution_faithfulness.png"))
         if a.get("misclassified"):
             attribution_figures.misclassified_figures(*a["misclassified"], path)
+
+
+def method_settings(config: ExplainConfig, samples: Samples) -> dict:
+    """The attribution methods' settings (attributions.method_functions): the explanation settings, with occlusion
+    one feature at a time for a table, whose features are not neighbours in time."""
+    settings = dataclasses.asdict(config)
+    if samples.feature_names is not None:
+        settings["occlusion_window"] = 1
+    return settings
+
+
+def attribution_maps(model, samples: Samples, methods: dict, step=lambda count=1: None) -> tuple[dict, dict]:
+    """(name -> (N, C, L) map of each sample's predicted class, name -> seconds) for the methods computed here
+    (attributions.method_functions), a method at a time, step() after each."""
+    target = torch.as_tensor(samples.y_pred, device=samples.x.device, dtype=torch.long)
+    maps, seconds = {}, {}
+    for name, method in methods.items():
+        computed = attributions.compute_maps({name: method}, model, samples.x, target, samples.length_tensor)
+        maps[name], seconds[name] = computed[0][name], computed[1][name]
+        step()
+    return maps, seconds
 
 
 def mean_share(magnitude: np.ndarray) -> list[float]:
