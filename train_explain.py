@@ -640,7 +640,7 @@ def run(config: Config) -> int:
             scored, samples = context.scored, context.samples
             written = explained_in_parts(config, context, folder if rank == 0 else None, distributed, log) \
                 if config.explain.in_parts else None
-            if distributed and left_process_group(distributed):  # EXPLAIN_ROWS="all": shared out until here
+            if written is not None and distributed and left_process_group(distributed):  # shared out until here
                 return 0
             lap("explained_in_parts")
             report.data_summary((inputs.train, inputs.test), scored.y_pred, folder.staging)
